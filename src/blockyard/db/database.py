@@ -1,0 +1,458 @@
+"""`Database`: run history on SQLite (default) or PostgreSQL, with SQLAlchemy Core."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import weakref
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine.url import URL
+
+from blockyard.db.schema import (
+    BLOCK_RUN_FIELDS,
+    PIPELINE_RUN_COLUMNS,
+    STATUSES,
+    UNFINISHED_STATUSES,
+    block_runs,
+    pipeline_runs,
+    to_utc,
+    utcnow,
+)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        try:
+            return item()
+        except Exception:
+            pass
+    return str(value)
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default)
+
+
+def normalize_url(url: str | os.PathLike) -> URL:
+    """`postgresql://` / `postgres://` use psycopg 3; a bare path means a SQLite file."""
+    text = os.fspath(url)
+    if "://" not in text:
+        text = f"sqlite:///{Path(text).expanduser()}"
+    if text.startswith("postgres://"):
+        text = "postgresql://" + text[len("postgres://"):]
+    parsed = make_url(text)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _set_sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _check_status(status: str) -> str:
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
+    return status
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process with this pid exists on this machine."""
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    if sys.platform == "win32":  # pragma: no cover
+        import ctypes
+
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)
+        if not handle:
+            return False
+        ctypes.windll.kernel32.CloseHandle(handle)
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _row(row) -> dict | None:
+    return dict(row._mapping) if row is not None else None
+
+
+class Database:
+    """Run history. Thread-safe (one SQLAlchemy engine with a connection pool)."""
+
+    def __init__(self, url: str | os.PathLike, *, echo: bool = False) -> None:
+        self.url: URL = normalize_url(url)
+        self.dialect = self.url.get_backend_name()
+        kwargs: dict[str, Any] = {
+            "echo": echo,
+            "json_serializer": _json_dumps,
+        }
+        if self.dialect == "sqlite":
+            database = self.url.database
+            if database and database != ":memory:" and not database.startswith("file:"):
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False}
+            if not database or database == ":memory:":
+                kwargs["poolclass"] = sa.pool.StaticPool
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine: Engine = sa.create_engine(self.url, **kwargs)
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _set_sqlite_pragmas)
+        self._hostname = socket.gethostname()
+        self._in_memory = self.dialect == "sqlite" and self.url.database in (None, "", ":memory:")
+        if hasattr(os, "register_at_fork") and not self._in_memory:
+            # A forked child must not reuse the parent's pooled connections.
+            ref = weakref.ref(self)
+
+            def _dispose_in_child() -> None:
+                database = ref()
+                if database is not None:
+                    database.engine.dispose(close=False)
+
+            os.register_at_fork(after_in_child=_dispose_in_child)
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def safe_url(self) -> str:
+        """The URL with its password masked, for logs and messages."""
+        return self.url.render_as_string(hide_password=True)
+
+    def __repr__(self) -> str:
+        return f"Database({self.safe_url!r})"
+
+    def migrate(self) -> bool:
+        """Upgrade the schema to the newest revision. Returns False if it already was
+        (that check does not import alembic)."""
+        from blockyard.db.migrate import migrate
+
+        return migrate(self.engine)
+
+    def recorder(self, interval: float = 0.02):
+        """A write-behind, batched recorder for block-run rows (see `Recorder`)."""
+        from blockyard.db.recorder import Recorder
+
+        return Recorder(self, interval=interval)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ----------------------------------------------------------- pipeline runs
+    def create_pipeline_run(
+        self,
+        project: str,
+        pipeline_uuid: str,
+        variables: Mapping[str, Any] | None = None,
+        execution_date: datetime | None = None,
+        block_uuids: Iterable[str] = (),
+        status: str = "running",
+        trigger_id: int | None = None,
+        pid: int | None = None,
+        hostname: str | None = None,
+        backfill_id: int | None = None,
+    ) -> int:
+        """Insert a pipeline run and one 'initial' block run per block uuid, in one transaction."""
+        _check_status(status)
+        now = utcnow()
+        uuids = list(block_uuids)
+        values = {
+            "project": project,
+            "pipeline_uuid": pipeline_uuid,
+            "status": status,
+            "variables": dict(variables) if variables is not None else {},
+            "execution_date": execution_date if execution_date is not None else now,
+            "created_at": now,
+            "started_at": now if status == "running" else None,
+            "trigger_id": trigger_id,
+            "backfill_id": backfill_id,
+            "pid": pid,
+            "hostname": hostname,
+            "block_count": len(uuids),
+        }
+        with self.engine.begin() as conn:
+            run_id = conn.execute(pipeline_runs.insert().values(values)).inserted_primary_key[0]
+            if uuids:
+                conn.execute(
+                    block_runs.insert(),
+                    [
+                        {
+                            "pipeline_run_id": run_id,
+                            "block_uuid": u,
+                            "base_block_uuid": u,
+                            "status": "initial",
+                            "attempts": 0,
+                            "cache_hit": False,
+                        }
+                        for u in uuids
+                    ],
+                )
+        return int(run_id)
+
+    def update_pipeline_run(self, run_id: int, **fields: Any) -> None:
+        """Set columns of a pipeline run (e.g. status='running', started_at=..., metrics=...)."""
+        unknown = set(fields) - (PIPELINE_RUN_COLUMNS - {"id"})
+        if unknown:
+            raise ValueError(f"unknown pipeline run field(s): {', '.join(sorted(unknown))}")
+        if "status" in fields:
+            _check_status(fields["status"])
+        if not fields:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(pipeline_runs.update().where(pipeline_runs.c.id == run_id).values(fields))
+
+    def finish_pipeline_run(
+        self,
+        run_id: int,
+        status: str,
+        error: str | BaseException | None = None,
+        error_details: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Mark a run finished. `error` may be an exception; a BlockyardError also fills
+        `error_details` (file/line/block/hint) unless given."""
+        _check_status(status)
+        if isinstance(error, BaseException):
+            exc = error
+            error = str(exc) or type(exc).__name__
+            if error_details is None and hasattr(exc, "to_dict"):
+                try:
+                    error_details = exc.to_dict()
+                except Exception:
+                    error_details = None
+        values: dict[str, Any] = {
+            "status": status,
+            "completed_at": utcnow(),
+            "error": error,
+            "error_details": dict(error_details) if error_details is not None else None,
+        }
+        if metrics is not None:
+            values["metrics"] = dict(metrics)
+        with self.engine.begin() as conn:
+            conn.execute(pipeline_runs.update().where(pipeline_runs.c.id == run_id).values(values))
+
+    def get_pipeline_run(self, run_id: int) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(pipeline_runs).where(pipeline_runs.c.id == run_id)).first()
+        return _row(row)
+
+    @staticmethod
+    def _run_filters(project, pipeline_uuid, status) -> list:
+        where = []
+        if project is not None:
+            where.append(pipeline_runs.c.project == project)
+        if pipeline_uuid is not None:
+            where.append(pipeline_runs.c.pipeline_uuid == pipeline_uuid)
+        if status is not None:
+            if isinstance(status, str):
+                where.append(pipeline_runs.c.status == status)
+            else:
+                where.append(pipeline_runs.c.status.in_(list(status)))
+        return where
+
+    def list_pipeline_runs(
+        self,
+        project: str | None = None,
+        pipeline_uuid: str | None = None,
+        status: str | Iterable[str] | None = None,
+        limit: int | None = 50,
+        offset: int = 0,
+    ) -> list[dict]:
+        """Pipeline runs, newest first. `status` may be one status or several."""
+        query = (
+            sa.select(pipeline_runs)
+            .where(*self._run_filters(project, pipeline_uuid, status))
+            .order_by(pipeline_runs.c.created_at.desc(), pipeline_runs.c.id.desc())
+            .offset(offset)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def count_pipeline_runs(
+        self,
+        project: str | None = None,
+        pipeline_uuid: str | None = None,
+        status: str | Iterable[str] | None = None,
+    ) -> int:
+        query = (
+            sa.select(sa.func.count())
+            .select_from(pipeline_runs)
+            .where(*self._run_filters(project, pipeline_uuid, status))
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def latest_pipeline_run(
+        self, project: str, pipeline_uuid: str, status: str | None = "completed"
+    ) -> dict | None:
+        runs = self.list_pipeline_runs(project, pipeline_uuid, status, limit=1)
+        return runs[0] if runs else None
+
+    def delete_pipeline_runs_before(
+        self, before: datetime, *, include_unfinished: bool = False
+    ) -> list[int]:
+        """Delete runs created before `before` (with their block runs); returns their ids.
+        Runs still initial/queued/running are kept unless `include_unfinished`."""
+        where = [pipeline_runs.c.created_at < to_utc(before)]
+        if not include_unfinished:
+            where.append(pipeline_runs.c.status.not_in(UNFINISHED_STATUSES))
+        with self.engine.begin() as conn:
+            ids = [
+                int(i)
+                for i in conn.execute(
+                    sa.select(pipeline_runs.c.id).where(*where).order_by(pipeline_runs.c.id)
+                ).scalars()
+            ]
+            if ids:
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    # ON DELETE CASCADE would do it too; explicit keeps it independent of PRAGMAs.
+                    conn.execute(block_runs.delete().where(block_runs.c.pipeline_run_id.in_(chunk)))
+                    conn.execute(pipeline_runs.delete().where(pipeline_runs.c.id.in_(chunk)))
+        return ids
+
+    # -------------------------------------------------------------- block runs
+    def get_block_runs(self, run_id: int) -> list[dict]:
+        """The run's block runs in creation order (the pipeline's block order, then clones)."""
+        query = (
+            sa.select(block_runs)
+            .where(block_runs.c.pipeline_run_id == run_id)
+            .order_by(block_runs.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def get_block_run(self, run_id: int, block_uuid: str) -> dict | None:
+        query = sa.select(block_runs).where(
+            block_runs.c.pipeline_run_id == run_id, block_runs.c.block_uuid == block_uuid
+        )
+        with self.engine.connect() as conn:
+            return _row(conn.execute(query).first())
+
+    def lookup_cache(self, cache_key: str) -> dict | None:
+        """The latest completed block run with this cache key (its `output_ref` says where
+        the outputs live), or None."""
+        query = (
+            sa.select(block_runs)
+            .where(block_runs.c.cache_key == cache_key, block_runs.c.status == "completed")
+            .order_by(block_runs.c.id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return _row(conn.execute(query).first())
+
+    def latest_block_run(
+        self,
+        project: str,
+        pipeline_uuid: str,
+        block_uuid: str,
+        status: str | None = "completed",
+    ) -> dict | None:
+        """The newest run of this block in this pipeline (with `status`, if not None)."""
+        where = [
+            pipeline_runs.c.project == project,
+            pipeline_runs.c.pipeline_uuid == pipeline_uuid,
+            block_runs.c.block_uuid == block_uuid,
+        ]
+        if status is not None:
+            where.append(block_runs.c.status == status)
+        query = (
+            sa.select(block_runs)
+            .join(pipeline_runs, pipeline_runs.c.id == block_runs.c.pipeline_run_id)
+            .where(*where)
+            .order_by(block_runs.c.pipeline_run_id.desc(), block_runs.c.id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return _row(conn.execute(query).first())
+
+    def recover_orphans(self) -> int:
+        """Fail the runs that a dead process on this host left initial/queued/running.
+
+        Only runs whose `hostname` is this machine and whose `pid` no longer exists
+        are touched; their unfinished block runs are failed too. Returns how many
+        pipeline runs were recovered.
+        """
+        with self.engine.connect() as conn:
+            candidates = conn.execute(
+                sa.select(pipeline_runs.c.id, pipeline_runs.c.pid).where(
+                    pipeline_runs.c.status.in_(UNFINISHED_STATUSES),
+                    pipeline_runs.c.hostname == self._hostname,
+                    pipeline_runs.c.pid.is_not(None),
+                )
+            ).all()
+        dead = [(int(i), int(p)) for i, p in candidates if not pid_alive(int(p))]
+        if not dead:
+            return 0
+        now = utcnow()
+        recovered = 0
+        with self.engine.begin() as conn:
+            for run_id, pid in dead:
+                message = f"the process running it (pid {pid}) exited before it finished"
+                result = conn.execute(
+                    pipeline_runs.update()
+                    .where(
+                        pipeline_runs.c.id == run_id,
+                        pipeline_runs.c.status.in_(UNFINISHED_STATUSES),
+                    )
+                    .values(status="failed", error=message, completed_at=now)
+                )
+                if result.rowcount:
+                    recovered += 1
+                    conn.execute(
+                        block_runs.update()
+                        .where(
+                            block_runs.c.pipeline_run_id == run_id,
+                            block_runs.c.status.in_(UNFINISHED_STATUSES),
+                        )
+                        .values(status="failed", error=message, completed_at=now)
+                    )
+        return recovered
+
+    # ------------------------------------------------------- used by Recorder
+    @staticmethod
+    def check_block_run_fields(fields: Mapping[str, Any]) -> None:
+        unknown = set(fields) - BLOCK_RUN_FIELDS
+        if unknown:
+            raise ValueError(
+                f"unknown block run field(s): {', '.join(sorted(unknown))}; "
+                f"expected some of {', '.join(sorted(BLOCK_RUN_FIELDS))}"
+            )
+        if "status" in fields:
+            _check_status(fields["status"])

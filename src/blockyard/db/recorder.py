@@ -1,0 +1,286 @@
+"""Write-behind, batched recording of block-run changes.
+
+The engine calls `add_block_run` / `update_block_run` from any thread; they only
+queue the change and return. A background thread writes what is queued every
+`interval` seconds (20 ms by default) in one transaction:
+
+* pending updates of the same (run_id, block_uuid) are merged (later values win);
+* updates of a row whose insert is still pending are folded into the insert;
+* inserts with the same column set, and updates with the same column set, are
+  each sent as one executemany.
+
+`flush()` returns once everything queued before it is written; `close()` flushes
+and stops the thread. A failed write is never dropped silently: the error is kept
+and raised (as `RecorderError`) from the next `flush()` or `close()`.
+"""
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from blockyard.db.schema import block_runs
+from blockyard.errors import BlockyardError
+
+if TYPE_CHECKING:
+    from blockyard.db.database import Database
+
+Key = tuple[int, str]
+
+# Errors that concern one row (a duplicate insert, a run that no longer exists, a
+# bad value): worth retrying the other changes of the batch one by one. Anything
+# else (database unreachable, locked, read-only) would fail for every row alike.
+def _is_row_error(exc: BaseException) -> bool:
+    if isinstance(exc, (sa.exc.IntegrityError, sa.exc.DataError)):
+        return True
+    # A value that could not be converted for the driver (raised before the database).
+    return isinstance(exc, sa.exc.StatementError) and not isinstance(exc, sa.exc.DBAPIError)
+
+
+class RecorderError(BlockyardError):
+    """Block-run changes could not be written to the run-history database."""
+
+    def __init__(self, message: str, *, lost: int, original: BaseException) -> None:
+        super().__init__(
+            message,
+            hint="the run's block statuses in the database may be incomplete; "
+            "check that the database is reachable and not read-only",
+        )
+        self.lost = lost
+        self.original = original
+
+
+class _Op:
+    __slots__ = ("insert", "fields")
+
+    def __init__(self, insert: bool, fields: dict[str, Any]) -> None:
+        self.insert = insert
+        self.fields = fields
+
+
+_live: "weakref.WeakSet[Recorder]" = weakref.WeakSet()
+_atexit_registered = False
+
+
+def _close_all_at_exit() -> None:
+    for recorder in list(_live):
+        try:
+            recorder.close()
+        except Exception:
+            pass
+
+
+class Recorder:
+    def __init__(self, db: "Database", interval: float = 0.02) -> None:
+        global _atexit_registered
+        self._db = db
+        self._engine = db.engine
+        self._interval = interval
+        self._cond = threading.Condition()
+        # Ordered batches; within a batch each key has one op. A second insert of a
+        # key already in the newest batch opens a new batch, which keeps order.
+        self._batches: list[dict[Key, _Op]] = []
+        self._queued = 0  # changes queued so far
+        self._written = 0  # changes handled (written or failed) so far
+        self._flush_requested = False
+        self._closing = False
+        self._closed = False
+        self._error: RecorderError | None = None
+        self._update_stmt = block_runs.update().where(
+            block_runs.c.pipeline_run_id == sa.bindparam("_run_id"),
+            block_runs.c.block_uuid == sa.bindparam("_block_uuid"),
+        )
+        self._thread = threading.Thread(target=self._run, name="blockyard-db-recorder", daemon=True)
+        self._thread.start()
+        _live.add(self)
+        if not _atexit_registered:
+            atexit.register(_close_all_at_exit)
+            _atexit_registered = True
+
+    # ------------------------------------------------------------ public API
+    def add_block_run(
+        self,
+        run_id: int,
+        block_uuid: str,
+        status: str = "initial",
+        *,
+        parent_uuid: str | None = None,
+        **fields: Any,
+    ) -> None:
+        """Queue the insert of a block run (e.g. a dynamic child created during the run).
+        `parent_uuid` is stored as `base_block_uuid` (default: `block_uuid`)."""
+        fields["status"] = status
+        if "base_block_uuid" not in fields:
+            fields["base_block_uuid"] = parent_uuid if parent_uuid is not None else block_uuid
+        fields.setdefault("attempts", 0)
+        fields.setdefault("cache_hit", False)
+        self._db.check_block_run_fields(fields)
+        self._enqueue((int(run_id), block_uuid), True, fields)
+
+    def update_block_run(self, run_id: int, block_uuid: str, **fields: Any) -> None:
+        """Queue an update of some columns of a block run."""
+        if not fields:
+            return
+        self._db.check_block_run_fields(fields)
+        self._enqueue((int(run_id), block_uuid), False, fields)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every change queued before this call is written, then raise
+        the error of any failed write since the last flush."""
+        with self._cond:
+            target = self._queued
+            if self._written < target:
+                if not self._thread.is_alive():
+                    raise RuntimeError("the recorder is closed; nothing can be flushed any more")
+                self._flush_requested = True
+                self._cond.notify_all()
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while self._written < target:
+                    if not self._thread.is_alive():  # pragma: no cover - writer crashed
+                        raise RuntimeError("the recorder thread stopped unexpectedly")
+                    wait = 0.5
+                    if deadline is not None:
+                        wait = min(wait, deadline - time.monotonic())
+                        if wait <= 0:
+                            raise TimeoutError(f"recorder flush did not finish in {timeout} s")
+                    self._cond.wait(wait)
+        self._raise_error()
+
+    def close(self) -> None:
+        """Write everything queued, stop the thread, raise any pending write error."""
+        with self._cond:
+            if not self._closed:
+                self._closing = True
+                self._cond.notify_all()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join()
+        self._closed = True
+        _live.discard(self)
+        self._raise_error()
+
+    @property
+    def pending(self) -> int:
+        """How many queued changes are not written yet."""
+        with self._cond:
+            return self._queued - self._written
+
+    def __enter__(self) -> "Recorder":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            try:
+                self.close()
+            except Exception:
+                pass
+
+    # -------------------------------------------------------------- internals
+    def _raise_error(self) -> None:
+        with self._cond:
+            error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _enqueue(self, key: Key, insert: bool, fields: dict[str, Any]) -> None:
+        with self._cond:
+            if self._closing or self._closed:
+                raise RuntimeError("the recorder is closed")
+            was_empty = not self._batches
+            batch = self._batches[-1] if self._batches else None
+            if insert:
+                if batch is None or key in batch:
+                    batch = {}
+                    self._batches.append(batch)
+                batch[key] = _Op(True, dict(fields))
+            else:
+                if batch is None:
+                    batch = {}
+                    self._batches.append(batch)
+                op = batch.get(key)
+                if op is None:
+                    batch[key] = _Op(False, dict(fields))
+                else:
+                    op.fields.update(fields)
+            self._queued += 1
+            if was_empty:
+                self._cond.notify_all()
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._batches and not self._closing:
+                    self._flush_requested = False
+                    cond.wait()
+                if not self._batches:  # closing and nothing left
+                    return
+                # Let more changes gather for one interval, unless someone waits.
+                deadline = time.monotonic() + self._interval
+                while not (self._flush_requested or self._closing):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    cond.wait(remaining)
+                batches, self._batches = self._batches, []
+                upto = self._queued
+                self._flush_requested = False
+            error = self._write(batches)
+            with cond:
+                if error is not None and self._error is None:
+                    self._error = error
+                self._written = upto
+                cond.notify_all()
+
+    def _write(self, batches: list[dict[Key, _Op]]) -> RecorderError | None:
+        try:
+            with self._engine.begin() as conn:
+                for batch in batches:
+                    self._write_ops(conn, batch.items())
+            return None
+        except BaseException as exc:  # noqa: BLE001 - kept and raised from flush()
+            first = exc
+        total = sum(len(b) for b in batches)
+        if not _is_row_error(first):
+            return RecorderError(
+                f"could not record {total} block run change(s): {first}", lost=total, original=first
+            )
+        # One bad row must not cost the others: retry them one by one.
+        lost = 0
+        original: BaseException | None = None
+        for batch in batches:
+            for key, op in batch.items():
+                try:
+                    with self._engine.begin() as conn:
+                        self._write_ops(conn, [(key, op)])
+                except BaseException as exc:  # noqa: BLE001
+                    lost += 1
+                    if original is None:
+                        original = exc
+        if original is None:
+            return None
+        return RecorderError(
+            f"could not record {lost} of {total} block run change(s): {original}",
+            lost=lost,
+            original=original,
+        )
+
+    def _write_ops(self, conn, ops) -> None:
+        inserts: dict[frozenset, list[dict]] = {}
+        updates: dict[frozenset, list[dict]] = {}
+        for (run_id, block_uuid), op in ops:
+            if op.insert:
+                row = {"pipeline_run_id": run_id, "block_uuid": block_uuid, **op.fields}
+                inserts.setdefault(frozenset(row), []).append(row)
+            else:
+                params = {"_run_id": run_id, "_block_uuid": block_uuid, **op.fields}
+                updates.setdefault(frozenset(op.fields), []).append(params)
+        for rows in inserts.values():
+            conn.execute(block_runs.insert(), rows)
+        for rows in updates.values():
+            conn.execute(self._update_stmt, rows)

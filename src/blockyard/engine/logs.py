@@ -1,0 +1,131 @@
+"""Per-block-run log files.
+
+`print` in a block and the `logger` kwarg both land in the block run's own log
+file. Blocks run concurrently in threads, so stdout/stderr are replaced once by
+a proxy that routes each write to the log of the block running on that thread
+(a context variable), and to the real stream otherwise.
+"""
+from __future__ import annotations
+
+import contextvars
+import io
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+
+_current: contextvars.ContextVar["BlockLog | None"] = contextvars.ContextVar(
+    "blockyard_block_log", default=None
+)
+_install_lock = threading.Lock()
+
+
+class BlockLog:
+    """A log file opened on first write; thread-safe appends."""
+
+    def __init__(self, path: Path, echo: bool = False) -> None:
+        self.path = path
+        self.echo = echo
+        self._fh: io.TextIOBase | None = None
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        if not text:
+            return 0
+        with self._lock:
+            if self._fh is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = open(self.path, "a", encoding="utf-8", buffering=1 << 16)
+            self._fh.write(text)
+        return len(text)
+
+    def line(self, message: str, level: str = "INFO") -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        self.write(f"{stamp} {level} {message}\n")
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._fh is not None:
+                self._fh.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+
+
+class _RoutingStream(io.TextIOBase):
+    def __init__(self, real) -> None:
+        self._real = real
+
+    def write(self, text: str) -> int:
+        log = _current.get()
+        if log is not None:
+            return log.write(text)
+        return self._real.write(text)
+
+    def flush(self) -> None:
+        log = _current.get()
+        if log is not None:
+            log.flush()
+        self._real.flush()
+
+    def isatty(self) -> bool:
+        return _current.get() is None and self._real.isatty()
+
+    def fileno(self) -> int:
+        return self._real.fileno()
+
+    @property
+    def encoding(self):  # type: ignore[override]
+        return getattr(self._real, "encoding", "utf-8")
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def install_stream_routing() -> None:
+    with _install_lock:
+        if not isinstance(sys.stdout, _RoutingStream):
+            sys.stdout = _RoutingStream(sys.stdout)
+        if not isinstance(sys.stderr, _RoutingStream):
+            sys.stderr = _RoutingStream(sys.stderr)
+
+
+class _BlockLogHandler(logging.Handler):
+    def __init__(self, log: BlockLog) -> None:
+        super().__init__()
+        self._log = log
+        self.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+        )
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._log.write(self.format(record) + "\n")
+        except Exception:  # a log line must never fail a block
+            self.handleError(record)
+
+
+def block_logger(name: str, log: BlockLog) -> logging.Logger:
+    """A real `logging.Logger`, not registered in the global manager (no leak per run)."""
+    logger = logging.Logger(f"blockyard.{name}", logging.DEBUG)
+    logger.addHandler(_BlockLogHandler(log))
+    logger.propagate = False
+    return logger
+
+
+class routed:
+    """Route this thread's prints to `log` for the duration of the block."""
+
+    def __init__(self, log: BlockLog) -> None:
+        self.log = log
+
+    def __enter__(self) -> BlockLog:
+        self._token = _current.set(self.log)
+        return self.log
+
+    def __exit__(self, *exc) -> None:
+        _current.reset(self._token)

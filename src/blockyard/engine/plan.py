@@ -1,0 +1,208 @@
+"""The static shape of a pipeline run: blocks, edges, order, fan-out lineage.
+
+A block's *lineage* is the chain of dynamic blocks whose fan-out clones it:
+downstream of a dynamic block a block is cloned once per item; downstream of
+a clone it is cloned too; a `reduce_output` clone gathers one level back up.
+A run node is then (block, path) where path holds one item index per level.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from blockyard.errors import ProjectError
+
+# Block types that are part of the file layout but never run in a pipeline run.
+NOT_RUN = {"markdown", "scratchpad", "chart", "callback", "conditional", "extension"}
+
+
+@dataclass
+class PlannedBlock:
+    uuid: str
+    spec: Any  # project.BlockSpec
+    upstream: list[str]
+    downstream: list[str] = field(default_factory=list)
+    lineage: tuple[str, ...] = ()
+    order: int = 0
+
+    @property
+    def dynamic(self) -> bool:
+        return bool(self.spec.dynamic)
+
+    @property
+    def reduce_output(self) -> bool:
+        return bool(self.spec.reduce_output)
+
+    @property
+    def type(self) -> str:
+        return self.spec.type
+
+
+def plan_pipeline(spec: Any) -> dict[str, PlannedBlock]:
+    """Blocks that run, in topological order (ties keep file order)."""
+    file = getattr(spec, "path", None)
+    runnable = [b for b in spec.blocks if b.type not in NOT_RUN]
+    blocks: dict[str, PlannedBlock] = {}
+    for b in runnable:
+        blocks[b.uuid] = PlannedBlock(uuid=b.uuid, spec=b, upstream=list(b.upstream_blocks or []))
+    all_uuids = {b.uuid for b in spec.blocks}
+    for pb in blocks.values():
+        kept = []
+        for u in pb.upstream:
+            if u in blocks:
+                kept.append(u)
+            elif u not in all_uuids:
+                raise ProjectError(
+                    f"upstream block '{u}' is not defined in this pipeline",
+                    file=file,
+                    block=pb.uuid,
+                    pipeline=spec.uuid,
+                    hint="fix upstream_blocks or add the block",
+                )
+        pb.upstream = kept
+        for u in kept:
+            blocks[u].downstream.append(pb.uuid)
+    order = _toposort(blocks, file, spec.uuid)
+    ordered: dict[str, PlannedBlock] = {}
+    for i, uuid in enumerate(order):
+        pb = blocks[uuid]
+        pb.order = i
+        pb.lineage = _lineage(pb, ordered, file, spec.uuid)
+        ordered[uuid] = pb
+    return ordered
+
+
+def _toposort(blocks: dict[str, PlannedBlock], file: Any, pipeline: str) -> list[str]:
+    position = {u: i for i, u in enumerate(blocks)}
+    indegree = {u: len(b.upstream) for u, b in blocks.items()}
+    import heapq
+
+    heap = [(position[u], u) for u, d in indegree.items() if d == 0]
+    heapq.heapify(heap)
+    out: list[str] = []
+    while heap:
+        _, u = heapq.heappop(heap)
+        out.append(u)
+        for d in blocks[u].downstream:
+            indegree[d] -= 1
+            if indegree[d] == 0:
+                heapq.heappush(heap, (position[d], d))
+    if len(out) != len(blocks):
+        cycle = find_cycle({u: b.upstream for u, b in blocks.items() if u not in out})
+        raise ProjectError(
+            f"the pipeline has a cycle: {' -> '.join(cycle)}",
+            file=file,
+            block=cycle[0] if cycle else None,
+            pipeline=pipeline,
+            hint="remove one of these upstream links",
+        )
+    return out
+
+
+def find_cycle(upstream: dict[str, list[str]]) -> list[str]:
+    """One cycle among the given nodes, as a closed path [a, b, ..., a] in data-flow order."""
+    color: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(u: str) -> list[str] | None:
+        color[u] = 1
+        stack.append(u)
+        for v in upstream.get(u, []):
+            if v not in upstream:
+                continue
+            if color.get(v) == 1:
+                cyc = stack[stack.index(v):] + [v]
+                return list(reversed(cyc))
+            if color.get(v) is None:
+                found = visit(v)
+                if found:
+                    return found
+        stack.pop()
+        color[u] = 2
+        return None
+
+    for u in upstream:
+        if color.get(u) is None:
+            found = visit(u)
+            if found:
+                return found
+    return []
+
+
+def _lineage(
+    pb: PlannedBlock, done: dict[str, PlannedBlock], file: Any, pipeline: str
+) -> tuple[str, ...]:
+    lineage: tuple[str, ...] = ()
+    for u in pb.upstream:
+        up = done[u]
+        if up.dynamic:
+            cand = up.lineage + (up.uuid,)
+        elif up.reduce_output and up.lineage:
+            cand = up.lineage[:-1]
+        else:
+            cand = up.lineage
+        longer, shorter = (cand, lineage) if len(cand) >= len(lineage) else (lineage, cand)
+        if longer[: len(shorter)] != shorter:
+            raise ProjectError(
+                "the block joins the outputs of two different dynamic fan-outs "
+                f"({' > '.join(lineage) or 'none'} and {' > '.join(cand) or 'none'})",
+                file=file,
+                block=pb.uuid,
+                pipeline=pipeline,
+                hint="reduce one branch with reduce_output first",
+            )
+        lineage = longer
+    return lineage
+
+
+def parse_dynamic_output(outputs: list[Any]) -> tuple[list[Any], list[dict]]:
+    """A dynamic block returns `(items, metadata)` (or `[items, metadata]`, or just items)."""
+    if len(outputs) == 2 and _is_seq(outputs[0]) and _is_meta(outputs[1]):
+        items, meta = list(outputs[0]), list(outputs[1])
+    elif len(outputs) == 1:
+        value = outputs[0]
+        if (
+            isinstance(value, list)
+            and len(value) == 2
+            and _is_seq(value[0])
+            and _is_meta(value[1])
+            and len(value[1]) == len(value[0])
+        ):
+            items, meta = list(value[0]), list(value[1])
+        elif _is_seq(value):
+            items, meta = list(value), []
+        elif value is None:
+            items, meta = [], []
+        elif hasattr(value, "to_dict") and hasattr(value, "iterrows"):
+            items, meta = value.to_dict("records"), []
+        else:
+            raise TypeError(
+                "a dynamic block must return a list of items, or (items, metadata); "
+                f"got {type(value).__name__}"
+            )
+    else:
+        raise TypeError(
+            f"a dynamic block must return a list of items, or (items, metadata); got {len(outputs)} outputs"
+        )
+    meta = [m if isinstance(m, dict) else {} for m in meta]
+    meta += [{} for _ in range(len(items) - len(meta))]
+    return items, meta[: len(items)]
+
+
+def _is_seq(v: Any) -> bool:
+    return isinstance(v, (list, tuple))
+
+
+def _is_meta(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and all(isinstance(m, dict) for m in v)
+
+
+def clone_labels(meta: list[dict]) -> list[str]:
+    labels, seen = [], set()
+    for i, m in enumerate(meta):
+        label = str(m.get("block_uuid", i)) if m else str(i)
+        if label in seen:
+            label = f"{label}_{i}"
+        seen.add(label)
+        labels.append(label)
+    return labels

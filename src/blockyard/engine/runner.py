@@ -1,0 +1,663 @@
+"""One pipeline run: nodes, dependencies, dynamic fan-out, caching, recording.
+
+The runner owns the scheduling loop on the calling thread. User code runs only
+in `execute_block` on an executor; the runner decides what is ready, checks the
+cache, expands dynamic blocks, and records every state change through the
+database's write-behind recorder.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import quote
+
+from blockyard.engine import cache as cache_mod
+from blockyard.engine.execute import BlockTask, Outcome
+from blockyard.engine.executors import Executor, make_executor
+from blockyard.engine.loader import read_source
+from blockyard.engine.plan import PlannedBlock, clone_labels, parse_dynamic_output, plan_pipeline
+from blockyard.errors import BlockLoadError, BlockyardError
+
+GOOD = ("completed", "condition_failed")
+
+
+@dataclass
+class Input:
+    kind: str  # whole | item | gather | external
+    nodes: list["Node"] = field(default_factory=list)
+    index: int | None = None
+    value: Any = None
+    digest: Any = None
+
+
+@dataclass(eq=False)
+class Node:
+    uuid: str
+    block: PlannedBlock
+    path: tuple[int, ...]
+    inputs: list[Input]
+    dynamic_index: int | None = None
+    waiting: int = 0
+    bad_upstream: str | None = None
+    dependents: list["Node"] = field(default_factory=list)
+    status: str = "initial"
+    outputs: list[Any] | None = None
+    output_ref: str | None = None
+    digest: str | None = None
+    cache_hit: bool = False
+    outcome: Outcome | None = None
+    started: float = 0.0
+
+
+@dataclass
+class _Expansion:
+    n: int
+    labels: list[str]
+
+
+class PipelineRunner:
+    def __init__(
+        self,
+        session: Any,
+        spec: Any,
+        *,
+        variables: dict | None = None,
+        trigger_variables: dict | None = None,
+        use_cache: bool = True,
+        executor: str | Executor | None = "thread",
+        max_workers: int | None = None,
+        run_tests: bool = True,
+        block: str | None = None,
+        from_block: str | None = None,
+        on_event: Callable[[dict], None] | None = None,
+        execution_date: datetime | None = None,
+        trigger_id: int | None = None,
+        run_id: int | None = None,
+    ) -> None:
+        self.session = session
+        self.spec = spec
+        self.project = spec.project.name
+        self.runtime_variables = dict(variables or {})
+        self.trigger_variables = dict(trigger_variables or {})
+        self.use_cache = use_cache
+        self.executor_kind = executor
+        self.max_workers = max_workers
+        self.run_tests = run_tests
+        self.only_block = block
+        self.from_block = from_block
+        self.on_event = on_event
+        self.execution_date = execution_date or datetime.now(timezone.utc)
+        self.trigger_id = trigger_id
+        self.run_id = run_id
+        self.nodes: dict[tuple[str, tuple[int, ...]], Node] = {}
+        self.by_uuid: dict[str, Node] = {}
+        self.expansions: dict[tuple[str, tuple[int, ...]], _Expansion] = {}
+        self._done_q: "queue.SimpleQueue[tuple[Node, Outcome | BaseException]]" = queue.SimpleQueue()
+        self._cancel = threading.Event()
+        self.error: str | None = None
+        self.error_details: dict | None = None
+
+    # ---------------------------------------------------------------- setup
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def _variables(self) -> dict:
+        merged = dict(self.spec.variables or {})
+        merged.update(self.trigger_variables)
+        merged.update(self.runtime_variables)
+        return merged
+
+    def _emit(self, **event: Any) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(event)
+            except Exception:  # a broken progress view must not break the run
+                pass
+
+    def run(self) -> "RunState":
+        db = self.session.db
+        ws = self.session.workspace
+        from blockyard.engine.loader import ensure_import_paths
+
+        ensure_import_paths(ws.root.parent, ws.root)
+        from blockyard.engine.logs import install_stream_routing
+
+        install_stream_routing()
+        self.variables = self._variables()
+        self.store = self.session.store
+        try:
+            self.spec.validate()
+            self.plan = plan_pipeline(self.spec)
+            self.selected = self._select()
+            self._sources = self._read_sources()
+            self._externals = self._external_inputs()
+        except BlockyardError as exc:
+            return self._fail_before_start(exc)
+        self.callback_files, self.condition_files = self._attached_files()
+        self.utils_hash = cache_mod.tree_hash(
+            [ws.root / "utils", self.spec.project.path / "utils"]
+        )
+        self.run_id = db.create_pipeline_run(
+            project=self.project,
+            pipeline_uuid=self.spec.uuid,
+            variables=self.variables,
+            execution_date=self.execution_date,
+            block_uuids=list(self.selected),
+            status="running",
+            trigger_id=self.trigger_id,
+            pid=os.getpid(),
+            hostname=socket.gethostname(),
+        )
+        self.rec = db.recorder()
+        self.log_dir = self.session.logs_dir / str(self.run_id)
+        self._base_kwargs = {
+            **self.variables,
+            "execution_date": self.execution_date,
+            "ds": self.execution_date.strftime("%Y-%m-%d"),
+            "env": os.environ.get("BLOCKYARD_ENV", "dev"),
+            "pipeline_uuid": self.spec.uuid,
+            "project_uuid": self.project,
+            "pipeline_run_id": self.run_id,
+            "context": {},
+        }
+        self._emit(type="run_started", run_id=self.run_id, blocks=list(self.selected))
+        self.executor = make_executor(self.executor_kind, self.max_workers)
+        try:
+            self._loop()
+        finally:
+            self.executor.shutdown()
+        return self._finish()
+
+    def _select(self) -> dict[str, PlannedBlock]:
+        for name in (self.only_block, self.from_block):
+            if name and name not in self.plan:
+                raise BlockyardError(
+                    f"no block '{name}' in pipeline '{self.spec.uuid}'",
+                    file=self.spec.path,
+                    hint="blocks: " + ", ".join(self.plan),
+                )
+        if self.only_block:
+            return {self.only_block: self.plan[self.only_block]}
+        if self.from_block:
+            keep = {self.from_block}
+            for uuid, pb in self.plan.items():  # topological order
+                if any(u in keep for u in pb.upstream):
+                    keep.add(uuid)
+            return {u: pb for u, pb in self.plan.items() if u in keep}
+        return dict(self.plan)
+
+    def _read_sources(self) -> dict[str, tuple[str, str]]:
+        """Read and syntax-check every selected block before anything runs."""
+        sources = {}
+        for uuid, pb in self.selected.items():
+            if pb.type == "global_data_product":
+                continue
+            path = pb.spec.file_path
+            if path is None:
+                raise BlockLoadError(
+                    f"block type '{pb.type}' has no file to run", block=uuid, file=self.spec.path
+                )
+            source, code_hash = read_source(Path(path), uuid)
+            try:
+                compile(source, str(path), "exec")
+            except SyntaxError as exc:
+                raise BlockLoadError(
+                    f"syntax error: {exc.msg}", file=path, line=exc.lineno, block=uuid
+                ) from None
+            sources[uuid] = (source, code_hash)
+        return sources
+
+    def _attached_files(self) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+        callbacks: dict[str, list[Path]] = {}
+        conditions: dict[str, list[Path]] = {}
+        for attr, target in (("callbacks", callbacks), ("conditionals", conditions)):
+            for extra in getattr(self.spec, attr, None) or []:
+                if extra.file_path is None:
+                    continue
+                for u in extra.upstream_blocks or []:
+                    target.setdefault(u, []).append(Path(extra.file_path))
+        return callbacks, conditions
+
+    def _fail_before_start(self, exc: BlockyardError) -> "RunState":
+        db = self.session.db
+        self.error = str(exc)
+        self.error_details = exc.to_dict()
+        blocks = [exc.block] if getattr(exc, "block", None) else []
+        self.run_id = db.create_pipeline_run(
+            project=self.project,
+            pipeline_uuid=self.spec.uuid,
+            variables=self.variables,
+            execution_date=self.execution_date,
+            block_uuids=blocks,
+            status="running",
+            trigger_id=self.trigger_id,
+            pid=os.getpid(),
+            hostname=socket.gethostname(),
+        )
+        if blocks:
+            rec = db.recorder()
+            rec.update_block_run(
+                self.run_id, blocks[0], status="failed", error=self.error
+            )
+            rec.close()
+        db.finish_pipeline_run(
+            self.run_id, "failed", error=self.error, error_details=self.error_details
+        )
+        self._emit(type="run_finished", run_id=self.run_id, status="failed", error=self.error)
+        return RunState(self, "failed")
+
+    # ------------------------------------------------------------ the loop
+    def _loop(self) -> None:
+        self.ready: list[Node] = []
+        self.running = 0
+        self._create_nodes()
+        limit = getattr(self.executor, "max_workers", None) or 10_000
+        while self.ready or self.running:
+            while self.ready and not self._cancel.is_set():
+                node = self.ready.pop()
+                self._start(node)
+            if self._cancel.is_set():
+                for node in self.ready:
+                    self._settle(node, "cancelled")
+                self.ready.clear()
+                if not self.running:
+                    break
+            if not self.running:
+                continue
+            node, result = self._done_q.get()
+            self.running -= 1
+            self._complete(node, result)
+        if self._cancel.is_set():
+            for node in self.by_uuid.values():
+                if node.status in ("initial", "queued"):
+                    self._settle(node, "cancelled")
+        del limit
+
+    # ----------------------------------------------------- node creation
+    def _paths(self, lineage: tuple[str, ...]) -> list[tuple[tuple[int, ...], tuple[str, ...]]]:
+        result: list[tuple[tuple[int, ...], tuple[str, ...]]] = [((), ())]
+        for dyn in lineage:
+            nxt = []
+            for path, labels in result:
+                exp = self.expansions.get((dyn, path))
+                if exp is None:
+                    continue
+                for i in range(exp.n):
+                    nxt.append((path + (i,), labels + (exp.labels[i],)))
+            result = nxt
+        return result
+
+    def _create_nodes(self) -> None:
+        """Create every node whose fan-out is known (start, and after each expansion)."""
+        for pb in self.selected.values():
+            for path, labels in self._paths(pb.lineage):
+                if (pb.uuid, path) in self.nodes:
+                    continue
+                inputs = self._node_inputs(pb, path)
+                if inputs is None:
+                    continue
+                uuid = pb.uuid if not path else pb.uuid + "".join(f":{lab}" for lab in labels)
+                node = Node(uuid, pb, path, inputs, dynamic_index=path[-1] if path else None)
+                self.nodes[(pb.uuid, path)] = node
+                self.by_uuid[uuid] = node
+                if path:
+                    self.rec.add_block_run(
+                        self.run_id,
+                        uuid,
+                        status="initial",
+                        base_block_uuid=pb.uuid,
+                        dynamic_index=node.dynamic_index,
+                    )
+                deps = {id(n): n for inp in inputs for n in inp.nodes}
+                for dep in deps.values():
+                    if dep.status in ("initial", "queued", "running"):
+                        node.waiting += 1
+                        dep.dependents.append(node)
+                    elif dep.status not in GOOD:
+                        node.bad_upstream = node.bad_upstream or dep.status
+                    elif dep.status == "condition_failed":
+                        node.bad_upstream = node.bad_upstream or "condition_failed"
+                if node.waiting == 0:
+                    self._make_ready(node)
+
+    def _node_inputs(self, pb: PlannedBlock, path: tuple[int, ...]) -> list[Input] | None:
+        inputs: list[Input] = []
+        for u in pb.upstream:
+            up = self.plan[u]
+            depth = len(up.lineage)
+            if u not in self.selected:
+                inputs.append(self._externals[u])
+                continue
+            if up.dynamic:
+                parent = self.nodes.get((u, path[:depth]))
+                if parent is None:
+                    return None
+                inputs.append(Input("item", [parent], index=path[depth]))
+            elif up.reduce_output and depth:
+                prefix = path[: depth - 1]
+                exp = self.expansions.get((up.lineage[-1], prefix))
+                if exp is None:
+                    return None
+                clones = [self.nodes.get((u, prefix + (i,))) for i in range(exp.n)]
+                if any(c is None for c in clones):
+                    return None
+                inputs.append(Input("gather", clones))  # type: ignore[arg-type]
+            else:
+                dep = self.nodes.get((u, path[:depth]))
+                if dep is None:
+                    return None
+                inputs.append(Input("whole", [dep]))
+        return inputs
+
+    def _external_inputs(self) -> dict[str, Input]:
+        """Upstream outputs stored by earlier runs, for --block / --from-block."""
+        externals: dict[str, Input] = {}
+        for pb in self.selected.values():
+            for u in pb.upstream:
+                if u in self.selected or u in externals:
+                    continue
+                if self.plan[u].lineage or self.plan[u].dynamic:
+                    raise BlockyardError(
+                        f"cannot run from the stored outputs of dynamic block '{u}'",
+                        block=pb.uuid,
+                        pipeline=self.spec.uuid,
+                        hint="run the whole pipeline instead",
+                    )
+                externals[u] = self._external_input(pb, u)
+        return externals
+
+    def _external_input(self, pb: PlannedBlock, u: str) -> Input:
+        row = self.session.db.latest_block_run(self.project, self.spec.uuid, u)
+        if not row or not row.get("output_ref"):
+            raise BlockyardError(
+                f"upstream block '{u}' has no stored output yet",
+                block=pb.uuid,
+                pipeline=self.spec.uuid,
+                hint=f"run the pipeline once, or run with --from-block {u}",
+            )
+        run_id, node_uuid = row["output_ref"].split("/", 1)
+        outputs = self.store.load_outputs(int(run_id), node_uuid)
+        return Input("external", value=_as_argument(outputs), digest=row.get("digest"))
+
+    # ---------------------------------------------------------- starting
+    def _make_ready(self, node: Node) -> None:
+        if node.bad_upstream:
+            status = "condition_failed" if node.bad_upstream == "condition_failed" else (
+                "cancelled" if node.bad_upstream == "cancelled" else "upstream_failed"
+            )
+            self._settle(node, status)
+            return
+        node.status = "queued"
+        self.ready.append(node)
+
+    def _outputs_of(self, node: Node) -> list[Any]:
+        if node.outputs is None and node.output_ref:
+            run_id, node_uuid = node.output_ref.split("/", 1)
+            node.outputs = self.store.load_outputs(int(run_id), node_uuid)
+        return node.outputs if node.outputs is not None else []
+
+    def _resolve(self, node: Node) -> tuple[list[Any], list[Any]]:
+        args, digests = [], []
+        for inp in node.inputs:
+            if inp.kind == "external":
+                args.append(inp.value)
+                digests.append(inp.digest)
+            elif inp.kind == "whole":
+                dep = inp.nodes[0]
+                args.append(_as_argument(self._outputs_of(dep)))
+                digests.append(dep.digest)
+            elif inp.kind == "item":
+                dep = inp.nodes[0]
+                items, _meta = parse_dynamic_output(self._outputs_of(dep))
+                args.append(items[inp.index])
+                digests.append(f"{dep.digest}[{inp.index}]")
+            else:  # gather
+                args.append([_as_argument(self._outputs_of(d)) for d in inp.nodes])
+                digests.append([d.digest for d in inp.nodes])
+        return args, digests
+
+    def _start(self, node: Node) -> None:
+        pb = node.block
+        node.started = time.perf_counter()
+        if pb.type == "global_data_product":
+            self._start_gdp(node)
+            return
+        try:
+            args, digests = self._resolve(node)
+        except Exception as exc:
+            self._complete(node, exc)
+            return
+        source, code_hash = self._sources[pb.uuid]
+        key = None
+        if self.use_cache and pb.type != "sensor" and not cache_mod.cache_disabled(
+            pb.spec.configuration
+        ):
+            key = cache_mod.cache_key(
+                code_hash=code_hash,
+                utils_hash=self.utils_hash,
+                block_type=pb.type,
+                configuration=pb.spec.configuration,
+                variables=self.variables,
+                input_digests=digests,
+                dynamic_index=node.dynamic_index,
+                extra_code_hashes=[str(p) for p in self.condition_files.get(pb.uuid, [])],
+            )
+            hit = self.session.db.lookup_cache(key)
+            if hit and hit.get("output_ref") and self._ref_exists(hit["output_ref"]):
+                node.cache_hit = True
+                node.output_ref = hit["output_ref"]
+                node.digest = hit.get("digest")
+                now = datetime.now(timezone.utc)
+                self.rec.update_block_run(
+                    self.run_id,
+                    node.uuid,
+                    status="completed",
+                    cache_hit=True,
+                    cache_key=key,
+                    output_ref=node.output_ref,
+                    digest=node.digest,
+                    started_at=now,
+                    completed_at=now,
+                    attempts=0,
+                )
+                self._after(node, "completed")
+                return
+        node.cache_key = key  # type: ignore[attr-defined]
+        kwargs = dict(self._base_kwargs)
+        kwargs["block_uuid"] = pb.uuid
+        kwargs["dynamic_block_uuid"] = node.uuid if node.path else None
+        kwargs["dynamic_block_index"] = node.dynamic_index
+        kwargs["configuration"] = pb.spec.configuration or {}
+        task = BlockTask(
+            run_id=self.run_id,
+            node_uuid=node.uuid,
+            block_uuid=pb.uuid,
+            block_type=pb.type,
+            file_path=Path(pb.spec.file_path),
+            inputs=args,
+            kwargs=kwargs,
+            log_path=self.log_dir / (quote(node.uuid, safe="") + ".log"),
+            retry_config=pb.spec.retry_config or getattr(self.spec, "retry_config", None) or None,
+            timeout=pb.spec.timeout,
+            run_tests=self.run_tests,
+            condition_files=self.condition_files.get(pb.uuid, []),
+            callback_files=self.callback_files.get(pb.uuid, []),
+            store=self.store,
+            import_paths=[str(self.session.workspace.root.parent), str(self.session.workspace.root)],
+        )
+        node.status = "running"
+        self.rec.update_block_run(
+            self.run_id, node.uuid, status="running", started_at=datetime.now(timezone.utc)
+        )
+        self._emit(type="block", node=node.uuid, block=pb.uuid, status="running")
+        self.running += 1
+        fut = self.executor.submit(task)
+        fut.add_done_callback(lambda f, n=node: self._done_q.put((n, _result(f))))
+
+    def _ref_exists(self, ref: str) -> bool:
+        run_id, node_uuid = ref.split("/", 1)
+        return self.store.has_outputs(int(run_id), node_uuid)
+
+    def _start_gdp(self, node: Node) -> None:
+        from blockyard.engine.gdp import resolve_global_data_product
+
+        node.status = "running"
+        self.rec.update_block_run(
+            self.run_id, node.uuid, status="running", started_at=datetime.now(timezone.utc)
+        )
+        self._emit(type="block", node=node.uuid, block=node.block.uuid, status="running")
+        self.running += 1
+
+        def work() -> None:
+            try:
+                result = resolve_global_data_product(self, node)
+            except BaseException as exc:  # noqa: BLE001
+                result = exc
+            self._done_q.put((node, result))
+
+        threading.Thread(target=work, name=f"gdp-{node.uuid}", daemon=True).start()
+
+    # -------------------------------------------------------- completion
+    def _complete(self, node: Node, result: "Outcome | BaseException") -> None:
+        if isinstance(result, BaseException):
+            outcome = Outcome(node_uuid=node.uuid, status="failed")
+            outcome.error = (
+                str(result) if isinstance(result, BlockyardError)
+                else f"block '{node.uuid}': {type(result).__name__}: {result}"
+            )
+            outcome.error_details = (
+                result.to_dict() if isinstance(result, BlockyardError) else {"block": node.uuid}
+            )
+            import traceback
+
+            outcome.traceback = "".join(traceback.format_exception(result))
+            outcome.started_at = outcome.completed_at = datetime.now(timezone.utc)
+        else:
+            outcome = result
+        node.outcome = outcome
+        if outcome.status == "completed":
+            node.outputs = outcome.outputs
+            node.output_ref = outcome.output_ref
+            node.digest = outcome.digest
+        fields: dict[str, Any] = {
+            "status": outcome.status,
+            "attempts": outcome.attempts,
+            "completed_at": outcome.completed_at,
+            "error": outcome.error,
+            "traceback": outcome.traceback,
+            "output_ref": outcome.output_ref,
+            "digest": outcome.digest,
+            "tests": [t.to_dict() for t in outcome.tests] or None,
+            "metrics": {"duration": outcome.duration},
+            "log_path": str(self.log_dir / (quote(node.uuid, safe="") + ".log")),
+        }
+        if outcome.status == "completed" and getattr(node, "cache_key", None):
+            fields["cache_key"] = node.cache_key  # type: ignore[attr-defined]
+        if outcome.started_at:
+            fields["started_at"] = outcome.started_at
+        self.rec.update_block_run(self.run_id, node.uuid, **fields)
+        if outcome.status == "failed" and self.error is None:
+            self.error = outcome.error
+            self.error_details = outcome.error_details
+        if outcome.status == "completed" and node.block.dynamic:
+            try:
+                self._expand(node)
+            except Exception as exc:
+                msg = f"block '{node.uuid}': {exc}"
+                self.rec.update_block_run(self.run_id, node.uuid, status="failed", error=msg)
+                if self.error is None:
+                    self.error, self.error_details = msg, {"block": node.uuid}
+                self._after(node, "failed")
+                return
+            self._after(node, "completed")
+            self._create_nodes()
+            return
+        self._after(node, outcome.status)
+
+    def _expand(self, node: Node) -> None:
+        items, meta = parse_dynamic_output(self._outputs_of(node))
+        self.expansions[(node.block.uuid, node.path)] = _Expansion(len(items), clone_labels(meta))
+
+    def _settle(self, node: Node, status: str) -> None:
+        """Finish a node without running it (upstream failed, skipped, cancelled)."""
+        self.rec.update_block_run(self.run_id, node.uuid, status=status)
+        self._after(node, status)
+
+    def _after(self, node: Node, status: str) -> None:
+        node.status = status
+        duration = time.perf_counter() - node.started if node.started else None
+        self._emit(
+            type="block",
+            node=node.uuid,
+            block=node.block.uuid,
+            status=status,
+            duration=duration,
+            cache_hit=node.cache_hit,
+            error=node.outcome.error if node.outcome else None,
+            tests=[t.to_dict() for t in node.outcome.tests] if node.outcome else [],
+        )
+        for dep in node.dependents:
+            if status not in GOOD or status == "condition_failed":
+                dep.bad_upstream = dep.bad_upstream or status
+            dep.waiting -= 1
+            if dep.waiting == 0:
+                self._make_ready(dep)
+
+    # ------------------------------------------------------------- finish
+    def _finish(self) -> "RunState":
+        statuses = [n.status for n in self.by_uuid.values()]
+        # Blocks whose clones were never created (their fan-out failed or was empty).
+        for uuid, pb in self.selected.items():
+            if pb.lineage:
+                clones = [n for (b, _), n in self.nodes.items() if b == uuid]
+                if clones:
+                    agg = _aggregate([c.status for c in clones])
+                elif any(s not in GOOD for s in statuses):
+                    agg = "cancelled" if self._cancel.is_set() else "upstream_failed"
+                else:
+                    agg = "completed"
+                self.rec.update_block_run(self.run_id, uuid, status=agg)
+        if self._cancel.is_set():
+            status = "cancelled"
+        elif all(s in GOOD for s in statuses):
+            status = "completed"
+        else:
+            status = "failed"
+        self.rec.close()
+        self.session.db.finish_pipeline_run(
+            self.run_id, status, error=self.error, error_details=self.error_details
+        )
+        self._emit(type="run_finished", run_id=self.run_id, status=status, error=self.error)
+        return RunState(self, status)
+
+
+def _aggregate(statuses: list[str]) -> str:
+    for s in ("failed", "upstream_failed", "cancelled"):
+        if s in statuses:
+            return s
+    return "completed"
+
+
+def _as_argument(outputs: list[Any]) -> Any:
+    """One upstream = one argument: its single output, or the list of its outputs."""
+    return outputs[0] if len(outputs) == 1 else list(outputs)
+
+
+def _result(fut) -> "Outcome | BaseException":
+    exc = fut.exception()
+    return exc if exc is not None else fut.result()
+
+
+class RunState:
+    """What a finished run hands back to the API layer."""
+
+    def __init__(self, runner: PipelineRunner, status: str) -> None:
+        self.runner = runner
+        self.status = status

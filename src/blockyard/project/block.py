@@ -1,0 +1,334 @@
+"""BlockSpec: one entry of a pipeline's metadata.yaml (`blocks`, `callbacks`, `conditionals`, `widgets`)."""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Callable
+
+from blockyard.errors import ProjectError
+from blockyard.project.names import (
+    BLOCK_TYPE_DIRS,
+    EXECUTABLE_TYPES,
+    extension_for,
+    is_safe_relative,
+)
+from blockyard.project.yaml_io import set_key, type_name
+
+if TYPE_CHECKING:
+    from blockyard.project.pipeline import PipelineSpec
+    from blockyard.project.workspace import Project
+
+# Fields kept as attributes and written back to `raw` when changed.
+_FIELDS = ("uuid", "name", "type", "language", "upstream_blocks", "configuration", "retry_config", "timeout")
+
+
+class BlockSpec:
+    """A block as listed in pipeline metadata.
+
+    Attributes mirror Mage's keys; everything else stays in `raw` and is written
+    back untouched. `downstream_blocks` is derived from the other blocks'
+    `upstream_blocks` (Mage's own downstream lists are often stale).
+    """
+
+    def __init__(
+        self,
+        raw: dict,
+        pipeline: "PipelineSpec | None" = None,
+        *,
+        group: str = "blocks",
+        line: int | None = None,
+        upstream_lines: list[int | None] | None = None,
+    ) -> None:
+        self.raw = raw
+        self.pipeline = pipeline
+        self.group = group
+        self.line = line  # line of this entry in metadata.yaml when loaded (None for new blocks)
+        self.upstream_lines = upstream_lines or []
+        self.uuid: str = raw["uuid"]
+        self.type: str = raw.get("type") or ""
+        self.name: str = raw.get("name") if raw.get("name") is not None else self.uuid
+        self.language: str = raw.get("language") or "python"
+        self.upstream_blocks: list[str] = list(raw.get("upstream_blocks") or [])
+        self.configuration: dict = copy.deepcopy(raw.get("configuration") or {})
+        self.retry_config: dict | None = copy.deepcopy(raw.get("retry_config"))
+        timeout = raw.get("timeout")
+        self.timeout: float | None = float(timeout) if timeout is not None else None
+        self._snapshot = self._values()
+
+    # -- derived values -------------------------------------------------------------
+    @property
+    def dynamic(self) -> bool:
+        return bool(self.configuration.get("dynamic"))
+
+    @dynamic.setter
+    def dynamic(self, value: bool) -> None:
+        self.configuration["dynamic"] = bool(value)
+
+    @property
+    def reduce_output(self) -> bool:
+        return bool(self.configuration.get("reduce_output"))
+
+    @reduce_output.setter
+    def reduce_output(self, value: bool) -> None:
+        self.configuration["reduce_output"] = bool(value)
+
+    @property
+    def file_source(self) -> str | None:
+        fs = self.configuration.get("file_source")
+        if isinstance(fs, dict) and isinstance(fs.get("path"), str) and fs["path"].strip():
+            return fs["path"].strip()
+        return None
+
+    @property
+    def callback_blocks(self) -> list[str]:
+        return list(self.raw.get("callback_blocks") or [])
+
+    @property
+    def conditional_blocks(self) -> list[str]:
+        return list(self.raw.get("conditional_blocks") or [])
+
+    @property
+    def executable(self) -> bool:
+        """True for types whose code runs in a pipeline run (their file must exist)."""
+        return self.type in EXECUTABLE_TYPES
+
+    @property
+    def downstream_blocks(self) -> list[str]:
+        """Blocks (in the pipeline's `blocks` list) that list this one as upstream."""
+        if self.pipeline is None:
+            return list(self.raw.get("downstream_blocks") or [])
+        return self.pipeline.downstream_of(self.uuid)
+
+    @property
+    def project(self) -> "Project | None":
+        return self.pipeline.project if self.pipeline is not None else None
+
+    @property
+    def default_file_path(self) -> Path | None:
+        """`<project>/<type dir>/<uuid><ext>`, or None for types without a code file."""
+        project = self.project
+        folder = BLOCK_TYPE_DIRS.get(self.type)
+        if project is None or folder is None or not is_safe_relative(self.uuid):
+            return None
+        return project.path / folder / (self.uuid + extension_for(self.type, self.language))
+
+    @property
+    def file_path(self) -> Path | None:
+        """Where this block's code lives.
+
+        `configuration.file_source.path` is tried against the workspace root, the
+        project folder, and with a leading workspace/project folder name stripped;
+        the first existing file wins. Otherwise `<project>/<type dir>/<uuid>.py`
+        (`.md` for markdown). None for types without files (global_data_product, ...).
+        """
+        project = self.project
+        if project is None or self.type == "global_data_product":
+            return None
+        source = self.file_source
+        if source:
+            for candidate in _source_candidates(source, project):
+                if candidate.is_file():
+                    return candidate
+        return self.default_file_path
+
+    def relative_file_source(self, path: Path) -> str:
+        """`path` written the way Mage writes `file_source.path` (relative to the workspace root)."""
+        project = self.project
+        assert project is not None
+        ws = project.workspace
+        base = ws.root if ws.multi_project else ws.root.parent
+        return PurePosixPath(Path(os.path.relpath(path, base))).as_posix()
+
+    # -- writing back ----------------------------------------------------------------
+    def _values(self) -> dict[str, Any]:
+        return {f: copy.deepcopy(getattr(self, f)) for f in _FIELDS}
+
+    def sync_raw(self) -> dict:
+        """Write changed attributes into `raw` (unchanged ones are left exactly as loaded)."""
+        current = self._values()
+        for field, value in current.items():
+            if value != self._snapshot[field]:
+                if field == "timeout" and value is not None and float(value).is_integer():
+                    value = int(value)
+                set_key(self.raw, field, copy.deepcopy(value))
+        self._snapshot = current
+        return self.raw
+
+    def to_dict(self) -> dict[str, Any]:
+        path = self.file_path
+        return {
+            "uuid": self.uuid,
+            "name": self.name,
+            "type": self.type,
+            "language": self.language,
+            "group": self.group,
+            "upstream_blocks": list(self.upstream_blocks),
+            "downstream_blocks": self.downstream_blocks,
+            "configuration": copy.deepcopy(self.configuration),
+            "retry_config": copy.deepcopy(self.retry_config),
+            "timeout": self.timeout,
+            "dynamic": self.dynamic,
+            "reduce_output": self.reduce_output,
+            "file_path": str(path) if path is not None else None,
+        }
+
+    def __repr__(self) -> str:
+        return f"BlockSpec(uuid={self.uuid!r}, type={self.type!r}, upstream={self.upstream_blocks!r})"
+
+    @classmethod
+    def new_raw(
+        cls,
+        uuid: str,
+        block_type: str,
+        *,
+        upstream: list[str] | None = None,
+        name: str | None = None,
+        language: str = "python",
+        configuration: dict | None = None,
+    ) -> dict:
+        """A metadata entry with the keys Mage writes, sorted as Mage sorts them."""
+        return {
+            "all_upstream_blocks_executed": True,
+            "color": None,
+            "configuration": dict(configuration or {}),
+            "downstream_blocks": [],
+            "executor_config": None,
+            "executor_type": "local_python",
+            "has_callback": False,
+            "language": language,
+            "name": name if name is not None else uuid,
+            "retry_config": None,
+            "status": "not_executed",
+            "timeout": None,
+            "type": block_type,
+            "upstream_blocks": list(upstream or []),
+            "uuid": uuid,
+        }
+
+
+def _source_candidates(source: str, project: "Project") -> list[Path]:
+    ws = project.workspace
+    root = ws.root
+    parts = [p for p in PurePosixPath(source.replace("\\", "/")).parts if p not in ("/", "")]
+    if not parts:
+        return []
+    bases: list[tuple[Path, list[str]]] = [(root, parts), (project.path, parts)]
+    for i, part in enumerate(parts[:-1]):
+        if part == ws.name:
+            bases.append((root, parts[i + 1 :]))
+        if part == project.path.name:
+            bases.append((project.path, parts[i + 1 :]))
+    if not ws.multi_project:
+        bases.append((root.parent, parts))
+    out: list[Path] = []
+    root_str = os.path.normpath(root)
+    for base, rel in bases:
+        if not rel or ".." in rel or any(":" in p for p in rel):
+            continue
+        candidate = Path(os.path.normpath(base.joinpath(*rel)))
+        if candidate != Path(root_str) and not str(candidate).startswith(root_str + os.sep):
+            continue  # never leave the workspace
+        if candidate not in out:
+            out.append(candidate)
+    return out
+
+
+def parse_block(
+    raw: Any,
+    *,
+    group: str,
+    index: int,
+    file: Path,
+    line_of: Callable[..., int | None],
+    pipeline: "PipelineSpec | None",
+    pipeline_uuid: str | None,
+) -> BlockSpec:
+    """Check one metadata entry's types and build its BlockSpec (ProjectError on bad input)."""
+
+    def error(message: str, *keys: Any, block: str | None = None, hint: str | None = None) -> ProjectError:
+        return ProjectError(
+            message,
+            file=file,
+            line=line_of(group, index, *keys),
+            block=block,
+            pipeline=pipeline_uuid,
+            hint=hint,
+        )
+
+    where = f"entry {index + 1} of '{group}'"
+    if not isinstance(raw, dict):
+        raise error(f"{where} must be a mapping with at least 'uuid' and 'type', not a {type_name(raw)}")
+    uuid = raw.get("uuid")
+    label = raw.get("name") if isinstance(raw.get("name"), str) else None
+    if uuid is None or uuid == "":
+        raise error(
+            f"{where}{' (' + repr(label) + ')' if label else ''} has no 'uuid'",
+            hint="every block needs a unique 'uuid:'",
+        )
+    if not isinstance(uuid, str):
+        raise error(f"{where}: 'uuid' must be a string, not a {type_name(uuid)}", "uuid")
+    if not is_safe_relative(uuid):
+        raise error(
+            f"block uuid {uuid!r} is not a safe relative name",
+            "uuid",
+            block=uuid,
+            hint="no absolute paths, '..', ':' or empty path parts",
+        )
+
+    def expect(key: str, kinds: tuple[type, ...], expected: str) -> None:
+        value = raw.get(key)
+        if value is None:
+            return
+        if isinstance(value, bool) and bool not in kinds:
+            ok = False
+        else:
+            ok = isinstance(value, kinds)
+        if not ok:
+            raise error(f"'{key}' must be {expected}, not a {type_name(value)}", key, block=uuid)
+
+    block_type = raw.get("type")
+    if block_type is None or block_type == "":
+        raise error(
+            "block has no 'type'",
+            block=uuid,
+            hint="e.g. type: data_loader, transformer, data_exporter, custom, sensor",
+        )
+    expect("type", (str,), "a string")
+    expect("name", (str,), "a string")
+    expect("language", (str,), "a string")
+    for key in ("upstream_blocks", "downstream_blocks", "callback_blocks", "conditional_blocks"):
+        expect(key, (list,), "a list of block uuids")
+    for i, item in enumerate(raw.get("upstream_blocks") or []):
+        if not isinstance(item, str):
+            raise error(
+                f"'upstream_blocks' item {i + 1} must be a block uuid string, not a {type_name(item)}",
+                "upstream_blocks",
+                i,
+                block=uuid,
+            )
+    for key in ("callback_blocks", "conditional_blocks"):
+        for i, item in enumerate(raw.get(key) or []):
+            if not isinstance(item, str):
+                raise error(f"'{key}' item {i + 1} must be a block uuid string", key, i, block=uuid)
+    expect("configuration", (dict,), "a mapping")
+    expect("retry_config", (dict,), "a mapping (retries, delay, max_delay, exponential_backoff) or null")
+    timeout = raw.get("timeout")
+    if timeout is not None:
+        bad = isinstance(timeout, bool) or not isinstance(timeout, (int, float, str))
+        if isinstance(timeout, str):
+            try:
+                float(timeout)
+            except ValueError:
+                bad = True
+        if bad:
+            raise error(f"'timeout' must be a number of seconds or null, not {timeout!r}", "timeout", block=uuid)
+    config = raw.get("configuration") or {}
+    fs = config.get("file_source")
+    if fs is not None and not isinstance(fs, dict):
+        raise error("'configuration.file_source' must be a mapping with 'path'", "configuration", "file_source", block=uuid)
+    if isinstance(fs, dict) and fs.get("path") is not None and not isinstance(fs.get("path"), str):
+        raise error("'configuration.file_source.path' must be a string", "configuration", "file_source", "path", block=uuid)
+
+    upstream_lines = [line_of(group, index, "upstream_blocks", i) for i in range(len(raw.get("upstream_blocks") or []))]
+    return BlockSpec(raw, pipeline, group=group, line=line_of(group, index), upstream_lines=upstream_lines)

@@ -1,0 +1,1 @@
+# Scratchpad: code here is for exploring; it is not run as part of the pipeline.

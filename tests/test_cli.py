@@ -1,0 +1,132 @@
+"""The `blockyard` command, run as a real process."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wsbuilder import block, write_pipeline
+
+BIN = Path(sys.executable).parent / "blockyard"
+
+
+def cli(*args, cwd=None, env=None, check=None):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("BLOCKYARD_")}
+    e.update(env or {})
+    e["COLUMNS"] = "200"
+    proc = subprocess.run(
+        [str(BIN), *args], cwd=cwd, env=e, capture_output=True, text=True, timeout=120
+    )
+    if check is not None:
+        assert proc.returncode == check, proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.fixture
+def ws(tmp_path):
+    root = tmp_path / "ws"
+    root.mkdir()
+    write_pipeline(root, "p", "pipe", [
+        block("load", """
+            @data_loader
+            def load(**kwargs):
+                print('loading', kwargs.get('n', 2))
+                return kwargs.get('n', 2)
+            """, type="data_loader"),
+        block("square", """
+            @transformer
+            def square(x, **kwargs):
+                return x * x
+            @test
+            def test_positive(v, *args):
+                assert v > 0, 'must be positive'
+            @test
+            def test_small(v, *args):
+                assert v < 100, f'{v} is too big'
+            """, type="transformer", upstream=["load"]),
+    ])
+    return root
+
+
+def test_import_and_help_stay_light():
+    code = (
+        "import sys, blockyard, blockyard.cli\n"
+        "heavy = [m for m in ('pandas', 'sklearn', 'mlflow', 'xgboost', 'sqlalchemy', 'pyarrow') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    helped = cli("--help", check=0)
+    assert "run" in helped.stdout and "logs" in helped.stdout
+
+
+def test_run_exit_codes_vars_and_cache(ws):
+    ok = cli("run", "p/pipe", "--var", "n=3", cwd=ws, check=0)
+    assert "completed" in ok.stdout
+    again = cli("run", "pipe", "--vars-json", '{"n": 3}', cwd=ws, check=0)
+    assert "2 cached" in again.stdout and "cached, skipped" in again.stdout
+    bad = cli("run", "p/pipe", "--var", "n=20", cwd=ws, check=1)
+    assert "test_small" in bad.stderr and "400 is too big" in bad.stderr
+    unknown = cli("run", "nope", cwd=ws, check=1)
+    assert "nope" in unknown.stderr and "p/pipe" in unknown.stderr
+
+
+def test_single_block_and_from_block(ws):
+    cli("run", "p/pipe", cwd=ws, check=0)
+    only = cli("run", "p/pipe", "--block", "square", "--no-cache", "-q", cwd=ws, check=0)
+    assert "1 block run" in only.stdout
+    frm = cli("run", "p/pipe", "--from-block", "load", "--no-cache", "-q", cwd=ws, check=0)
+    assert "2 block run" in frm.stdout
+
+
+def test_test_command_reports_per_block(ws):
+    out = cli("test", "p/pipe", cwd=ws, check=0)
+    assert "square: 2/2 passed" in out.stdout
+    failing = cli("test", "p/pipe", "--var", "n=-11", cwd=ws, check=1)
+    assert "square: 1/2 passed" in failing.stdout
+    assert "test_small" in failing.stdout
+
+
+def test_runs_and_logs(ws):
+    cli("run", "p/pipe", "--var", "n=4", "-q", cwd=ws, check=0)
+    listing = cli("runs", cwd=ws, check=0)
+    assert "p/pipe" in listing.stdout and "completed" in listing.stdout
+    run_id = listing.stdout.split("p/pipe")[0].split()[-1]
+    logs = cli("logs", run_id, cwd=ws, check=0)
+    assert "loading 4" in logs.stdout and "==> square" in logs.stdout
+    only = cli("logs", run_id, "--block", "load", cwd=ws, check=0)
+    assert "==> square" not in only.stdout
+    missing = cli("logs", "999999", cwd=ws, check=1)
+    assert "no pipeline run 999999" in missing.stderr
+
+
+def test_clean_removes_old_runs(ws):
+    cli("run", "p/pipe", "-q", cwd=ws, check=0)
+    kept = cli("clean", "--older-than", "30d", cwd=ws, check=0)
+    assert "removed 0 run(s)" in kept.stdout
+    removed = cli("clean", "--older-than", "0s", cwd=ws, check=0)
+    assert "removed 1 run(s)" in removed.stdout
+    assert not any((ws / ".blockyard" / "outputs" / "runs").glob("*"))
+    bad = cli("clean", "--older-than", "soon", cwd=ws, check=1)
+    assert "30d" in bad.stderr
+
+
+def test_init_new_and_run_scaffold(tmp_path):
+    root = tmp_path / "fresh"
+    cli("init", str(root), "--project", "demo", check=0)
+    cli("run", "demo/example", "-q", cwd=root, check=0)
+    cli("new", "pipeline", "demo/second", cwd=root, check=0)
+    cli("new", "block", "demo/second", "data_loader", "source", cwd=root, check=0)
+    cli("new", "block", "demo/second", "transformer", "step", "-u", "source", cwd=root, check=0)
+    cli("new", "block", "demo/second", "data_exporter", "sink", "-u", "step", cwd=root, check=0)
+    out = cli("run", "demo/second", "-q", cwd=root, check=0)
+    assert "3 block run" in out.stdout
+    dup = cli("new", "block", "demo/second", "transformer", "step", cwd=root, check=1)
+    assert "step" in dup.stderr
+    cli("new", "project", "other", cwd=root, check=0)
+    listed = cli("pipelines", cwd=root, check=0)
+    assert "demo/second" in listed.stdout and "other" in listed.stdout

@@ -1,0 +1,440 @@
+"""Block execution semantics, on real files, a real SQLite database and a real store."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import blockyard
+from blockyard.errors import BlockyardError
+from wsbuilder import block, write_pipeline
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    root = tmp_path / "ws"
+    root.mkdir()
+    monkeypatch.delenv("BLOCKYARD_HOME", raising=False)
+    monkeypatch.delenv("BLOCKYARD_DATABASE_URL", raising=False)
+    return root
+
+
+def run(root, name="p/pipe", **kw):
+    return blockyard.run_pipeline(name, workspace=root, **kw)
+
+
+def test_chain_positional_inputs_tuple_outputs_and_tests(ws):
+    write_pipeline(
+        ws,
+        "p",
+        "pipe",
+        [
+            block("load", """
+                @data_loader
+                def load(*args, **kwargs):
+                    return [1, 2, 3], {"k": kwargs["target"]}
+                """, type="data_loader"),
+            block("other", """
+                if 'data_loader' not in globals():
+                    from mage_ai.data_preparation.decorators import data_loader
+                @data_loader
+                def other(**kwargs):
+                    return 10
+                """, type="data_loader"),
+            block("combine", """
+                @transformer
+                def combine(data, other, *args, **kwargs):
+                    items, meta = data
+                    return sum(items) + other, meta["k"], kwargs["pipeline_uuid"]
+
+                @test
+                def test_values(total, k, pipe, *args):
+                    assert total == 16, f"total is {total}"
+                """, type="transformer", upstream=["load", "other"]),
+        ],
+        variables={"target": "pipeline"},
+    )
+    result = run(ws, variables={"target": "runtime"})
+    assert result.ok, result.error
+    assert result.output("combine") == [16, "runtime", "pipe"]
+    assert result.block_runs["combine"].tests == [
+        {"name": "test_values", "passed": True, "error": None}
+    ]
+    # pipeline variable applies when no runtime variable overrides it
+    assert run(ws).output("combine")[1] == "pipeline"
+
+
+def test_failed_test_fails_block_with_name_and_message(ws):
+    write_pipeline(ws, "p", "pipe", [
+        block("a", """
+            @custom
+            def a():
+                return 5
+            @test
+            def test_is_six(value):
+                assert value == 6, f'expected 6, got {value}'
+            """),
+    ])
+    result = run(ws)
+    assert result.status == "failed"
+    assert "test_is_six" in result.error and "expected 6, got 5" in result.error
+    assert "a.py" in result.error
+
+
+def test_kwargs_only_when_accepted_and_context_keys(ws):
+    write_pipeline(ws, "p", "pipe", [
+        block("a", """
+            @custom
+            def a():
+                return 'no kwargs'
+            """),
+        block("b", """
+            @custom
+            def b(x, *, pipeline_run_id, ds):
+                return x, pipeline_run_id, ds
+            """, upstream=["a"]),
+        block("c", """
+            @custom
+            def c(x, **kwargs):
+                return sorted(k for k in kwargs if k != 'context')
+            """, upstream=["a"]),
+    ])
+    result = run(ws)
+    assert result.ok, result.error
+    x, run_id, ds = result.output("b")
+    assert x == "no kwargs" and run_id == result.run_id and len(ds) == 10
+    keys = result.output("c")
+    for k in ("execution_date", "ds", "env", "pipeline_uuid", "block_uuid", "pipeline_run_id",
+              "configuration", "logger", "dynamic_block_index"):
+        assert k in keys
+
+
+def test_cache_skips_unchanged_and_reruns_on_change(ws):
+    counter = ws / "count.txt"
+    code = f"""
+        @data_loader
+        def load(**kwargs):
+            p = {str(counter)!r}
+            import os
+            n = int(open(p).read()) if os.path.exists(p) else 0
+            open(p, 'w').write(str(n + 1))
+            return kwargs.get('size', 3)
+        """
+    write_pipeline(ws, "p", "pipe", [
+        block("load", code, type="data_loader"),
+        block("double", """
+            @transformer
+            def double(n):
+                return n * 2
+            """, type="transformer", upstream=["load"]),
+    ])
+    first = run(ws)
+    assert first.ok and first.output("double") == 6
+    second = run(ws)
+    assert second.block_runs["load"].cache_hit and second.block_runs["double"].cache_hit
+    assert second.output("double") == 6
+    assert counter.read_text() == "1"
+    third = run(ws, variables={"size": 4})
+    assert not third.block_runs["load"].cache_hit and third.output("double") == 8
+    fourth = run(ws, use_cache=False)
+    assert not fourth.block_runs["load"].cache_hit
+    assert counter.read_text() == "3"
+    # editing downstream code reruns only that block
+    path = ws / "p" / "transformers" / "double.py"
+    path.write_text(path.read_text().replace("n * 2", "n * 3"))
+    fifth = run(ws)
+    assert fifth.block_runs["load"].cache_hit and not fifth.block_runs["double"].cache_hit
+    assert fifth.output("double") == 9
+
+
+def test_dynamic_fan_out_names_clones_and_reduces(ws):
+    write_pipeline(ws, "p", "pipe", [
+        block("models", """
+            @custom
+            def models(**kwargs):
+                names = kwargs.get('models', 'a,b,c').split(',')
+                return names, [dict(block_uuid=n.upper()) for n in names]
+            """, config={"dynamic": True}),
+        block("train", """
+            @transformer
+            def train(name, **kwargs):
+                return name + str(kwargs['dynamic_block_index'])
+            """, type="transformer", upstream=["models"]),
+        block("score", """
+            @transformer
+            def score(trained):
+                return trained + '!'
+            """, type="transformer", upstream=["train"], config={"reduce_output": True}),
+        block("report", """
+            @data_exporter
+            def report(scores):
+                return sorted(scores)
+            """, type="data_exporter", upstream=["score"]),
+    ])
+    result = run(ws)
+    assert result.ok, result.error
+    assert [c.uuid for c in result.children("train")] == ["train:A", "train:B", "train:C"]
+    assert [c.uuid for c in result.children("score")] == ["score:A", "score:B", "score:C"]
+    assert result.output("report") == ["a0!", "b1!", "c2!"]
+    assert result.output("train:B") == "b1"
+
+
+def test_dynamic_ten_thousand_children(ws):
+    write_pipeline(ws, "p", "pipe", [
+        block("items", """
+            @custom
+            def items():
+                return list(range(10000))
+            """, config={"dynamic": True}),
+        block("child", """
+            @custom
+            def child(i):
+                return i * 2
+            """, upstream=["items"], config={"reduce_output": True}),
+        block("total", """
+            @custom
+            def total(values):
+                return sum(values), len(values)
+            """, upstream=["child"]),
+    ])
+    result = run(ws, use_cache=False)
+    assert result.ok, result.error
+    assert result.output("total") == [sum(range(10000)) * 2, 10000]
+    assert len(result.children("child")) == 10000
+
+
+def test_nested_dynamic(ws):
+    write_pipeline(ws, "p", "pipe", [
+        block("outer", """
+            @custom
+            def outer():
+                return [[1, 2], [3]]
+            """, config={"dynamic": True}),
+        block("inner", """
+            @custom
+            def inner(group):
+                return group
+            """, upstream=["outer"], config={"dynamic": True}),
+        block("leaf", """
+            @custom
+            def leaf(x):
+                return x * 10
+            """, upstream=["inner"], config={"reduce_output": True}),
+        block("per_group", """
+            @custom
+            def per_group(values):
+                return sum(values)
+            """, upstream=["leaf"], config={"reduce_output": True}),
+        block("final", """
+            @custom
+            def final(sums):
+                return sums
+            """, upstream=["per_group"]),
+    ])
+    result = run(ws)
+    assert result.ok, result.error
+    assert result.output("final") == [30, 30]
+    assert len(result.children("leaf")) == 3
+
+
+def test_condition_skips_block_and_downstream(ws):
+    write_pipeline(ws, "p", "pipe", [
+        block("a", """
+            @custom
+            def a():
+                return 1
+            """),
+        block("b", """
+            @custom
+            def b(x):
+                return x
+            @condition
+            def only_when(x, **kwargs):
+                return kwargs.get('go', False)
+            """, upstream=["a"]),
+        block("c", """
+            @custom
+            def c(x):
+                return x
+            """, upstream=["b"]),
+    ])
+    skipped = run(ws)
+    assert skipped.ok
+    assert skipped.block_runs["b"].status == "condition_failed"
+    assert skipped.block_runs["c"].status == "condition_failed"
+    ran = run(ws, variables={"go": True})
+    assert ran.block_runs["c"].status == "completed"
+
+
+def test_callbacks_retries_and_timeout(ws):
+    marker = ws / "marks.txt"
+    attempts = ws / "attempts.txt"
+    write_pipeline(ws, "p", "pipe", [
+        block("flaky", f"""
+            import os
+            @custom
+            def flaky():
+                p = {str(attempts)!r}
+                n = int(open(p).read()) if os.path.exists(p) else 0
+                open(p, 'w').write(str(n + 1))
+                if n < 2:
+                    raise RuntimeError('not yet')
+                return n
+            @callback('success')
+            def ok(data, **kwargs):
+                open({str(marker)!r}, 'a').write(f'success:{{data}}\\n')
+            """, retry_config={"retries": 2, "delay": 0.01, "exponential_backoff": True}),
+        block("broken", f"""
+            @custom
+            def broken():
+                raise ValueError('boom')
+            @on_failure
+            def failed(*args, **kwargs):
+                open({str(marker)!r}, 'a').write('failure:' + kwargs['__error'].split(': ')[-1] + '\\n')
+            """),
+        block("slow", """
+            import time
+            @custom
+            def slow():
+                time.sleep(5)
+            """, timeout=0.3),
+    ])
+    result = run(ws)
+    assert result.status == "failed"
+    assert result.block_runs["flaky"].status == "completed"
+    assert result.block_runs["flaky"].attempts == 3
+    assert result.block_runs["broken"].status == "failed"
+    assert result.block_runs["slow"].status == "failed"
+    assert "timed out after 0.3 s" in result.block_runs["slow"].error
+    lines = marker.read_text().splitlines()
+    assert "success:2" in lines and "failure:boom" in lines
+
+
+def test_failure_marks_downstream_upstream_failed(ws):
+    write_pipeline(ws, "p", "pipe", [
+        block("a", """
+            @custom
+            def a():
+                return 1 / 0
+            """),
+        block("b", """
+            @custom
+            def b(x):
+                return x
+            """, upstream=["a"]),
+    ])
+    result = run(ws)
+    assert result.status == "failed"
+    assert result.block_runs["b"].status == "upstream_failed"
+    assert "ZeroDivisionError" in result.error and "a.py:3" in result.error
+
+
+def test_print_and_logger_land_in_block_log(ws):
+    write_pipeline(ws, "p", "pipe", [
+        block("talk", """
+            @custom
+            def talk(**kwargs):
+                print('hello from print')
+                kwargs['logger'].info('hello from logger')
+                return 1
+            """),
+    ])
+    result = run(ws)
+    from blockyard.engine.session import session_for
+    from blockyard.project import Workspace
+
+    db = session_for(Workspace.open(ws)).db
+    row = db.get_block_run(result.run_id, "talk")
+    text = Path(row["log_path"]).read_text()
+    assert "hello from print" in text and "hello from logger" in text
+
+
+def test_single_block_and_from_block_use_stored_upstream(ws):
+    write_pipeline(ws, "p", "pipe", [
+        block("a", """
+            @custom
+            def a(**kwargs):
+                return kwargs.get('base', 1)
+            """),
+        block("b", """
+            @custom
+            def b(x, **kwargs):
+                return x + kwargs.get('add', 0)
+            """, upstream=["a"]),
+        block("c", """
+            @custom
+            def c(x):
+                return x * 100
+            """, upstream=["b"]),
+    ])
+    missing = run(ws, block="b")
+    assert missing.status == "failed" and "no stored output" in missing.error
+    assert run(ws).output("c") == 100
+    only_b = run(ws, block="b", variables={"add": 5})
+    assert list(only_b.block_runs) == ["b"] and only_b.output("b") == 6
+    from_b = run(ws, from_block="b", variables={"add": 2})
+    assert set(from_b.block_runs) == {"b", "c"} and from_b.output("c") == 300
+
+
+def test_process_executor(ws):
+    write_pipeline(ws, "p", "pipe", [
+        block("a", """
+            @custom
+            def a():
+                import os
+                return os.getpid()
+            """),
+        block("b", """
+            @custom
+            def b(pid):
+                import os
+                return pid, os.getpid()
+            """, upstream=["a"]),
+    ])
+    import os
+
+    result = run(ws, executor="process", use_cache=False)
+    assert result.ok, result.error
+    pid_a, pid_b = result.output("b")
+    assert pid_a != os.getpid() and pid_b != os.getpid()
+
+
+def test_global_data_product_runs_producer_only_when_outdated(ws):
+    write_pipeline(ws, "prod", "producer", [
+        block("build", """
+            import time
+            @data_exporter
+            def build():
+                return 'X', time.time()
+            """, type="data_exporter"),
+    ])
+    (ws / "cons").mkdir()
+    (ws / "cons" / "global_data_products.yaml").write_text(
+        "training_set:\n  object_type: pipeline\n  object_uuid: producer\n"
+        "  project: prod\n  outdated_after:\n    seconds: 600\n"
+    )
+    write_pipeline(ws, "cons", "consumer", [
+        {"uuid": "training_set", "type": "global_data_product", "upstream_blocks": [],
+         "configuration": {"global_data_product": {"uuid": "training_set"}}},
+        block("use", """
+            @transformer
+            def use(training_set):
+                x, stamp = training_set['build']
+                return x, stamp
+            """, type="transformer", upstream=["training_set"]),
+    ])
+    first = run(ws, "cons/consumer", use_cache=False)
+    assert first.ok, first.error
+    second = run(ws, "cons/consumer", use_cache=False)
+    assert second.output("use") == first.output("use")  # producer not rerun while fresh
+    from blockyard.engine.session import session_for
+    from blockyard.project import Workspace
+
+    db = session_for(Workspace.open(ws)).db
+    assert len(db.list_pipeline_runs(pipeline_uuid="producer")) == 1
+    gdp = ws / "cons" / "global_data_products.yaml"
+    gdp.write_text(gdp.read_text().replace("seconds: 600", "seconds: 0"))
+    third = run(ws, "cons/consumer", use_cache=False)
+    assert third.output("use")[1] > first.output("use")[1]
+    assert len(db.list_pipeline_runs(pipeline_uuid="producer")) == 2
