@@ -16,7 +16,8 @@ Every measured load is followed by a "touch" that reads every column / the whole
 (sum ints and floats, max of the datetime, count of one string value; X.sum() and a
 mat-vec), so memory-mapping cannot hide the cost of reading. Files live in a temp folder
 on the same disk for both sides and are read back while still in the page cache.
-Reported numbers are medians over --reps repetitions.
+Before each timed save the page cache is flushed (os.sync) so writeback from the previous
+step is not billed to the next. Reported numbers are medians over --reps repetitions.
 """
 from __future__ import annotations
 
@@ -84,6 +85,13 @@ def touch_sparse(X) -> float:
     return float(X.sum()) + float((X @ v).sum())
 
 
+def settle() -> None:
+    """Before each timed step: collect garbage and flush dirty pages left by the previous
+    step, so the kernel's writeback of one side is not billed to the other."""
+    gc.collect()
+    os.sync()
+
+
 def timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -107,7 +115,7 @@ def bench_frame(tmp: Path, rows: int, reps: int, category: bool = False) -> dict
     res = {k: [] for k in ("store_save", "store_load", "store_touch", "pq_save", "pq_load", "pq_touch", "digest")}
     sizes = {}
     for rep in range(reps):
-        gc.collect()
+        settle()
         run = 1000 + rep
         t, m = timed(lambda: store.save_outputs(run, "transform/frame", [df]))
         res["store_save"].append(t)
@@ -126,7 +134,7 @@ def bench_frame(tmp: Path, rows: int, reps: int, category: bool = False) -> dict
         del loaded
         store.delete_run(run)
 
-        gc.collect()
+        settle()
         pq = tmp / f"frame_{rep}.parquet"
         t, _ = timed(lambda: df.to_parquet(pq))
         res["pq_save"].append(t)

@@ -95,7 +95,9 @@ def test_runs_and_logs(ws):
     cli("run", "p/pipe", "--var", "n=4", "-q", cwd=ws, check=0)
     listing = cli("runs", cwd=ws, check=0)
     assert "p/pipe" in listing.stdout and "completed" in listing.stdout
-    run_id = listing.stdout.split("p/pipe")[0].split()[-1]
+    rows = [json.loads(line) for line in cli("runs", "--json", cwd=ws, check=0).stdout.splitlines()]
+    assert rows[0]["pipeline_uuid"] == "pipe" and rows[0]["status"] == "completed"
+    run_id = str(rows[0]["id"])
     logs = cli("logs", run_id, cwd=ws, check=0)
     assert "loading 4" in logs.stdout and "==> square" in logs.stdout
     only = cli("logs", run_id, "--block", "load", cwd=ws, check=0)

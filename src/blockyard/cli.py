@@ -258,6 +258,7 @@ def runs(
     pipeline: Optional[str] = typer.Option(None, "--pipeline", "-p", help="Only runs of this pipeline (uuid)."),
     status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status."),
     limit: int = typer.Option(20, "--limit", "-n"),
+    as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON lines."),
 ) -> None:
     """List recent pipeline runs."""
     from rich.table import Table
@@ -271,6 +272,10 @@ def runs(
     else:
         project = None
     rows = db.list_pipeline_runs(project=project, pipeline_uuid=pipeline, status=status, limit=limit)
+    if as_json:
+        for r in rows:
+            sys.stdout.write(json.dumps(r, default=str) + "\n")
+        return
     table = Table(show_header=True, header_style="bold")
     for col in ("id", "pipeline", "status", "started", "duration", "error"):
         table.add_column(col)

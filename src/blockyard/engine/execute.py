@@ -79,6 +79,7 @@ class Outcome:
     completed_at: datetime | None = None
     tests: list[TestResult] = field(default_factory=list)
     summaries: list[dict] | None = None
+    log_path: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -207,13 +208,13 @@ def execute_block(task: BlockTask) -> Outcome:
     loaded: LoadedBlock | None = None
     try:
         with routed(log):
-            log.line(f"start block {task.node_uuid} (run {task.run_id})")
+            log.line(f"start block {task.node_uuid} (run {task.run_id})", hold=True)
             try:
                 loaded = load_block(task.file_path, task.block_uuid)
                 extras = _load_extra(task.condition_files, task.block_uuid)
                 if not _conditions_pass(loaded, extras, task, kwargs):
                     outcome.status = "condition_failed"
-                    log.line("condition was false: block skipped")
+                    log.line("condition was false: block skipped", hold=True)
                     return outcome
                 outputs = _call_with_retries(loaded, task, kwargs, outcome, log)
                 if task.run_tests and loaded.tests:
@@ -235,9 +236,12 @@ def execute_block(task: BlockTask) -> Outcome:
                 _run_callbacks(loaded, task, kwargs, outcome, log)
                 log.line(
                     f"end block {task.node_uuid}: {outcome.status} in "
-                    f"{(outcome.completed_at - outcome.started_at).total_seconds():.3f}s"
+                    f"{(outcome.completed_at - outcome.started_at).total_seconds():.3f}s",
+                    hold=True,
                 )
     finally:
+        if log.created:
+            outcome.log_path = str(log.path)
         log.close()
     return outcome
 
@@ -312,7 +316,7 @@ def _run_tests(
             else:
                 fn(*args, **{k: v for k, v in kwargs.items() if k in names})
             outcome.tests.append(TestResult(fn.__name__, True))
-            log.line(f"test {fn.__name__} passed")
+            log.line(f"test {fn.__name__} passed", hold=True)
         except Exception as exc:
             message = str(exc) or type(exc).__name__
             outcome.tests.append(TestResult(fn.__name__, False, message))
@@ -375,6 +379,6 @@ def _run_callbacks(
                 fn(*args, **cb_kwargs)
             else:
                 fn(*args, **{k: v for k, v in cb_kwargs.items() if k in names})
-            log.line(f"{status} callback {fn.__name__} done")
+            log.line(f"{status} callback {fn.__name__} done", hold=True)
         except Exception as exc:  # a callback never changes the block's status
             log.line(f"{status} callback {fn.__name__} failed: {type(exc).__name__}: {exc}", "ERROR")

@@ -22,13 +22,23 @@ _install_lock = threading.Lock()
 
 
 class BlockLog:
-    """A log file opened on first write; thread-safe appends."""
+    """A block run's log file, created on the first line a block (or an error) writes.
+
+    Blockyard's own bookkeeping lines (start, end, tests) are held back until then:
+    a quiet block that succeeds costs no file at all, which keeps orchestration
+    overhead near zero; its timing lives in the run history anyway.
+    """
 
     def __init__(self, path: Path, echo: bool = False) -> None:
         self.path = path
         self.echo = echo
         self._fh: io.TextIOBase | None = None
+        self._held: list[str] = []
         self._lock = threading.Lock()
+
+    @property
+    def created(self) -> bool:
+        return self._fh is not None
 
     def write(self, text: str) -> int:
         if not text:
@@ -36,13 +46,22 @@ class BlockLog:
         with self._lock:
             if self._fh is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fh = open(self.path, "a", encoding="utf-8", buffering=1 << 16)
+                self._fh = open(self.path, "a", encoding="utf-8", buffering=1)
+                if self._held:
+                    self._fh.write("".join(self._held))
+                    self._held.clear()
             self._fh.write(text)
         return len(text)
 
-    def line(self, message: str, level: str = "INFO") -> None:
+    def line(self, message: str, level: str = "INFO", *, hold: bool = False) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-        self.write(f"{stamp} {level} {message}\n")
+        text = f"{stamp} {level} {message}\n"
+        if hold and self._fh is None:
+            with self._lock:
+                if self._fh is None:
+                    self._held.append(text)
+                    return
+        self.write(text)
 
     def flush(self) -> None:
         with self._lock:

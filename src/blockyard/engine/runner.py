@@ -54,6 +54,8 @@ class Node:
     cache_hit: bool = False
     outcome: Outcome | None = None
     started: float = 0.0
+    items: list[Any] | None = None  # parsed fan-out of a dynamic node
+    cache_key: str | None = None
 
 
 @dataclass
@@ -167,6 +169,7 @@ class PipelineRunner:
             "pipeline_run_id": self.run_id,
             "context": {},
         }
+        self._import_paths = [str(ws.root.parent), str(ws.root)]
         self._emit(type="run_started", run_id=self.run_id, blocks=list(self.selected))
         self.executor = make_executor(self.executor_kind, self.max_workers)
         try:
@@ -211,7 +214,7 @@ class PipelineRunner:
                 raise BlockLoadError(
                     f"syntax error: {exc.msg}", file=path, line=exc.lineno, block=uuid
                 ) from None
-            sources[uuid] = (source, code_hash)
+            sources[uuid] = (source, code_hash, Path(path))
         return sources
 
     def _attached_files(self) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
@@ -415,8 +418,9 @@ class PipelineRunner:
                 digests.append(dep.digest)
             elif inp.kind == "item":
                 dep = inp.nodes[0]
-                items, _meta = parse_dynamic_output(self._outputs_of(dep))
-                args.append(items[inp.index])
+                if dep.items is None:
+                    dep.items, _meta = parse_dynamic_output(self._outputs_of(dep))
+                args.append(dep.items[inp.index])
                 digests.append(f"{dep.digest}[{inp.index}]")
             else:  # gather
                 args.append([_as_argument(self._outputs_of(d)) for d in inp.nodes])
@@ -434,7 +438,7 @@ class PipelineRunner:
         except Exception as exc:
             self._complete(node, exc)
             return
-        source, code_hash = self._sources[pb.uuid]
+        _source, code_hash, file_path = self._sources[pb.uuid]
         key = None
         if self.use_cache and pb.type != "sensor" and not cache_mod.cache_disabled(
             pb.spec.configuration
@@ -469,7 +473,7 @@ class PipelineRunner:
                 )
                 self._after(node, "completed")
                 return
-        node.cache_key = key  # type: ignore[attr-defined]
+        node.cache_key = key
         kwargs = dict(self._base_kwargs)
         kwargs["block_uuid"] = pb.uuid
         kwargs["dynamic_block_uuid"] = node.uuid if node.path else None
@@ -480,7 +484,7 @@ class PipelineRunner:
             node_uuid=node.uuid,
             block_uuid=pb.uuid,
             block_type=pb.type,
-            file_path=Path(pb.spec.file_path),
+            file_path=file_path,
             inputs=args,
             kwargs=kwargs,
             log_path=self.log_dir / (quote(node.uuid, safe="") + ".log"),
@@ -490,7 +494,7 @@ class PipelineRunner:
             condition_files=self.condition_files.get(pb.uuid, []),
             callback_files=self.callback_files.get(pb.uuid, []),
             store=self.store,
-            import_paths=[str(self.session.workspace.root.parent), str(self.session.workspace.root)],
+            import_paths=self._import_paths,
         )
         node.status = "running"
         self.rec.update_block_run(
@@ -556,10 +560,10 @@ class PipelineRunner:
             "digest": outcome.digest,
             "tests": [t.to_dict() for t in outcome.tests] or None,
             "metrics": {"duration": outcome.duration},
-            "log_path": str(self.log_dir / (quote(node.uuid, safe="") + ".log")),
+            "log_path": outcome.log_path,
         }
-        if outcome.status == "completed" and getattr(node, "cache_key", None):
-            fields["cache_key"] = node.cache_key  # type: ignore[attr-defined]
+        if outcome.status == "completed" and node.cache_key:
+            fields["cache_key"] = node.cache_key
         if outcome.started_at:
             fields["started_at"] = outcome.started_at
         self.rec.update_block_run(self.run_id, node.uuid, **fields)
@@ -583,6 +587,7 @@ class PipelineRunner:
 
     def _expand(self, node: Node) -> None:
         items, meta = parse_dynamic_output(self._outputs_of(node))
+        node.items = items
         self.expansions[(node.block.uuid, node.path)] = _Expansion(len(items), clone_labels(meta))
 
     def _settle(self, node: Node, status: str) -> None:

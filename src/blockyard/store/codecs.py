@@ -17,7 +17,6 @@ import mmap
 import pickle
 import sys
 import threading
-import zipfile
 from typing import Any
 
 from blockyard.store import hashing as _hashing
@@ -177,6 +176,8 @@ def _read_arrow_table(fs: Any, path: str) -> tuple[Any, Any]:
 
 
 _META_KEY = b"blockyard"
+_ZERO_COPY_MAX_COLUMNS = 64
+_ZERO_COPY_MIN_COLUMN_BYTES = 1 << 20
 
 
 def _missing_kind(values: Any) -> str | None:
@@ -321,14 +322,26 @@ class PandasFrameCodec(Codec):
         import pandas as pd
 
         meta = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
-        # zero-copy where Arrow allows; then swap read-only columns for writable ones
-        raw = table.to_pandas(split_blocks=True)
         region = _Region(mapping)
-        columns = {i: _writable_column(raw.iloc[:, i], region) for i in range(raw.shape[1])}
-        df = pd.DataFrame(columns, index=raw.index, copy=False)
-        df.columns = raw.columns
-        if raw.attrs:
-            df.attrs = raw.attrs
+        ncols = table.num_columns
+        if ncols <= _ZERO_COPY_MAX_COLUMNS or table.nbytes >= ncols * _ZERO_COPY_MIN_COLUMN_BYTES:
+            # long frames: zero-copy where Arrow allows, then swap the read-only columns
+            # for writable views of the (copy-on-write) mapping
+            raw = table.to_pandas(split_blocks=True)
+            columns = {i: _writable_column(raw.iloc[:, i], region) for i in range(raw.shape[1])}
+            df = pd.DataFrame(columns, index=raw.index, copy=False)
+            df.columns = raw.columns
+            if raw.attrs:
+                df.attrs = raw.attrs
+        else:
+            # wide, short frames: one consolidated copy beats thousands of per-column views
+            df = table.to_pandas()
+            for i, dtype in enumerate(df.dtypes):
+                if not isinstance(dtype, np.dtype):  # extension columns may still be zero-copy
+                    column = df.iloc[:, i]
+                    fixed = _writable_column(column, region)
+                    if fixed is not column:
+                        df.isetitem(i, fixed)
         object_nulls = meta.get("object_nulls", {})
         for i in meta.get("object_columns", ()):
             column = table.column(i)
@@ -419,25 +432,9 @@ class PolarsFrameCodec(Codec):
 
 # --- scipy sparse -------------------------------------------------------------------------
 
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-
-
-def _write_npz(f: Any, arrays: dict) -> None:
-    """np.savez-compatible, uncompressed, deterministic (fixed zip timestamps, so equal
-    data gives equal bytes and an equal digest; numpy stamps the current time)."""
-    import numpy as np
-
-    with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for key, value in arrays.items():
-            info = zipfile.ZipInfo(key + ".npy", date_time=_ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_STORED
-            with zf.open(info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
-
-
 class ScipySparseCodec(Codec):
-    """scipy.sparse matrices/arrays -> uncompressed .npz in scipy.sparse.save_npz's layout
-    (read with scipy.sparse.load_npz): csr stays csr, csr_array stays csr_array."""
+    """scipy.sparse matrices/arrays -> uncompressed .npz (scipy.sparse.save_npz /
+    load_npz): csr stays csr, csr_array stays csr_array."""
 
     name = "scipy_sparse_npz"
     extension = ".npz"
@@ -452,22 +449,9 @@ class ScipySparseCodec(Codec):
     def save(self, obj: Any, fs: Any, path: str) -> None:
         import scipy.sparse as sp
 
-        fmt = obj.format
-        arrays: dict[str, Any] = {}
-        if fmt in ("csc", "csr", "bsr"):
-            arrays.update(indices=obj.indices, indptr=obj.indptr)
-        elif fmt == "dia":
-            arrays.update(offsets=obj.offsets)
-        elif fmt == "coo":
-            if obj.ndim == 2:
-                arrays.update(row=obj.row, col=obj.col)
-            else:
-                arrays.update(coords=obj.coords)
-        arrays.update(format=fmt.encode("ascii"), shape=obj.shape, data=obj.data)
-        if isinstance(obj, sp.sparray):
-            arrays.update(_is_array=True)
+        # deterministic bytes: zipfile stamps members opened for writing with 1980-01-01
         with _open_write(fs, path) as f:
-            _write_npz(f, arrays)
+            sp.save_npz(f, obj, compressed=False)
 
     def load(self, fs: Any, path: str) -> Any:
         import scipy.sparse as sp

@@ -62,6 +62,8 @@ def json_safe(value: Any, depth: int = 0) -> Any:
         return None if (math.isnan(value) or math.isinf(value)) else float(value)
     if isinstance(value, str):
         return _trunc(value)
+    if cls_name in ("Timedelta", "timedelta"):
+        return str(value)  # "0 days 00:12:00" reads better than ISO "P0DT0H12M0S"
     if hasattr(value, "isoformat") and callable(value.isoformat):  # datetime, date, time, Timestamp
         try:
             return value.isoformat()
@@ -90,8 +92,6 @@ def json_safe(value: Any, depth: int = 0) -> Any:
                 pass
     if isinstance(value, bytes):
         return short_repr(value, MAX_STR)
-    if type(value).__name__ == "Timedelta" or cls_name == "timedelta":
-        return str(value)
     return _trunc(str(value)) if not hasattr(value, "__dict__") else short_repr(value, MAX_STR)
 
 

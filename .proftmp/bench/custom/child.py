@@ -1,0 +1,3 @@
+@custom
+def child(i):
+    return i

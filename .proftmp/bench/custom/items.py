@@ -1,0 +1,3 @@
+@custom
+def items():
+    return list(range(10000))

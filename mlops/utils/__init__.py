@@ -1,0 +1,1 @@
+"""Code shared by the course projects: import it as `mlops.utils...` from any block."""

@@ -1,0 +1,1 @@
+"""Cleaning, feature engineering, selection, splitting and encoding of NYC taxi trips."""
