@@ -178,6 +178,14 @@ def test_dynamic_fan_out_names_clones_and_reduces(ws):
     assert [c.uuid for c in result.children("score")] == ["score:A", "score:B", "score:C"]
     assert result.output("report") == ["a0!", "b1!", "c2!"]
     assert result.output("train:B") == "b1"
+    # a cached dynamic parent still expands: clones and the reduce come from the cache
+    again = run(ws)
+    assert again.ok and again.output("report") == ["a0!", "b1!", "c2!"]
+    assert [c.cache_hit for c in again.children("train")] == [True, True, True]
+    assert again.block_runs["report"].cache_hit
+    # a different fan-out reruns what changed
+    two = run(ws, variables={"models": "a,d"})
+    assert two.output("report") == ["a0!", "d1!"]
 
 
 def test_dynamic_ten_thousand_children(ws):

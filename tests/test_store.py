@@ -432,6 +432,16 @@ def test_wide_frame_summary_is_capped(store):
     assert len(m.outputs[0]["sample"]) == 10 and len(m.outputs[0]["sample"][0]) == 50
 
 
+def test_manifest_is_strict_json_even_for_nan_values(store):
+    m = store.save_outputs(1, "nan", [float("nan"), {"score": float("inf")}])
+    assert [o["codec"] for o in m.outputs] == ["json", "json"]
+    assert m.outputs[0]["sample"] is None and m.outputs[1]["sample"] == {"score": None}
+    raw = Path(store.manifest_path(1, "nan")).read_text()
+    json.loads(raw, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    a, b = store.load_outputs(1, "nan")
+    assert np.isnan(a) and b == {"score": float("inf")}  # the value itself round-trips
+
+
 def test_manifest_and_has_outputs_when_missing(store):
     assert store.manifest(9, "nothing") is None
     assert store.has_outputs(9, "nothing") is False
@@ -464,16 +474,65 @@ def test_digest_equal_for_equal_data_and_different_otherwise(store, monkeypatch)
     assert store.save_outputs(5, "n", [1, 2]).digest != store.save_outputs(5, "m", [2, 1]).digest
 
 
-def test_large_output_digest_matches_plain_file_hash(store):
+def reference_tree_digest(data: bytes, leaf_size: int) -> str:
+    """BLAKE2b tree mode (fanout unlimited, depth 2), written out sequentially."""
     import hashlib
 
-    df = pd.DataFrame({"a": np.arange(5_000_000, dtype=np.int64)})  # 40 MB: hashed while written
+    params = dict(digest_size=32, fanout=0, depth=2, leaf_size=leaf_size, inner_size=32)
+    n = max(1, -(-len(data) // leaf_size))
+    leaves = [
+        hashlib.blake2b(
+            data[k * leaf_size : (k + 1) * leaf_size], node_offset=k, node_depth=0, last_node=k == n - 1, **params
+        ).digest()
+        for k in range(n)
+    ]
+    return hashlib.blake2b(b"".join(leaves), node_offset=0, node_depth=1, last_node=True, **params).hexdigest()
+
+
+@pytest.mark.parametrize("pages", [0, 1, 3, 7])
+@pytest.mark.parametrize("extra", [0, 1, 100])
+def test_file_digest_is_blake2b_tree_on_every_path(tmp_path, monkeypatch, pages, extra):
+    import fsspec
+
+    from blockyard.store import hashing
+
+    leaf = mmap.ALLOCATIONGRANULARITY
+    monkeypatch.setattr(hashing, "LEAF_SIZE", leaf)
+    data = os.urandom(pages * leaf + extra)
+    expected = reference_tree_digest(data, leaf)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    assert hashing.hash_file(None, str(path), True) == (expected, len(data))
+    assert hashing.hash_buffer(data) == expected
+    mem = fsspec.filesystem("memory")
+    mem_path = f"/blockyard-hash-{uuid.uuid4().hex}"
+    mem.pipe_file(mem_path, data)
+    try:
+        assert hashing.hash_file(mem, mem_path, False) == (expected, len(data))
+    finally:
+        mem.rm_file(mem_path)
+    # hashing while the file is being appended to, in small pieces
+    grown = tmp_path / "grown.bin"
+    with open(grown, "wb") as f:
+        hasher = hashing.FollowingHasher(str(grown))
+        for i in range(0, len(data), 1000):
+            f.write(data[i : i + 1000])
+            f.flush()
+            if i % 5000 == 0:
+                time.sleep(0.003)
+    assert hasher.finish() == (expected, len(data))
+    if data:
+        assert expected != reference_tree_digest(data[:-1] + bytes([data[-1] ^ 1]), leaf)
+
+
+def test_large_output_digest_matches_tree_hash_of_file(store):
+    df = pd.DataFrame({"a": np.arange(10_000_000, dtype=np.int64)})  # 80 MB: hashed while written
     m = store.save_outputs(1, "big", [df])
     path = Path(store.node_path(1, "big")) / m.outputs[0]["file"]
-    with open(path, "rb") as f:
-        expected = hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=32)).hexdigest()
-    assert m.outputs[0]["blake2b"] == expected
-    assert m.outputs[0]["bytes"] == path.stat().st_size
+    from blockyard.store import hashing
+
+    assert m.outputs[0]["bytes"] == path.stat().st_size > hashing.FOLLOW_MIN_BYTES
+    assert m.outputs[0]["blake2b"] == reference_tree_digest(path.read_bytes(), hashing.LEAF_SIZE)
 
 
 # --------------------------------------------------------------------------- layout
@@ -525,6 +584,55 @@ def test_memory_filesystem_store():
     assert store.run_ids() == [7]
     assert store.delete_run(7) is True
     assert store.run_ids() == [] and not store.has_outputs(7, "hyperparameter_tuning/sklearn")
+
+
+def test_file_url_and_fsync_option(tmp_path, monkeypatch):
+    calls = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd))[1])
+    store = ArtifactStore(f"file://{tmp_path}/outputs", fsync=True)
+    assert store.local and store.root == f"{tmp_path}/outputs"
+    store.save_outputs(1, "n", [pd.DataFrame({"a": [1]}), [1, 2]])
+    assert len(calls) == 4  # two outputs, the manifest, its folder
+    assert (tmp_path / "outputs" / "runs" / "1" / "n" / "manifest.json").exists()
+    assert store.load_output(1, "n", 1) == [1, 2]
+
+
+def test_concurrent_saves_from_threads(store):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def outputs(k):
+        return [pd.DataFrame({"a": np.arange(200_000) + k}), np.full(300_000, float(k)), {"k": k}]
+
+    expected = {k: ArtifactStore(f"memory://blockyard-seq-{uuid.uuid4().hex}").save_outputs(1, "n", outputs(k)).digest
+                for k in range(8)}
+    with ThreadPoolExecutor(8) as pool:
+        digests = dict(zip(range(8), pool.map(lambda k: store.save_outputs(1, f"node/{k}", outputs(k)).digest, range(8))))
+    assert digests == expected
+    for k in range(8):
+        df, arr, meta = store.load_outputs(1, f"node/{k}")
+        assert df["a"].iloc[0] == k and arr[-1] == k and meta == {"k": k}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork")
+def test_save_in_forked_child_after_parent_used_hash_threads(store, tmp_path):
+    import multiprocessing as mp
+
+    big = np.arange(9_000_000, dtype=np.int64)  # 72 MB: several leaves, hashed on the pool
+    parent = store.save_outputs(1, "parent", [big]).digest
+    ctx = mp.get_context("fork")
+    proc = ctx.Process(target=_child_save, args=(str(tmp_path / "outputs"),))
+    proc.start()
+    proc.join(60)
+    if proc.is_alive():
+        proc.kill()
+        pytest.fail("saving in a forked child hung (hash threads not re-created after fork)")
+    assert proc.exitcode == 0
+    assert store.manifest(2, "child").digest == parent
+
+
+def _child_save(root):
+    ArtifactStore(root).save_outputs(2, "child", [np.arange(9_000_000, dtype=np.int64)])
 
 
 # --------------------------------------------------------------------------- cleanup

@@ -471,7 +471,7 @@ class PipelineRunner:
                     completed_at=now,
                     attempts=0,
                 )
-                self._after(node, "completed")
+                self._completed(node)
                 return
         node.cache_key = key
         kwargs = dict(self._base_kwargs)
@@ -570,20 +570,27 @@ class PipelineRunner:
         if outcome.status == "failed" and self.error is None:
             self.error = outcome.error
             self.error_details = outcome.error_details
-        if outcome.status == "completed" and node.block.dynamic:
-            try:
-                self._expand(node)
-            except Exception as exc:
-                msg = f"block '{node.uuid}': {exc}"
-                self.rec.update_block_run(self.run_id, node.uuid, status="failed", error=msg)
-                if self.error is None:
-                    self.error, self.error_details = msg, {"block": node.uuid}
-                self._after(node, "failed")
-                return
+        if outcome.status == "completed":
+            self._completed(node)
+        else:
+            self._after(node, outcome.status)
+
+    def _completed(self, node: Node) -> None:
+        """A node finished well (ran, or hit the cache): expand it if it is dynamic."""
+        if not node.block.dynamic:
             self._after(node, "completed")
-            self._create_nodes()
             return
-        self._after(node, outcome.status)
+        try:
+            self._expand(node)
+        except Exception as exc:
+            msg = f"block '{node.uuid}': {exc}"
+            self.rec.update_block_run(self.run_id, node.uuid, status="failed", error=msg)
+            if self.error is None:
+                self.error, self.error_details = msg, {"block": node.uuid}
+            self._after(node, "failed")
+            return
+        self._after(node, "completed")
+        self._create_nodes()
 
     def _expand(self, node: Node) -> None:
         items, meta = parse_dynamic_output(self._outputs_of(node))
@@ -617,7 +624,20 @@ class PipelineRunner:
 
     # ------------------------------------------------------------- finish
     def _finish(self) -> "RunState":
-        statuses = [n.status for n in self.by_uuid.values()]
+        # Guard: a run is never reported completed with blocks that did not run.
+        stuck = [n for n in self.by_uuid.values() if n.status in ("initial", "queued", "running")]
+        missing = [u for u, pb in self.selected.items() if not pb.lineage and (u, ()) not in self.nodes]
+        if (stuck or missing) and not self._cancel.is_set():
+            names = [n.uuid for n in stuck] + missing
+            msg = f"blocks never ran: {', '.join(names[:10])}" + (" ..." if len(names) > 10 else "")
+            for n in stuck:
+                n.status = "failed"
+                self.rec.update_block_run(self.run_id, n.uuid, status="failed", error=msg)
+            for u in missing:
+                self.rec.update_block_run(self.run_id, u, status="failed", error=msg)
+            if self.error is None:
+                self.error, self.error_details = msg, {"message": msg}
+        statuses = [n.status for n in self.by_uuid.values()] + ["failed" for _ in missing]
         # Blocks whose clones were never created (their fan-out failed or was empty).
         for uuid, pb in self.selected.items():
             if pb.lineage:

@@ -32,6 +32,7 @@ EXPERIMENT_NAME = "nyc-taxi-experiment"
 TAG_MODEL_CLASS = "model_class"
 TAG_PIPELINE = "pipeline"
 TAG_BLOCK = "block"
+TAG_BLOCK_RUN = "block_run"  # a dynamic clone's uuid, e.g. 'hyperparameter_tuning/sklearn:Lasso'
 TAG_RUN_ID = "blockyard_run_id"
 TAG_PROJECT = "project"
 TAG_KIND = "blockyard_kind"  # "trial", "tuning", "final"
@@ -146,7 +147,8 @@ def run_tags(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
     """The tags every run carries, from a block's kwargs (`pipeline_uuid`, `block_uuid`,
-    `pipeline_run_id`, `project`)."""
+    `pipeline_run_id`, `project_uuid`); a dynamic clone is also tagged `block_run` with
+    its own uuid (`dynamic_block_uuid`, e.g. 'hyperparameter_tuning/sklearn:Lasso')."""
     ctx = dict(context or {})
     tags: dict[str, str] = {}
     if model_class:
@@ -155,11 +157,13 @@ def run_tags(
         (TAG_PIPELINE, "pipeline_uuid"),
         (TAG_BLOCK, "block_uuid"),
         (TAG_RUN_ID, "pipeline_run_id"),
-        (TAG_PROJECT, "project"),
+        (TAG_PROJECT, "project_uuid"),
     ):
-        value = ctx.get(key)
+        value = ctx.get(key, ctx.get("project") if key == "project_uuid" else None)
         if value is not None:
             tags[tag] = str(value)
+    if ctx.get("dynamic_block_uuid"):
+        tags[TAG_BLOCK_RUN] = str(ctx["dynamic_block_uuid"])
     for k, v in (extra or {}).items():
         if v is not None:
             tags[str(k)] = str(v)
@@ -323,9 +327,14 @@ class FinalModel:
         }
 
 
-def model_class_name(model: Any) -> str:
-    cls = type(model)
-    return f"{cls.__module__}.{cls.__qualname__}"
+def model_class_name(model_or_class: Any) -> str:
+    """Public dotted name: 'sklearn.linear_model.Lasso' (private modules like
+    `_coordinate_descent` left out), 'xgboost.Booster'."""
+    cls = model_or_class if isinstance(model_or_class, type) else type(model_or_class)
+    parts = [p for p in cls.__module__.split(".") if not p.startswith("_")]
+    if parts and parts[0] == "xgboost":
+        parts = ["xgboost"]
+    return ".".join(parts + [cls.__qualname__])
 
 
 def _predict(model: Any, X):
@@ -349,13 +358,15 @@ def log_final_model(
     *,
     context: Mapping[str, Any] | None = None,
     run_name: str | None = None,
-    artifacts: Mapping[str, str | Path] | None = None,
+    artifacts: Any = None,
     workspace: str | Path | None = None,
     experiment_name: str = EXPERIMENT_NAME,
 ) -> FinalModel:
     """Log a trained model as an MLflow model (sklearn or xgboost flavour), with its
     metrics, parameters, tags, the DictVectorizer `dv` as an artifact
-    (``preprocessor/dv.pkl``) and a signature inferred from `sample` (a few rows of X)."""
+    (``preprocessor/dv.pkl``) and a signature inferred from `sample` (a few rows of X).
+    `artifacts`: more files to log, a list (logged at the run's root) or a mapping
+    file -> artifact folder."""
     import mlflow
 
     tracking = setup_mlflow(workspace, experiment_name)
@@ -385,8 +396,12 @@ def log_final_model(
                 with open(path, "wb") as fh:
                     pickle.dump(dv, fh)
                 mlflow.log_artifact(str(path), artifact_path="preprocessor")
-        for name, path in (artifacts or {}).items():
-            mlflow.log_artifact(str(path), artifact_path=name)
+        if isinstance(artifacts, Mapping):
+            for path, folder in artifacts.items():
+                mlflow.log_artifact(str(path), artifact_path=folder or None)
+        else:
+            for path in artifacts or []:
+                mlflow.log_artifact(str(path))
         info = _log_model(model, signature)
         return FinalModel(
             run_id=run.info.run_id,

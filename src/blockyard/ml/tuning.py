@@ -199,6 +199,7 @@ def tune_sklearn(
 ) -> TuningResult:
     """Search `model_class`'s hyperparameters, minimising validation RMSE."""
     from blockyard.ml.metrics import rmse
+    from blockyard.ml.tracking import model_class_name
 
     if isinstance(model_class, str):
         cls = load_model_class(model_class)
@@ -217,7 +218,7 @@ def tune_sklearn(
 
     return _run_study(
         label=name,
-        model_class=f"{cls.__module__}.{name}",
+        model_class=model_class_name(cls),
         sample=lambda trial: space(trial, random_state),
         evaluate=lambda trial, params: evaluate(params),
         max_evaluations=max_evaluations,

@@ -309,14 +309,15 @@ class ArtifactStore:
         fn = getattr(codec, "summarize", None)
         try:
             summary, sample = fn(obj) if fn is not None else _summary.generic(obj)
-            json.dumps([summary, sample])
+            summary, sample = _summary.strict(summary), _summary.strict(sample)
+            json.dumps([summary, sample], allow_nan=False)
         except Exception as exc:  # a summary must never fail a save
             summary, sample = _summary.generic(obj)
             summary["summary_error"] = f"{type(exc).__name__}: {exc}"[:200]
         return summary, sample
 
     def _write_manifest(self, manifest: OutputManifest, path: str, node_uuid: str) -> None:
-        data = json.dumps(manifest.to_dict(), indent=1, default=str).encode()
+        data = json.dumps(manifest.to_dict(), indent=1, default=str, allow_nan=False).encode()
         try:
             if self.local:
                 tmp = f"{path}{_TMP_PREFIX}{_uuid.uuid4().hex[:12]}"

@@ -45,8 +45,8 @@ class Codec:
 
     `extension` includes the dot (".arrow"). `save(obj, fs, path)` writes exactly one file
     at `path` on the fsspec filesystem `fs`; `load(fs, path)` reads it back. `save` may
-    return {"blake2b": hex, "bytes": n} when it hashed the file while writing it (32-byte
-    BLAKE2b of the file's bytes); otherwise the store reads the file once to hash it.
+    return {"blake2b": hex, "bytes": n} when it hashed the file while writing it (the
+    digest of `blockyard.store.hashing`); otherwise the store reads the file once to hash it.
     `summarize(obj)` returns `(summary: dict, sample: JSON-able | None)` and must be cheap.
     """
 
@@ -423,7 +423,7 @@ class PolarsFrameCodec(Codec):
         import polars as pl
 
         if is_local_fs(fs):
-            return pl.read_ipc(path)  # polars memory-maps local uncompressed IPC files
+            return pl.read_ipc(path)  # polars 1.x+ has no memory_map= any more; it reads the path itself
         return pl.read_ipc(io.BytesIO(fs.cat_file(path)))
 
     def summarize(self, obj: Any) -> tuple[dict, Any]:

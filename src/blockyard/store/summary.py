@@ -109,10 +109,21 @@ def generic(obj: Any) -> tuple[dict, Any]:
 
 def json_value(obj: Any) -> tuple[dict, Any]:
     summary, _ = generic(obj)
-    sample = json_safe(obj) if isinstance(obj, (list, dict)) else obj
-    if isinstance(sample, str):
-        sample = _trunc(sample)
-    return summary, sample
+    return summary, json_safe(obj)
+
+
+def strict(value: Any) -> Any:
+    """Deep copy of a summary/sample with NaN/inf -> None and unknown objects -> str,
+    so the manifest is strict JSON whatever a (third-party) codec returned."""
+    if isinstance(value, dict):
+        return {str(k): strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return None if (math.isnan(value) or math.isinf(value)) else value
+    return json_safe(value)
 
 
 def pandas_frame(df: Any) -> tuple[dict, Any]:
