@@ -113,3 +113,16 @@ def test_killed_run_is_marked_failed_on_next_start(ws, tmp_path):
     assert runs and runs[0]["status"] == "failed"
     assert "exited before it finished" in runs[0]["error"]
     assert db.get_block_run(runs[0]["id"], "slow")["status"] == "failed"
+
+
+def test_a_queued_run_is_executed_in_place(ws):
+    db = _db(ws)
+    run_id = db.create_pipeline_run(
+        project="p", pipeline_uuid="pipe", variables={"n": 3}, status="queued"
+    )
+    result = blockyard.run_pipeline("p/pipe", workspace=ws, run_id=run_id, variables={"n": 3})
+    assert result.run_id == run_id and result.ok
+    assert result.output("total") == 0 + 1 + 4
+    row = db.get_pipeline_run(run_id)
+    assert row["status"] == "completed" and row["started_at"] is not None
+    assert {r["block_uuid"] for r in db.get_block_runs(run_id)} >= {"fan", "square", "total"}

@@ -450,6 +450,26 @@ def chart(
     _console().print(f"wrote {path}")
 
 
+def _register_extensions() -> None:
+    """Commands that live with their layer (server, orchestration) register here.
+
+    Each module exposes `register(app, workspace_getter, fail)` and must stay
+    import-light (import its heavy parts inside the commands)."""
+    import importlib
+
+    for name in ("blockyard.server.cli", "blockyard.orchestration.cli"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(app, _workspace, _fail)
+
+
+_register_extensions()
+
+
 def main() -> None:
     app()
 

@@ -223,6 +223,51 @@ class Database:
                 )
         return int(run_id)
 
+    def start_pipeline_run(
+        self,
+        run_id: int,
+        block_uuids: Iterable[str],
+        pid: int | None = None,
+        hostname: str | None = None,
+    ) -> None:
+        """Move an existing (e.g. queued) run to running and add its missing block runs."""
+        uuids = list(block_uuids)
+        with self.engine.begin() as conn:
+            have = set(
+                conn.execute(
+                    sa.select(block_runs.c.block_uuid).where(block_runs.c.pipeline_run_id == run_id)
+                ).scalars()
+            )
+            conn.execute(
+                pipeline_runs.update()
+                .where(pipeline_runs.c.id == run_id)
+                .values(
+                    status="running",
+                    started_at=utcnow(),
+                    pid=pid,
+                    hostname=hostname,
+                    block_count=len(uuids),
+                    error=None,
+                    completed_at=None,
+                )
+            )
+            missing = [u for u in uuids if u not in have]
+            if missing:
+                conn.execute(
+                    block_runs.insert(),
+                    [
+                        {
+                            "pipeline_run_id": run_id,
+                            "block_uuid": u,
+                            "base_block_uuid": u,
+                            "status": "initial",
+                            "attempts": 0,
+                            "cache_hit": False,
+                        }
+                        for u in missing
+                    ],
+                )
+
     def update_pipeline_run(self, run_id: int, **fields: Any) -> None:
         """Set columns of a pipeline run (e.g. status='running', started_at=..., metrics=...)."""
         unknown = set(fields) - (PIPELINE_RUN_COLUMNS - {"id"})

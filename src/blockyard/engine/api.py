@@ -94,12 +94,14 @@ def run_pipeline(
     on_event: Callable[[dict], None] | None = None,
     execution_date: datetime | None = None,
     trigger_id: int | None = None,
+    run_id: int | None = None,
     raise_on_failure: bool = False,
 ) -> RunResult:
     """Run a pipeline (or one block, or a block and its downstream) and return the run.
 
     `pipeline` is `project/pipeline`, a bare pipeline uuid unique in the workspace,
-    or a PipelineSpec.
+    or a PipelineSpec. `run_id` executes a run already recorded (e.g. queued by the
+    scheduler or the API) instead of creating one.
     """
     from blockyard.engine.runner import PipelineRunner
     from blockyard.engine.session import session_for
@@ -134,6 +136,7 @@ def run_pipeline(
         on_event=on_event,
         execution_date=execution_date,
         trigger_id=trigger_id,
+        run_id=run_id,
     )
     state = runner.run()
     result = RunResult(runner, state.status)

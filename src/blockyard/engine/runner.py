@@ -146,17 +146,22 @@ class PipelineRunner:
         self.utils_hash = cache_mod.tree_hash(
             [ws.root / "utils", self.spec.project.path / "utils"]
         )
-        self.run_id = db.create_pipeline_run(
-            project=self.project,
-            pipeline_uuid=self.spec.uuid,
-            variables=self.variables,
-            execution_date=self.execution_date,
-            block_uuids=list(self.selected),
-            status="running",
-            trigger_id=self.trigger_id,
-            pid=os.getpid(),
-            hostname=socket.gethostname(),
-        )
+        if self.run_id is None:
+            self.run_id = db.create_pipeline_run(
+                project=self.project,
+                pipeline_uuid=self.spec.uuid,
+                variables=self.variables,
+                execution_date=self.execution_date,
+                block_uuids=list(self.selected),
+                status="running",
+                trigger_id=self.trigger_id,
+                pid=os.getpid(),
+                hostname=socket.gethostname(),
+            )
+        else:  # a run queued by the scheduler or the API, now claimed by this process
+            db.start_pipeline_run(
+                self.run_id, list(self.selected), pid=os.getpid(), hostname=socket.gethostname()
+            )
         self.rec = db.recorder()
         self.log_dir = self.session.logs_dir / str(self.run_id)
         self._base_kwargs = {
@@ -233,17 +238,20 @@ class PipelineRunner:
         self.error = str(exc)
         self.error_details = exc.to_dict()
         blocks = [exc.block] if getattr(exc, "block", None) else []
-        self.run_id = db.create_pipeline_run(
-            project=self.project,
-            pipeline_uuid=self.spec.uuid,
-            variables=self.variables,
-            execution_date=self.execution_date,
-            block_uuids=blocks,
-            status="running",
-            trigger_id=self.trigger_id,
-            pid=os.getpid(),
-            hostname=socket.gethostname(),
-        )
+        if self.run_id is not None:
+            db.start_pipeline_run(self.run_id, blocks, pid=os.getpid(), hostname=socket.gethostname())
+        else:
+            self.run_id = db.create_pipeline_run(
+                project=self.project,
+                pipeline_uuid=self.spec.uuid,
+                variables=self.variables,
+                execution_date=self.execution_date,
+                block_uuids=blocks,
+                status="running",
+                trigger_id=self.trigger_id,
+                pid=os.getpid(),
+                hostname=socket.gethostname(),
+            )
         if blocks:
             rec = db.recorder()
             rec.update_block_run(

@@ -213,8 +213,10 @@ class ArtifactStore:
     def save_outputs(self, run_id: Any, node_uuid: str, outputs: list) -> OutputManifest:
         """Write each output with the first codec that takes it, then the manifest.
 
-        Replaces earlier outputs of the same node in the same run. The digest is
-        blake2b over, per output in order, the codec name and the file's bytes.
+        Replaces earlier outputs of the same node in the same run. Each entry records its
+        file's BLAKE2b (tree mode, see `hashing`) and size; the manifest digest is BLAKE2b
+        over, per output in order, codec name + size + file digest, so it is equal exactly
+        when the files' bytes and codecs are equal, on any filesystem.
         """
         if not isinstance(outputs, (list, tuple)):
             raise StoreError(
