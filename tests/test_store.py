@@ -393,8 +393,12 @@ def test_manifest_content_and_summaries(store):
     assert on_disk.run_id == 5 and on_disk.node_uuid == "prepare/features"
     assert [o["name"] for o in m.outputs] == [f"output_{i}" for i in range(5)]
     for o in m.outputs:
-        assert (Path(store.node_path(5, "prepare/features")) / o["file"]).stat().st_size == o["bytes"]
+        if o["file"] is None:  # small JSON values live in the manifest
+            assert len(o["inline"].encode()) == o["bytes"]
+        else:
+            assert (Path(store.node_path(5, "prepare/features")) / o["file"]).stat().st_size == o["bytes"]
         assert set(o) >= {"name", "codec", "file", "summary", "sample"}
+    assert m.outputs[3]["file"] is None and m.outputs[3]["inline"] == '{"rmse":5.2}'
 
     s0 = m.outputs[0]["summary"]
     assert s0["shape"] == [30, 12] and s0["columns"][:2] == ["i", "i32"]
@@ -562,7 +566,7 @@ def test_very_long_node_uuid_is_shortened(store):
     assert store.load_output(1, node, 0) == "v"
 
 
-def test_memory_filesystem_store():
+def test_memory_filesystem_store(tmp_path):
     root = f"memory://blockyard-test-{uuid.uuid4().hex}"
     store = ArtifactStore(root)
     df = rich_frame(20)
@@ -576,11 +580,8 @@ def test_memory_filesystem_store():
     pd.testing.assert_frame_equal(back[0], df)
     assert back[1].format == "csr" and (back[1] != X).nnz == 0
     assert np.array_equal(back[2], big) and back[3] == {"a": 1} and back[4] == (1,)
-    local = ArtifactStore(Path("/tmp") / f"blockyard-digest-{uuid.uuid4().hex}")
-    try:  # same data, same digest on any filesystem
-        assert local.save_outputs(7, "n", [df, X, big, {"a": 1}, (1,)]).digest == m.digest
-    finally:
-        local.delete_run(7)
+    local = ArtifactStore(tmp_path / "local")  # same data, same digest on any filesystem
+    assert local.save_outputs(7, "n", [df, X, big, {"a": 1}, (1,)]).digest == m.digest
     assert store.run_ids() == [7]
     assert store.delete_run(7) is True
     assert store.run_ids() == [] and not store.has_outputs(7, "hyperparameter_tuning/sklearn")
@@ -593,7 +594,7 @@ def test_file_url_and_fsync_option(tmp_path, monkeypatch):
     store = ArtifactStore(f"file://{tmp_path}/outputs", fsync=True)
     assert store.local and store.root == f"{tmp_path}/outputs"
     store.save_outputs(1, "n", [pd.DataFrame({"a": [1]}), [1, 2]])
-    assert len(calls) == 4  # two outputs, the manifest, its folder
+    assert len(calls) == 3  # the frame's file, the manifest (holding [1, 2] inline), its folder
     assert (tmp_path / "outputs" / "runs" / "1" / "n" / "manifest.json").exists()
     assert store.load_output(1, "n", 1) == [1, 2]
 
@@ -604,8 +605,10 @@ def test_concurrent_saves_from_threads(store):
     def outputs(k):
         return [pd.DataFrame({"a": np.arange(200_000) + k}), np.full(300_000, float(k)), {"k": k}]
 
-    expected = {k: ArtifactStore(f"memory://blockyard-seq-{uuid.uuid4().hex}").save_outputs(1, "n", outputs(k)).digest
-                for k in range(8)}
+    sequential = ArtifactStore(f"memory://blockyard-seq-{uuid.uuid4().hex}")
+    expected = {k: sequential.save_outputs(k, "n", outputs(k)).digest for k in range(8)}
+    assert sequential.clean(run_ids=range(8)) == 8
+    assert len(set(expected.values())) == 8
     with ThreadPoolExecutor(8) as pool:
         digests = dict(zip(range(8), pool.map(lambda k: store.save_outputs(1, f"node/{k}", outputs(k)).digest, range(8))))
     assert digests == expected
@@ -702,7 +705,8 @@ def test_manifest_written_atomically(store, monkeypatch):
 
 
 def test_errors_name_the_file(store):
-    m = store.save_outputs(2, "train/model", [pd.DataFrame({"a": [1, 2]}), 5])
+    big = list(range(5000))  # over the inline limit: a file of its own
+    m = store.save_outputs(2, "train/model", [pd.DataFrame({"a": [1, 2]}), big])
     path = Path(store.node_path(2, "train/model")) / m.outputs[0]["file"]
     path.write_bytes(b"not arrow")
     with pytest.raises(StoreError) as info:

@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -316,9 +317,13 @@ def tune_xgboost(
     search_space: Callable | None = None,
     start_params: dict | None = XGBOOST_START,
     prune: bool = True,
+    prune_warmup_rounds: int = 30,
     nthread: int | None = None,
 ) -> TuningResult:
     """Tune xgboost on DMatrix data with early stopping on the validation set.
+
+    With `prune`, a trial whose validation RMSE after `prune_warmup_rounds` rounds is
+    worse than the median of the finished trials at the same round is stopped.
 
     `best_params` holds the sampled parameters; `best_iteration` the number of
     boosting rounds the best trial needed."""
@@ -355,6 +360,7 @@ def tune_xgboost(
         timeout=timeout,
         start_params=start_params,
         pruner=prune,
+        prune_warmup=prune_warmup_rounds,
     )
     best = next((t for t in result.trials if t.get("best")), None)
     if best is not None:
@@ -380,6 +386,7 @@ def _run_study(
     timeout: float | None,
     start_params: dict | None = None,
     pruner: bool = False,
+    prune_warmup: int = 30,
 ) -> TuningResult:
     import optuna
 
@@ -394,9 +401,9 @@ def _run_study(
         direction="minimize",
         sampler=sampler,
         pruner=(
-            # Aggressive on purpose: a trial whose validation curve is behind the median
-            # of the finished trials after 10 rounds stops, keeping tuning in budget.
-            optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=10)
+            # A trial whose validation curve is behind the median of the finished
+            # trials after `prune_warmup` rounds stops: keeps tuning in budget.
+            optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=int(prune_warmup))
             if pruner
             else optuna.pruners.NopPruner()
         ),
@@ -411,7 +418,11 @@ def _run_study(
 
     def objective(trial) -> float:
         nonlocal repeats
-        params = sample(trial)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. a start value outside a custom space
+            params = sample(trial)
+        if start_params and trial.number == 0:
+            params = {**params, **start_params}  # exactly the known-good configuration
         key = json.dumps(params, sort_keys=True, default=str)
         t0 = time.perf_counter()
         if key in seen:

@@ -29,6 +29,8 @@ from blockyard.store import codecs as _codecs
 from blockyard.store import hashing as _hashing
 from blockyard.store import summary as _summary
 
+# JSON outputs up to this size are kept inside the manifest (no file of their own).
+INLINE_MAX_BYTES = 16 * 1024
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 _TMP_PREFIX = ".tmp-"
@@ -110,6 +112,7 @@ class ArtifactStore:
         self.local = _codecs.is_local_fs(fs)
         self.root = root.rstrip("/") if root not in ("/", "") else root
         self.fsync = fsync
+        self._run_dirs: set = set()
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.url!r})"
@@ -137,6 +140,13 @@ class ArtifactStore:
     def output_path(self, run_id: Any, node_uuid: str, index: int) -> str:
         m = self._require_manifest(run_id, node_uuid)
         entry = self._entry(m, index)
+        if entry.get("file") is None:
+            raise StoreError(
+                f"{entry.get('name')} of block '{node_uuid}' in run {run_id} is stored inline "
+                "in the manifest and has no file of its own",
+                file=self.manifest_path(run_id, node_uuid),
+                block=node_uuid,
+            )
         return self._join(self.node_path(run_id, node_uuid), entry["file"])
 
     # --- small fs helpers (local fast path) ---------------------------------------------
@@ -226,8 +236,9 @@ class ArtifactStore:
         node_dir = self.node_path(run_id, node_uuid)
         manifest_path = self._join(node_dir, MANIFEST)
         try:
-            self._makedirs(node_dir)
-            self._remove(manifest_path)  # the node is "not saved" until the new manifest lands
+            fresh = self._make_node_dir(run_id, node_dir)
+            if not fresh:
+                self._remove(manifest_path)  # the node is "not saved" until the new manifest lands
         except OSError as exc:
             raise StoreError(
                 f"cannot prepare the output folder of block '{node_uuid}' in run {run_id}: {exc}",
@@ -243,14 +254,62 @@ class ArtifactStore:
             created_at=time.time(),
         )
         self._write_manifest(manifest, manifest_path, node_uuid)
-        keep = {e["file"] for e in entries} | {MANIFEST}
+        if fresh:  # nothing stale can be in a folder this call created
+            return manifest
+        keep = {e["file"] for e in entries if e.get("file")} | {MANIFEST}
         for name in self._listdir(node_dir):
             if name not in keep:  # outputs of an earlier save with more outputs, stale temps
                 self._remove(self._join(node_dir, name))
         return manifest
 
+    def _make_node_dir(self, run_id: Any, node_dir: str) -> bool:
+        """Create the node's folder; True when this call created it (so it is empty).
+
+        The run folder is made once per store object: thousands of block runs of one
+        run then cost one mkdir each, not a makedirs walk."""
+        if not self.local:
+            self.fs.makedirs(node_dir, exist_ok=True)
+            return False
+        if run_id not in self._run_dirs:
+            os.makedirs(self.run_path(run_id), exist_ok=True)
+            self._run_dirs.add(run_id)
+        try:
+            os.mkdir(node_dir)
+            return True
+        except FileExistsError:
+            return False
+        except FileNotFoundError:  # the run folder was removed meanwhile (clean)
+            os.makedirs(node_dir, exist_ok=True)
+            return False
+
+    def _save_inline(self, name: str, obj: Any) -> dict | None:
+        """Small JSON values live in the manifest itself: no file, no extra open."""
+        codecs = _codecs.candidate_codecs(obj)
+        if not codecs or codecs[0].name != "json":
+            return None
+        try:
+            data = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+        except (ValueError, TypeError, RecursionError):
+            return None
+        if len(data) > INLINE_MAX_BYTES:
+            return None
+        summary, sample = self._summarize(codecs[0], obj)
+        return {
+            "name": name,
+            "codec": "json",
+            "file": None,
+            "inline": data.decode(),
+            "bytes": len(data),
+            "blake2b": hashlib.blake2b(b"inline\0" + data).hexdigest(),
+            "summary": summary,
+            "sample": sample,
+        }
+
     def _save_one(self, run_id: Any, node_uuid: str, node_dir: str, index: int, obj: Any) -> dict:
         name = f"output_{index}"
+        inline = self._save_inline(name, obj)
+        if inline is not None:
+            return inline
         skipped: list[str] = []
         for codec in _codecs.candidate_codecs(obj):
             file = f"{name}{codec.extension}"
@@ -395,8 +454,10 @@ class ArtifactStore:
         return m.outputs[index]
 
     def _load_entry(self, m: OutputManifest, entry: dict) -> Any:
+        if entry.get("inline") is not None and entry.get("codec") == "json":
+            return json.loads(entry["inline"])
         node_dir = self.node_path(m.run_id, m.node_uuid)
-        path = self._join(node_dir, entry["file"])
+        path = self._join(node_dir, entry["file"] or MANIFEST)
         where = f"{entry.get('name', entry['file'])} of block '{m.node_uuid}' in run {m.run_id}"
         codec = _codecs.get_codec(entry["codec"])
         if codec is None:
