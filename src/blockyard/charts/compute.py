@@ -449,7 +449,7 @@ def _table(ctx: _Context) -> dict:
     else:
         frame = ctx.frame()
         columns = [str(c) for c in frame.columns]
-        head = frame.head(limit)
+        head = frame.head(limit + 1)  # one more row tells whether the table is cut
         rows = head.values.tolist()
         index = None
         if ctx.config.get("index") and ctx.config["index"] in frame.columns:

@@ -1,11 +1,12 @@
-"""Content digests of output files: BLAKE2b in tree mode, 32-byte digests.
+"""Content digests of output files: XXH3-128 leaves under a BLAKE2b root.
 
-A file is cut into 32 MiB leaves; each leaf is hashed with BLAKE2b's tree parameters
-(fanout unlimited, depth 2, leaf_size 32 MiB, node_offset = leaf index, last_node on
-the last leaf) and the root node hashes the leaf digests (node_depth 1). This is the
-tree-hashing mode from the BLAKE2 specification: the digest is a function of the file's
-bytes only, but the leaves of a large file can be hashed on several cores at once.
-Small files are one leaf; every path (local, remote, while-writing) gives the same value.
+A file is cut into 32 MiB leaves; each leaf is hashed with XXH3-128 (about 15 GB/s,
+twenty times BLAKE2b: hashing a 440 MB frame costs ~30 ms instead of ~600 ms), seeded
+with the leaf's index and whether it is the last one, and a BLAKE2b root hashes the
+leaf digests. The digest is a function of the file's bytes only (it detects changed
+data for the cache; it is not meant to resist a deliberate collision), and the leaves
+of a large file can be hashed on several cores at once. Every path (local, remote,
+while-writing) gives the same value.
 
 `hash_file` reads a written file once (memory-mapped locally). `FollowingHasher` hashes a
 local file *while* another thread appends to it, so writing a large Arrow file and
@@ -43,16 +44,9 @@ def _executor() -> ThreadPoolExecutor:
 
 
 def _leaf_hasher(index: int, last: bool) -> Any:
-    return hashlib.blake2b(
-        digest_size=DIGEST_SIZE,
-        fanout=0,
-        depth=2,
-        leaf_size=LEAF_SIZE,
-        node_offset=index,
-        node_depth=0,
-        inner_size=DIGEST_SIZE,
-        last_node=last,
-    )
+    import xxhash
+
+    return xxhash.xxh3_128(seed=index * 2 + (1 if last else 0))
 
 
 def _root(leaf_digests: list[bytes]) -> str:

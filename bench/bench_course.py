@@ -1,0 +1,171 @@
+"""The course's data_preparation pipeline through Blockyard vs the same steps as one
+plain Python script, side by side in one run.
+
+    python bench/bench_course.py [--reps 3]
+
+Both sides do the same work on the real Jan+Feb 2024 green-taxi files (from
+BLOCKYARD_DATA_MIRROR, default /work/shared/data): load both months, clean, combine
+features, select, split on the pick-up date, vectorize the full data and the
+train/validation split, and check the reference shapes (the @test functions of
+`build`). Blockyard runs `unit_1_data_preparation/data_preparation` with
+`use_cache=False` (every block really runs: run history in SQLite, every output
+persisted in the artifact store, tests run, logs written); the plain script calls
+the same `mlops.utils` functions in a row and keeps everything in memory.
+
+Each side runs in its own fresh subprocess (so neither inherits the other's imports
+or page-cache warm-up order advantage beyond the first file read); the parent waits
+with os.wait4 to get that child's own peak RSS. Inside each child the pipeline runs
+`--reps` times after imports; we report the median of the in-process times, the
+first (cold) run, and the whole-process wall time (interpreter start + imports + runs).
+Target: median wall time ratio Blockyard / plain <= 1.10.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORKSPACE = REPO / "mlops"
+DEFAULT_MIRROR = "/work/shared/data"
+
+PLAIN = r'''
+import json, sys, time
+t_import = time.perf_counter()
+import pandas as pd
+from blockyard.datasets import load_green_taxi
+from mlops.utils.data_preparation.cleaning import clean
+from mlops.utils.data_preparation.feature_engineering import combine_features
+from mlops.utils.data_preparation.feature_selector import select_features
+from mlops.utils.data_preparation.splitters import split_on_value
+from mlops.utils.data_preparation.encoders import vectorize_features
+imports = time.perf_counter() - t_import
+
+
+def pipeline():
+    df = load_green_taxi(['2024-01', '2024-02'])
+    df = clean(df)
+    df = combine_features(df)
+    df = select_features(df, features=['lpep_pickup_datetime', 'duration'])
+    df_train, df_val = split_on_value(df, 'lpep_pickup_datetime', '2024-02-01')
+    X, _, _ = vectorize_features(select_features(df))
+    y = df['duration']
+    X_train, X_val, dv = vectorize_features(select_features(df_train), select_features(df_val))
+    y_train, y_val = df_train['duration'], df_val['duration']
+    assert X.shape == (105870, 7027) and len(y) == X.shape[0]
+    assert X_train.shape == (54378, 5094) and len(y_train) == X_train.shape[0]
+    assert X_val.shape == (51492, 5094) and len(y_val) == X_val.shape[0]
+    return X, X_train, X_val, y, y_train, y_val, dv
+
+
+times = []
+for _ in range(int(sys.argv[1])):
+    t = time.perf_counter()
+    pipeline()
+    times.append(time.perf_counter() - t)
+print(json.dumps({"times": times, "imports": imports}))
+'''
+
+BLOCKYARD = r'''
+import json, sys, time
+t_import = time.perf_counter()
+import blockyard
+from blockyard.engine.api import run_pipeline
+imports = time.perf_counter() - t_import
+
+times = []
+for _ in range(int(sys.argv[1])):
+    t = time.perf_counter()
+    r = run_pipeline('unit_1_data_preparation/data_preparation', workspace=sys.argv[2],
+                     use_cache=False, executor='inline')
+    times.append(time.perf_counter() - t)
+    assert r.ok, r.error
+    bad = [t for b in r.block_runs.values() for t in b.tests if not t['passed']]
+    assert not bad, bad
+print(json.dumps({"times": times, "imports": imports, "run_id": r.run_id}))
+'''
+
+
+def run_child(code: str, args: list[str], env: dict) -> dict:
+    """Run `code` in a fresh interpreter; return its JSON report plus wall time and peak RSS."""
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as fh:
+        fh.write(code)
+        script = fh.name
+    out = tempfile.TemporaryFile()
+    err = tempfile.TemporaryFile()
+    try:
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, script, *args], env=env, cwd=str(REPO), stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode()
+        stderr = err.read().decode()
+    finally:
+        os.unlink(script)
+    if proc.returncode != 0:
+        raise SystemExit(f"child failed ({proc.returncode}):\n{stderr[-4000:]}")
+    report = json.loads(stdout.strip().splitlines()[-1])
+    report["process_wall"] = wall
+    report["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux: kilobytes
+    report["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3, help="pipeline runs per child (median reported)")
+    parser.add_argument("--order", choices=["plain-first", "blockyard-first"], default="plain-first")
+    args = parser.parse_args()
+
+    mirror = os.environ.get("BLOCKYARD_DATA_MIRROR") or DEFAULT_MIRROR
+    if not Path(mirror, "taxi/green/green_tripdata_2024-01.parquet").is_file():
+        raise SystemExit(f"no course data in {mirror}; set BLOCKYARD_DATA_MIRROR")
+
+    with tempfile.TemporaryDirectory(prefix="bench_course_") as home:
+        env = dict(os.environ)
+        env["BLOCKYARD_DATA_MIRROR"] = mirror
+        env["BLOCKYARD_HOME"] = home
+        env.pop("BLOCKYARD_DATABASE_URL", None)
+        env.pop("BLOCKYARD_STORE_URL", None)
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO), env.get("PYTHONPATH", "")])
+
+        sides = [("plain", PLAIN, [str(args.reps)]), ("blockyard", BLOCKYARD, [str(args.reps), str(WORKSPACE)])]
+        if args.order == "blockyard-first":
+            sides.reverse()
+        # One untimed read of the files so the first side does not pay the disk alone.
+        run_child(PLAIN, ["1"], env)
+        results = {name: run_child(code, child_args, env) for name, code, child_args in sides}
+
+    plain, by = results["plain"], results["blockyard"]
+    med_p, med_b = statistics.median(plain["times"]), statistics.median(by["times"])
+    print(f"data_preparation (Jan+Feb 2024 green taxi), {args.reps} runs per side, "
+          f"python {platform.python_version()}, {os.cpu_count()} CPUs")
+    print(f"{'':24}{'plain script':>14}{'blockyard':>14}{'ratio':>9}")
+    rows = [
+        ("median run (s)", med_p, med_b),
+        ("first run (s)", plain["times"][0], by["times"][0]),
+        ("best run (s)", min(plain["times"]), min(by["times"])),
+        ("imports (s)", plain["imports"], by["imports"]),
+        ("process wall (s)", plain["process_wall"], by["process_wall"]),
+        ("process CPU (s)", plain["cpu_seconds"], by["cpu_seconds"]),
+        ("peak RSS (MB)", plain["peak_rss_mb"], by["peak_rss_mb"]),
+    ]
+    for label, a, b in rows:
+        print(f"{label:24}{a:14.3f}{b:14.3f}{b / a:9.2f}")
+    ratio = med_b / med_p
+    verdict = "OK" if ratio <= 1.10 else "ABOVE TARGET"
+    print(f"wall time ratio (median run) blockyard/plain = {ratio:.2f}  (target <= 1.10: {verdict})")
+
+
+if __name__ == "__main__":
+    main()
