@@ -4,13 +4,21 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-python3}"
+pip_quiet() {  # pip's output goes to a log, shown only when it fails
+  if ! "$ROOT/.venv/bin/python" -m pip "$@" > "$ROOT/.venv/pip.log" 2>&1; then
+    grep -v "is ignored: it is neither" "$ROOT/.venv/pip.log" | tail -40 >&2
+    echo "setup: pip $* failed (full log: .venv/pip.log)" >&2
+    exit 1
+  fi
+}
 if [ ! -x "$ROOT/.venv/bin/python" ]; then
+  echo "setup: creating .venv and installing Blockyard (first run takes a minute or two)" >&2
   "$PY" -m venv "$ROOT/.venv"
-  "$ROOT/.venv/bin/python" -m pip install -q --upgrade pip
+  pip_quiet install -q --upgrade pip
 fi
 STAMP="$ROOT/.venv/.blockyard-installed"
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
-  "$ROOT/.venv/bin/python" -m pip install -q -e "$ROOT[all,dev]"
+  pip_quiet install -q -e "$ROOT[all,dev]"
   touch "$STAMP"
 fi
 # The offline data mirror: ../shared/data beside the clone, when it exists.
