@@ -88,12 +88,17 @@ def migrate(engine: Engine, revision: str = "head") -> bool:
         if conn.dialect.name == "sqlite":
             # Take the write lock before reading the version: a second process
             # waits here (busy_timeout) and then finds the schema already done.
-            # SQLite DDL is transactional, so the whole upgrade is atomic.
+            # SQLite DDL is transactional, so the whole upgrade is atomic. A first
+            # migration on a loaded machine can take seconds: wait for it longer
+            # than the usual busy_timeout (restored when the connection is reused).
+            conn.exec_driver_sql("PRAGMA busy_timeout = 120000")
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         elif conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
         if revision == "head" and current_revision(conn) == HEAD_REVISION:
             conn.rollback()
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA busy_timeout = 5000")
             return False
         try:
             command.upgrade(alembic_config(conn), revision)
@@ -111,6 +116,8 @@ def migrate(engine: Engine, revision: str = "head") -> bool:
                 ),
             ) from exc
         conn.commit()
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA busy_timeout = 5000")
     return True
 
 
