@@ -44,10 +44,10 @@ def home(tmp_path_factory):
     mp.undo()
 
 
-def _run(pipeline: str, **variables):
+def _run(pipeline: str, use_cache: bool = True, **variables):
     from blockyard import run_pipeline
 
-    result = run_pipeline(pipeline, workspace=WORKSPACE, variables=variables or None)
+    result = run_pipeline(pipeline, workspace=WORKSPACE, variables=variables or None, use_cache=use_cache)
     failures = {
         uuid: (b.status, b.error, [t for t in b.tests if not t["passed"]])
         for uuid, b in result.block_runs.items()
@@ -106,9 +106,20 @@ def test_unit_2_sklearn_training_builds_the_training_set_and_fans_out(home):
     assert summaries["Lasso"]["promoted"] is False
 
     runs = _mlflow_runs(home, f"tags.blockyard_run_id = '{result.run_id}'")
-    kinds = sorted(r.data.tags.get("blockyard_kind") for r in runs)
-    # 2 tuning runs; LinearRegression has 2 distinct trials, Lasso 3; 2 final runs
-    assert kinds == ["final", "final"] + ["trial"] * 5 + ["tuning", "tuning"]
+    by_kind: dict[str, list] = {}
+    for r in runs:
+        by_kind.setdefault(r.data.tags["blockyard_kind"], []).append(r)
+    assert len(by_kind["tuning"]) == 2 and len(by_kind["final"]) == 2
+    trials = by_kind["trial"]
+    lasso = [r for r in trials if r.data.tags["model_class"].endswith("Lasso")]
+    linear = [r for r in trials if r.data.tags["model_class"].endswith("LinearRegression")]
+    assert len(lasso) == 3  # every evaluation of a continuous space is a trial run
+    assert 1 <= len(linear) <= 2  # repeats of a two-point space are not refitted
+    assert len(trials) == len(lasso) + len(linear)
+    first = [r for r in linear if r.data.params["fit_intercept"] == "True"]
+    assert first and first[0].data.metrics["rmse"] == pytest.approx(5.995, abs=0.01)
+    parents = {r.info.run_id for r in by_kind["tuning"]}
+    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == parents
     for r in runs:
         assert r.data.tags["pipeline"] == "sklearn_training"
         assert r.data.tags["model_class"].startswith("sklearn.linear_model.")
@@ -154,7 +165,12 @@ def test_unit_2_xgboost_training_reuses_the_fresh_training_set_and_takes_the_cro
 
 
 def test_unit_1_data_preparation_reference_numbers(home):
-    result = _run("unit_1_data_preparation/data_preparation")
+    # The training set product ran this pipeline already: same code, data and
+    # variables, so every block is a cache hit.
+    cached = _run("unit_1_data_preparation/data_preparation")
+    assert all(b.cache_hit for b in cached.block_runs.values())
+    result = _run("unit_1_data_preparation/data_preparation", use_cache=False)
+    assert not any(b.cache_hit for b in result.block_runs.values())
     df, df_train, df_val = result.output("prepare")
     assert (len(df), len(df_train), len(df_val)) == (105870, 54378, 51492)
     assert [t["name"] for t in result.block_runs["build"].tests] == [
@@ -165,11 +181,20 @@ def test_unit_1_data_preparation_reference_numbers(home):
     X, X_train, X_val, y, y_train, y_val, dv = result.output("build")
     assert X.shape == (105870, 7027)
     assert len(dv.feature_names_) == 5094
-    # The chart widgets compute on the stored outputs.
-    from blockyard.charts import compute_chart
+    # The chart widgets compute on the stored outputs (what `blockyard chart` does).
+    from blockyard.charts.cli_support import compute_chart_for_block, render_chart_for_block
     from blockyard.project import Workspace
 
-    spec = Workspace.open(WORKSPACE).find_pipeline("unit_1_data_preparation/data_preparation")
-    histogram = next(w for w in spec.widgets if w.uuid == "prepare_histogram_u9")
-    chart = compute_chart(histogram.raw, histogram.file_path.read_text(), [result.output("prepare")])
+    ws = Workspace.open(WORKSPACE)
+    chart = compute_chart_for_block(ws, "data_preparation", "prepare", "prepare_histogram_u9")
     assert sum(chart["data"]["counts"]) == int((df["trip_distance"] <= 20).sum())
+    per_day = compute_chart_for_block(ws, "data_preparation", "ingest", "ingest_time_series_bar_chart_d1")
+    assert sum(per_day["data"]["y"][0]) == 110128
+    png = render_chart_for_block(ws, "data_preparation", "ingest", "feature_profiles_for_ingest", home / "fp.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    from blockyard.errors import BlockyardError
+
+    with pytest.raises(BlockyardError, match="not attached to block 'build'"):
+        compute_chart_for_block(ws, "data_preparation", "build", "prepare_histogram_u9")
+    with pytest.raises(BlockyardError, match="no chart widget 'nope'"):
+        compute_chart_for_block(ws, "data_preparation", None, "nope")

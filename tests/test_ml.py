@@ -389,3 +389,17 @@ def test_registry_concurrent_promotions_keep_the_best(workspace):
     assert champion(name, workspace=workspace)["rmse"] == pytest.approx(5.2)
     assert results[1].promoted
     assert not results[0].promoted or results[0].previous_version is None
+
+
+def test_tune_xgboost_time_budget_stops_the_running_trial(data):
+    from blockyard.ml.tuning import tune_xgboost
+
+    X_train, y_train, X_val, y_val = data
+    result = tune_xgboost(
+        X_train, y_train, X_val, y_val,
+        max_evaluations=5, num_boost_round=500, early_stopping_rounds=500,
+        timeout=1e-6, progress=False, nthread=1,
+    )
+    assert result.n_trials == 1  # no second trial starts after the deadline
+    assert result.best_iteration == 1  # and the first one stopped after its first round
+    assert result.best_rmse > 0

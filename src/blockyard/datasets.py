@@ -215,7 +215,7 @@ def _download(
     import requests
 
     how = (
-        f"download {url if url == ds.url else ds.url} to {target} yourself, or set "
+        f"download {ds.url} to {target} yourself, or set "
         f"{ENV_DATA_MIRROR}=<dir> to a directory holding <dir>/{ds.relpath}"
     )
     if mirror is not None:

@@ -10,9 +10,14 @@ from blockyard.errors import BlockyardError
 
 
 def discover_workspace() -> Any:
-    """The current `blockyard.project.Workspace` (BLOCKYARD_WORKSPACE, else walk up from cwd)."""
+    """The current `blockyard.project.Workspace`: the one of the block being run, else
+    BLOCKYARD_WORKSPACE, else found by walking up from cwd."""
+    from blockyard import runtime
     from blockyard.project import Workspace
 
+    ctx = runtime.get()
+    if ctx is not None:
+        return Workspace.open(Path(ctx.workspace_root))
     return Workspace.discover()
 
 

@@ -110,6 +110,8 @@ def _check_name(name: str) -> None:
 def get_secret_value(name: str) -> str:
     """The value of secret `name`; raises SecretNotFound (a KeyError) if no source has it."""
     _check_name(name)
+    import blockyard.secrets  # noqa: F401  (registers the encrypted database provider)
+
     with _lock:
         providers = list(_providers)
     for provider in providers:

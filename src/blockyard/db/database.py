@@ -452,7 +452,9 @@ class Database:
 
         Only runs whose `hostname` is this machine and whose `pid` no longer exists
         are touched; their unfinished block runs are failed too. Returns how many
-        pipeline runs were recovered.
+        pipeline runs were recovered. Runs held by an orchestration worker (a
+        `lease_owner` is set) are left to the lease logic, which resumes them
+        (blockyard.orchestration.worker).
         """
         with self.engine.connect() as conn:
             candidates = conn.execute(
@@ -460,6 +462,7 @@ class Database:
                     pipeline_runs.c.status.in_(UNFINISHED_STATUSES),
                     pipeline_runs.c.hostname == self._hostname,
                     pipeline_runs.c.pid.is_not(None),
+                    pipeline_runs.c.lease_owner.is_(None),
                 )
             ).all()
         dead = [(int(i), int(p)) for i, p in candidates if not pid_alive(int(p))]
@@ -475,6 +478,7 @@ class Database:
                     .where(
                         pipeline_runs.c.id == run_id,
                         pipeline_runs.c.status.in_(UNFINISHED_STATUSES),
+                        pipeline_runs.c.lease_owner.is_(None),
                     )
                     .values(status="failed", error=message, completed_at=now)
                 )

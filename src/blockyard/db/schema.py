@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # Keep in step with the newest script in migrations/versions (a test checks it).
 # `Database.migrate()` compares the database against it without importing alembic.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0003_secrets"
 
 STATUSES = (
     "initial",
@@ -115,8 +115,22 @@ pipeline_runs = sa.Table(
     sa.Column("hostname", sa.String(255)),
     sa.Column("block_count", sa.Integer, nullable=False, default=0, server_default="0"),
     sa.Column("metrics", JSONType()),
+    # --- orchestration (0002_orchestration): queue, leases, idempotency, cancel, SLA
+    sa.Column("idempotency_key", sa.String(255)),
+    sa.Column("lease_owner", sa.String(255)),  # the worker holding the run while it is running
+    sa.Column("lease_expires_at", UTCDateTime()),
+    sa.Column("heartbeat_at", UTCDateTime()),
+    sa.Column("resume_count", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("cancel_requested_at", UTCDateTime()),
+    sa.Column("settings", JSONType()),  # trigger settings copied at enqueue (timeout, ...)
+    sa.Column("sla_deadline", UTCDateTime()),
+    sa.Column("sla_notified_at", UTCDateTime()),
+    sa.Column("retry_of", sa.Integer),
     sa.Index("ix_pipeline_runs_pipeline_uuid_created_at", "pipeline_uuid", "created_at"),
     sa.Index("ix_pipeline_runs_status", "status"),
+    sa.Index("ix_pipeline_runs_idempotency_key", "idempotency_key", unique=True),
+    sa.Index("ix_pipeline_runs_trigger_id_status", "trigger_id", "status"),
+    sa.Index("ix_pipeline_runs_backfill_id", "backfill_id"),
 )
 
 block_runs = sa.Table(
@@ -149,7 +163,111 @@ block_runs = sa.Table(
     sa.Index("ix_block_runs_cache_key", "cache_key"),
 )
 
+# ----------------------------------------------------------- orchestration
+# Triggers (Mage's pipeline schedules), mirrored from pipelines/<uuid>/triggers.yaml
+# by blockyard.orchestration.triggers.TriggerStore. `next_run_at` is the scheduler's
+# cursor: the next execution time to fire (time triggers) or to poll (sensor triggers).
+pipeline_schedules = sa.Table(
+    "pipeline_schedules",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(255), nullable=False),
+    sa.Column("pipeline_uuid", sa.String(255), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("schedule_type", sa.String(32), nullable=False),
+    sa.Column("schedule_interval", sa.String(255)),
+    sa.Column("start_time", UTCDateTime()),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("variables", JSONType()),
+    sa.Column("settings", JSONType()),
+    sa.Column("sla", sa.Integer),
+    sa.Column("token", sa.String(255)),
+    sa.Column("last_enabled_at", UTCDateTime()),
+    sa.Column("extra", JSONType()),  # keys of the YAML entry Blockyard does not know
+    sa.Column("config_hash", sa.String(64)),
+    sa.Column("error", sa.Text),
+    sa.Column("next_run_at", UTCDateTime()),
+    sa.Column("last_execution_date", UTCDateTime()),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint(
+        "project", "pipeline_uuid", "name", name="uq_pipeline_schedules_project_pipeline_uuid_name"
+    ),
+    sa.Index("ix_pipeline_schedules_status_next_run_at", "status", "next_run_at"),
+)
+
+# One row per (trigger, execution time) ever fired or skipped: the primary key is what
+# guarantees a trigger never fires twice for the same execution time.
+pipeline_schedule_fires = sa.Table(
+    "pipeline_schedule_fires",
+    metadata,
+    sa.Column("schedule_id", sa.Integer, nullable=False),
+    sa.Column("execution_date", UTCDateTime(), nullable=False),
+    sa.Column("run_id", sa.Integer),
+    sa.Column("status", sa.String(32), nullable=False),  # fired | skipped
+    sa.Column("reason", sa.Text),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("schedule_id", "execution_date", name="pk_pipeline_schedule_fires"),
+)
+
+backfills = sa.Table(
+    "backfills",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(255), nullable=False),
+    sa.Column("pipeline_uuid", sa.String(255), nullable=False),
+    sa.Column("name", sa.String(255)),
+    sa.Column("start_datetime", UTCDateTime(), nullable=False),
+    sa.Column("end_datetime", UTCDateTime(), nullable=False),
+    sa.Column("interval", sa.String(16), nullable=False),
+    sa.Column("interval_units", sa.Integer, nullable=False, default=1, server_default="1"),
+    sa.Column("variables", JSONType()),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("total_runs", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("completed_at", UTCDateTime()),
+    sa.Column("error", sa.Text),
+)
+
+# Liveness of schedulers and workers (one row each, updated every few seconds).
+orchestrator_heartbeats = sa.Table(
+    "orchestrator_heartbeats",
+    metadata,
+    sa.Column("id", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("hostname", sa.String(255)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime(), nullable=False),
+    sa.Column("info", JSONType()),
+    sa.PrimaryKeyConstraint("id", name="pk_orchestrator_heartbeats"),
+    sa.Index("ix_orchestrator_heartbeats_role", "role"),
+)
+
 PIPELINE_RUN_COLUMNS = frozenset(c.name for c in pipeline_runs.c)
 BLOCK_RUN_COLUMNS = frozenset(c.name for c in block_runs.c)
 # Columns a caller may set on a block run (the key columns are not among them).
 BLOCK_RUN_FIELDS = BLOCK_RUN_COLUMNS - {"id", "pipeline_run_id", "block_uuid"}
+
+# Encrypted secrets (blockyard.secrets.SecretStore). `ciphertext` is a Fernet token;
+# plaintext values are never stored. `project` NULL means a global secret. A name is
+# unique within its scope: (project, name) for project secrets, and a partial unique
+# index on name for the global ones (NULLs never collide in a plain unique constraint).
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("project", sa.String(255)),
+    sa.Column("ciphertext", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("project", "name", name="uq_secrets_project_name"),
+    sa.Index(
+        "uq_secrets_name_global",
+        "name",
+        unique=True,
+        sqlite_where=sa.text("project IS NULL"),
+        postgresql_where=sa.text("project IS NULL"),
+    ),
+)

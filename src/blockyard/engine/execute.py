@@ -6,6 +6,7 @@ This is what an executor runs on a worker; it records nothing in the database
 """
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 import traceback as tb_module
@@ -23,6 +24,7 @@ from blockyard.engine.loader import (
     user_line,
 )
 from blockyard.engine.logs import BlockLog, block_logger, install_stream_routing, routed
+from blockyard import runtime
 from blockyard.errors import (
     BlockLoadError,
     BlockSignatureError,
@@ -52,6 +54,7 @@ class BlockTask:
     store_url: str | None = None
     keep_outputs_in_memory: bool = True
     import_paths: list[str] = field(default_factory=list)
+    context: Any = None  # blockyard.runtime.BlockContext
 
 
 @dataclass
@@ -126,18 +129,13 @@ def _run_with_timeout(call: Callable[[], Any], timeout: float | None, task: Bloc
     if not timeout:
         return call()
     result: dict[str, Any] = {}
-    from blockyard.engine.logs import _current
-
-    log = _current.get()
+    ctx = contextvars.copy_context()  # the log routing and runtime context go along
 
     def target() -> None:
-        token = _current.set(log)
         try:
-            result["value"] = call()
+            result["value"] = ctx.run(call)
         except BaseException as exc:  # re-raised in the caller
             result["error"] = exc
-        finally:
-            _current.reset(token)
 
     worker = threading.Thread(target=target, name=f"block-{task.node_uuid}", daemon=True)
     worker.start()
@@ -206,6 +204,7 @@ def execute_block(task: BlockTask) -> Outcome:
     kwargs = dict(task.kwargs)
     kwargs["logger"] = logger
     loaded: LoadedBlock | None = None
+    ctx_token = runtime.current.set(task.context)
     try:
         with routed(log):
             log.line(f"start block {task.node_uuid} (run {task.run_id})", hold=True)
@@ -240,6 +239,7 @@ def execute_block(task: BlockTask) -> Outcome:
                     hold=True,
                 )
     finally:
+        runtime.current.reset(ctx_token)
         if log.created:
             outcome.log_path = str(log.path)
         log.close()

@@ -24,6 +24,7 @@ from blockyard.engine.executors import Executor, make_executor
 from blockyard.engine.loader import read_source
 from blockyard.engine.plan import PlannedBlock, clone_labels, parse_dynamic_output, plan_pipeline
 from blockyard.errors import BlockLoadError, BlockyardError
+from blockyard.runtime import BlockContext
 
 GOOD = ("completed", "condition_failed")
 
@@ -503,6 +504,7 @@ class PipelineRunner:
             callback_files=self.callback_files.get(pb.uuid, []),
             store=self.store,
             import_paths=self._import_paths,
+            context=self._context(pb.uuid),
         )
         node.status = "running"
         self.rec.update_block_run(
@@ -512,6 +514,15 @@ class PipelineRunner:
         self.running += 1
         fut = self.executor.submit(task)
         fut.add_done_callback(lambda f, n=node: self._done_q.put((n, _result(f))))
+
+    def _context(self, block_uuid: str) -> BlockContext:
+        return BlockContext(
+            workspace_root=str(self.session.workspace.root),
+            project=self.project,
+            pipeline=self.spec.uuid,
+            block=block_uuid,
+            run_id=self.run_id,
+        )
 
     def _ref_exists(self, ref: str) -> bool:
         run_id, node_uuid = ref.split("/", 1)

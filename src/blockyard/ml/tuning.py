@@ -175,6 +175,25 @@ def ensure_int32_indices(X):
     return out
 
 
+# The first trial of each class: sklearn's defaults or a point known to do well here,
+# so that a handful of evaluations always includes a sensible model.
+SKLEARN_START: dict[str, dict] = {
+    "LinearRegression": {"fit_intercept": True},
+    "Lasso": {"alpha": 1e-4},
+    "Ridge": {"alpha": 1.0},
+    "LinearSVR": {"C": 1.0, "epsilon": 0.0, "loss": "epsilon_insensitive"},
+    "RandomForestRegressor": {
+        "n_estimators": 30, "max_depth": 20, "min_samples_leaf": 1, "min_samples_split": 2, "max_features": 1.0,
+    },
+    "ExtraTreesRegressor": {
+        "n_estimators": 30, "max_depth": 20, "min_samples_leaf": 1, "min_samples_split": 2, "max_features": 1.0,
+    },
+    "GradientBoostingRegressor": {
+        "n_estimators": 100, "learning_rate": 0.1, "max_depth": 3, "min_samples_leaf": 1, "subsample": 1.0,
+    },
+}
+
+
 def sklearn_search_space(class_name: str) -> Callable:
     """`space(trial, random_state) -> params` for a class name like 'Lasso'."""
     class_name = class_name.rsplit(".", 1)[-1]
@@ -197,8 +216,12 @@ def tune_sklearn(
     progress: bool | None = None,
     timeout: float | None = None,
     search_space: Callable | None = None,
+    start_params: dict | str | None = "default",
 ) -> TuningResult:
-    """Search `model_class`'s hyperparameters, minimising validation RMSE."""
+    """Search `model_class`'s hyperparameters, minimising validation RMSE.
+
+    The first trial uses `start_params` ("default": `SKLEARN_START` for the class;
+    None: none); the rest come from the seeded TPE sampler."""
     from blockyard.ml.metrics import rmse
     from blockyard.ml.tracking import model_class_name
 
@@ -217,11 +240,14 @@ def tune_sklearn(
         score = rmse(y_val, model.predict(X_val))
         return score, {"rmse": score}
 
+    if start_params == "default":
+        start_params = SKLEARN_START.get(name) if search_space is None else None
     return _run_study(
         label=name,
         model_class=model_class_name(cls),
         sample=lambda trial: space(trial, random_state),
         evaluate=lambda trial, params: evaluate(params),
+        start_params=start_params,
         max_evaluations=max_evaluations,
         random_state=random_state,
         logger=logger,
@@ -291,6 +317,17 @@ def _pruning_callback(trial, observation_key: str = "validation-rmse"):
     return _Prune()
 
 
+def _deadline_callback(deadline: float):
+    """Stop boosting (keeping the best round so far) once the tuning time is up."""
+    import xgboost as xgb
+
+    class _Deadline(xgb.callback.TrainingCallback):
+        def after_iteration(self, model, epoch: int, evals_log) -> bool:
+            return time.monotonic() > deadline
+
+    return _Deadline()
+
+
 def to_dmatrix(X, y=None):
     import xgboost as xgb
 
@@ -324,6 +361,8 @@ def tune_xgboost(
 
     With `prune`, a trial whose validation RMSE after `prune_warmup_rounds` rounds is
     worse than the median of the finished trials at the same round is stopped.
+    `timeout` (seconds) bounds the whole search: no trial starts after it, and the
+    trial running when it passes stops boosting and keeps its best round so far.
 
     `best_params` holds the sampled parameters; `best_iteration` the number of
     boosting rounds the best trial needed."""
@@ -333,8 +372,12 @@ def tune_xgboost(
     dval = to_dmatrix(X_val, y_val)
     space = search_space or xgboost_search_space
 
+    deadline = time.monotonic() + float(timeout) if timeout else None
+
     def evaluate(trial, params: dict) -> tuple[float, dict]:
         callbacks = [_pruning_callback(trial)] if (prune and trial is not None) else []
+        if deadline is not None:
+            callbacks.append(_deadline_callback(deadline))
         booster = xgb.train(
             xgboost_params(params, random_state, nthread),
             dtrain,
@@ -344,8 +387,13 @@ def tune_xgboost(
             verbose_eval=False,
             callbacks=callbacks,
         )
-        score = float(booster.best_score)
-        return score, {"rmse": score, "best_iteration": int(booster.best_iteration) + 1}
+        try:
+            score, rounds = float(booster.best_score), int(booster.best_iteration) + 1
+        except AttributeError:  # stopped by the deadline before early stopping kept score
+            from blockyard.ml.metrics import rmse
+
+            score, rounds = rmse(dval.get_label(), booster.predict(dval)), booster.num_boosted_rounds()
+        return score, {"rmse": score, "best_iteration": rounds}
 
     result = _run_study(
         label="xgboost",
@@ -483,11 +531,13 @@ def _run_study(
                 json.dumps(_jsonable(frozen.params), sort_keys=True),
             )
             bar.advance(best)
+            if timeout and time.perf_counter() - started > float(timeout):
+                log.info("%s: time budget of %ss used up, no more trials", label, timeout)
+                study_.stop()
 
         study.optimize(
             objective,
             n_trials=max_evaluations,
-            timeout=timeout,
             callbacks=[after],
             catch=(),
             gc_after_trial=False,

@@ -1,0 +1,555 @@
+"""The scheduler: fires time triggers on time, polls sensor triggers, watches SLAs.
+
+`run_forever` computes the earliest `next_run_at` of the active triggers and sleeps
+until exactly then (at most `max_sleep` seconds, so triggers created by another
+process are seen quickly), then `tick`s. A tick:
+
+1. syncs triggers.yaml files that changed into `pipeline_schedules`;
+2. fires due time triggers in batches, each batch one transaction: the due schedule
+   rows are locked (PostgreSQL `FOR UPDATE SKIP LOCKED`; SQLite `BEGIN IMMEDIATE`),
+   a `pipeline_schedule_fires` row is inserted per (trigger, execution time) with
+   `ON CONFLICT DO NOTHING` — its primary key makes a second fire of the same time
+   impossible, whatever the number of schedulers — then the runs and the new cursors;
+3. polls due sensor triggers (on a thread pool in run_forever; inline in tick());
+4. reports runs past their SLA (blockyard.notify.notify_sla_passed, if present);
+5. refreshes its heartbeat row.
+
+Catch-up: after downtime only the latest missed execution time fires, unless the
+trigger has `settings.catchup: true`, in which case every missed time fires (at most
+`max_catchup` per trigger per tick; the rest on the following ticks).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid as _uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
+
+from blockyard.orchestration._util import (
+    as_clock,
+    call_notify,
+    dialect_insert,
+    link_stop,
+    log,
+    notify_runs_queued,
+    register_scheduler_event,
+    unregister_scheduler_event,
+    utcnow,
+    write_txn,
+)
+from blockyard.orchestration.triggers import SENSOR_TYPES, TriggerStore, poke_interval, schedule_for
+
+
+class Scheduler:
+    def __init__(
+        self,
+        workspace: Any,
+        db: Any,
+        clock: Any = None,
+        *,
+        scheduler_id: str | None = None,
+        sync_interval: float = 2.0,
+        full_sync_interval: float = 60.0,
+        heartbeat_interval: float = 2.0,
+        max_sleep: float = 1.0,
+        batch_size: int = 500,
+        max_catchup: int = 100,
+        sensor_threads: int = 4,
+    ) -> None:
+        self.workspace = workspace
+        self.db = db
+        self.clock = as_clock(clock)
+        self.scheduler_id = scheduler_id or f"scheduler:{socket.gethostname()}:{os.getpid()}:{_uuid.uuid4().hex[:6]}"
+        self.store = TriggerStore(workspace, db, clock=self.clock)
+        self.sync_interval = float(sync_interval)
+        self.full_sync_interval = float(full_sync_interval)
+        self.heartbeat_interval = float(heartbeat_interval)
+        self.max_sleep = float(max_sleep)
+        self.batch_size = int(batch_size)
+        self.max_catchup = int(max_catchup)
+        self._schedules: dict[int, tuple[Any, Any]] = {}
+        self._wake = threading.Event()
+        self._pool: ThreadPoolExecutor | None = None
+        self._sensor_threads = int(sensor_threads)
+        self._polling: set[int] = set()
+        self._polling_lock = threading.Lock()
+        self._async_fired: list[dict] = []
+        self._started_at = self.clock()
+        self._last_beat: float | None = None
+        self._last_sync: float | None = None
+        self._last_full_sync: float | None = None
+        self._projects_cache: tuple[float, list[str]] | None = None
+        # (schedule_id, execution_date, committed_at) per fire, for benchmarks.
+        self.record_fires = False
+        self.fire_log: list[tuple[int, datetime, datetime]] = []
+
+    # ------------------------------------------------------------ helpers
+    def _projects(self) -> list[str]:
+        cached = self._projects_cache
+        if cached is not None and time.monotonic() - cached[0] < 2.0:
+            return cached[1]
+        names = self.store.project_names()
+        self._projects_cache = (time.monotonic(), names)
+        return names
+
+    def _schedule(self, row: dict):
+        cached = self._schedules.get(row["id"])
+        key = (row.get("config_hash") or "", row.get("last_enabled_at"))  # intervals count from last_enabled_at
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        sched = schedule_for(row)
+        self._schedules[row["id"]] = (key, sched)
+        return sched
+
+    def sync(self, *, force: bool = False) -> dict:
+        """Sync triggers.yaml files into the table (changed files only unless `force`)."""
+        return self.store.sync(force=force)
+
+    # --------------------------------------------------------------- tick
+    def tick(self, now: datetime | None = None) -> list[dict]:
+        """One pass at time `now` (default: the clock): sync trigger files, fire due
+        triggers, poll due sensors (waiting for them), check SLAs, heartbeat. Returns
+        the runs created (rows, status queued)."""
+        return self._tick(now, sync=True, wait_sensors=True)
+
+    def _tick(self, now: datetime | None, *, sync: bool, wait_sensors: bool) -> list[dict]:
+        now = now or self.clock()
+        if sync:
+            try:
+                full = self._last_full_sync is None or time.monotonic() - self._last_full_sync >= self.full_sync_interval
+                self.store.sync(force=full)
+                if full:
+                    self._last_full_sync = time.monotonic()
+                self._last_sync = time.monotonic()
+            except Exception:
+                log.exception("scheduler: syncing triggers.yaml files failed")
+        fired = self.fire_due(now)
+        fired += self.poll_sensors(now, wait=wait_sensors)
+        try:
+            self.check_sla(now)
+        except Exception:
+            log.exception("scheduler: SLA check failed")
+        if self._last_beat is None or time.monotonic() - self._last_beat >= self.heartbeat_interval:
+            self.beat(now)
+        if fired:
+            notify_runs_queued()
+        return fired
+
+    def beat(self, now: datetime | None = None) -> None:
+        from blockyard.orchestration import status
+
+        try:
+            status.beat(self.db, id=self.scheduler_id, role="scheduler", started_at=self._started_at, now=now or self.clock())
+            self._last_beat = time.monotonic()
+        except Exception:
+            log.exception("scheduler: heartbeat failed")
+
+    # ------------------------------------------------------- time triggers
+    def fire_due(self, now: datetime) -> list[dict]:
+        """Fire every active time trigger whose next execution time is <= now."""
+        fired: list[dict] = []
+        projects = self._projects()
+        if not projects:
+            return fired
+        while True:
+            batch, more = self._fire_batch(now, projects)
+            fired.extend(batch)
+            if not more:
+                return fired
+
+    def _fire_batch(self, now: datetime, projects: list[str]) -> tuple[list[dict], bool]:
+        import sqlalchemy as sa
+
+        from blockyard.db.schema import pipeline_runs as pr
+        from blockyard.db.schema import pipeline_schedule_fires as pf
+        from blockyard.db.schema import pipeline_schedules as ps
+        from blockyard.orchestration.runs import run_values
+
+        pg = self.db.dialect == "postgresql"
+        with write_txn(self.db) as conn:
+            query = (
+                sa.select(ps)
+                .where(
+                    ps.c.status == "active",
+                    ps.c.schedule_type == "time",
+                    ps.c.next_run_at.is_not(None),
+                    ps.c.next_run_at <= now,
+                    ps.c.project.in_(projects),
+                )
+                .order_by(ps.c.next_run_at, ps.c.id)
+                .limit(self.batch_size)
+            )
+            if pg:
+                query = query.with_for_update(skip_locked=True)
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+            if not rows:
+                return [], False
+            # Triggers that skip while a previous run is unfinished.
+            skippers = [r["id"] for r in rows if (r.get("settings") or {}).get("skip_if_previous_running")]
+            busy: dict[int, int] = {}
+            if skippers:
+                for tid, rid in conn.execute(
+                    sa.select(pr.c.trigger_id, sa.func.max(pr.c.id))
+                    .where(pr.c.trigger_id.in_(skippers), pr.c.status.in_(("initial", "queued", "running")))
+                    .group_by(pr.c.trigger_id)
+                ):
+                    busy[int(tid)] = int(rid)
+            fires: list[dict] = []
+            cursor_updates: list[dict] = []
+            for row in rows:
+                sched = self._schedule(row)
+                cursor = row["next_run_at"]
+                if sched is None:
+                    cursor_updates.append({"_id": row["id"], "_next": None, "_last": row["last_execution_date"]})
+                    continue
+                settings = row.get("settings") or {}
+                if sched.kind == "once":
+                    dates = [cursor] if row["last_execution_date"] is None else []
+                    nxt = None
+                elif settings.get("catchup"):
+                    dates = []
+                    d = cursor
+                    while d is not None and d <= now and len(dates) < self.max_catchup:
+                        dates.append(d)
+                        d = sched.next_after(d)
+                    nxt = d
+                else:
+                    latest = sched.latest_at_or_before(now)
+                    dates = [max(latest, cursor) if latest is not None else cursor]
+                    nxt = sched.next_after(max(now, dates[0]))
+                for d in dates:
+                    if row["id"] in busy:
+                        fires.append({"row": row, "date": d, "skip": f"previous run {busy[row['id']]} is still unfinished"})
+                    else:
+                        fires.append({"row": row, "date": d, "skip": None})
+                        if settings.get("skip_if_previous_running"):
+                            busy[row["id"]] = -1  # the run created just now
+                cursor_updates.append(
+                    {
+                        "_id": row["id"],
+                        "_next": nxt,
+                        "_last": dates[-1] if dates else row["last_execution_date"],
+                    }
+                )
+            created_at = utcnow()
+            runs: list[dict] = []
+            if fires:
+                inserted = conn.execute(
+                    dialect_insert(self.db, pf)
+                    .on_conflict_do_nothing(index_elements=["schedule_id", "execution_date"])
+                    .returning(pf.c.schedule_id, pf.c.execution_date),
+                    [
+                        {
+                            "schedule_id": f["row"]["id"],
+                            "execution_date": f["date"],
+                            "status": "skipped" if f["skip"] else "fired",
+                            "reason": f["skip"],
+                            "created_at": created_at,
+                        }
+                        for f in fires
+                    ],
+                ).all()
+                new = {(int(s), e) for s, e in inserted}
+                to_run = [f for f in fires if not f["skip"] and (f["row"]["id"], f["date"]) in new]
+                dupes = sum(1 for f in fires if (f["row"]["id"], f["date"]) not in new)
+                if dupes:
+                    log.info("scheduler: %d fire(s) already recorded by another scheduler", dupes)
+                if to_run:
+                    values = []
+                    for f in to_run:
+                        row = f["row"]
+                        v = run_values(
+                            project=row["project"],
+                            pipeline_uuid=row["pipeline_uuid"],
+                            variables=row.get("variables") or {},
+                            trigger_id=row["id"],
+                            execution_date=f["date"],
+                            idempotency_key=None,
+                            backfill_id=None,
+                            settings=row.get("settings") or None,
+                            sla=row.get("sla"),
+                        )
+                        v["created_at"] = created_at
+                        values.append(v)
+                    result = conn.execute(
+                        sa.insert(pr).returning(*pr.c, sort_by_parameter_order=True), values
+                    ).all()
+                    runs = [dict(r._mapping) for r in result]
+                    conn.execute(
+                        sa.update(pf)
+                        .where(pf.c.schedule_id == sa.bindparam("_sid"), pf.c.execution_date == sa.bindparam("_date"))
+                        .values(run_id=sa.bindparam("_rid")),
+                        [{"_sid": r["trigger_id"], "_date": r["execution_date"], "_rid": r["id"]} for r in runs],
+                    )
+            if cursor_updates:
+                conn.execute(
+                    sa.update(ps)
+                    .where(ps.c.id == sa.bindparam("_id"))
+                    .values(next_run_at=sa.bindparam("_next"), last_execution_date=sa.bindparam("_last")),
+                    cursor_updates,
+                )
+        if self.record_fires and runs:
+            committed = utcnow()
+            self.fire_log.extend((r["trigger_id"], r["execution_date"], committed) for r in runs)
+        return runs, len(rows) >= self.batch_size
+
+    def next_due(self) -> datetime | None:
+        """The earliest next_run_at of the active time and sensor triggers."""
+        import sqlalchemy as sa
+
+        from blockyard.db.schema import pipeline_schedules as ps
+
+        projects = self._projects()
+        if not projects:
+            return None
+        with self.db.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.min(ps.c.next_run_at)).where(
+                    ps.c.status == "active",
+                    ps.c.schedule_type.in_(("time",) + SENSOR_TYPES),
+                    ps.c.next_run_at.is_not(None),
+                    ps.c.project.in_(projects),
+                )
+            ).scalar()
+
+    # ---------------------------------------------------------- sensors
+    def poll_sensors(self, now: datetime, *, wait: bool = True) -> list[dict]:
+        """Poll the sensor triggers that are due (each claims its poll with a
+        compare-and-set on next_run_at, so two schedulers never poll the same one at
+        once). With `wait`, returns the runs the polls created."""
+        import sqlalchemy as sa
+
+        from blockyard.db.schema import pipeline_runs as pr
+        from blockyard.db.schema import pipeline_schedules as ps
+
+        projects = self._projects()
+        if not projects:
+            return []
+        with self.db.engine.connect() as conn:
+            rows = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    sa.select(ps).where(
+                        ps.c.status == "active",
+                        ps.c.schedule_type.in_(SENSOR_TYPES),
+                        ps.c.next_run_at.is_not(None),
+                        ps.c.next_run_at <= now,
+                        ps.c.project.in_(projects),
+                    )
+                )
+            ]
+        futures: list[Future] = []
+        fired: list[dict] = []
+        for row in rows:
+            with self._polling_lock:
+                if row["id"] in self._polling:
+                    continue
+            interval = timedelta(seconds=poke_interval(row, self._sensor_default_interval(row)))
+            due = row["next_run_at"]
+            with self.db.engine.begin() as conn:
+                busy = conn.execute(
+                    sa.select(pr.c.id).where(pr.c.trigger_id == row["id"], pr.c.status.in_(("initial", "queued", "running"))).limit(1)
+                ).first()
+                claimed = conn.execute(
+                    sa.update(ps).where(ps.c.id == row["id"], ps.c.next_run_at == due).values(next_run_at=now + interval)
+                ).rowcount
+            if not claimed or busy is not None:
+                continue  # another scheduler took this poll, or the last run is not done yet
+            with self._polling_lock:
+                self._polling.add(row["id"])
+            if wait:
+                run = self._poll_one(row, due)
+                if run is not None:
+                    fired.append(run)
+            else:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self._sensor_threads, thread_name_prefix="blockyard-sensor")
+                futures.append(self._pool.submit(self._poll_async, row, due))
+        return fired
+
+    def _sensor_default_interval(self, row: dict) -> float:
+        block = self._sensor_block(row)
+        if block is not None:
+            value = (block.configuration or {}).get("poke_interval")
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                return float(value)
+        from blockyard.orchestration.triggers import DEFAULT_POKE_INTERVAL
+
+        return DEFAULT_POKE_INTERVAL
+
+    def _sensor_block(self, row: dict):
+        try:
+            ws = self.store._fresh_workspace()
+            spec = ws.project(row["project"]).pipeline(row["pipeline_uuid"])
+        except Exception:
+            return None
+        name = (row.get("settings") or {}).get("sensor_block")
+        if name:
+            return spec.get_block(name)
+        return next((b for b in spec.blocks if b.type == "sensor"), None)
+
+    def _poll_async(self, row: dict, due: datetime) -> None:
+        run = self._poll_one(row, due)
+        if run is not None:
+            notify_runs_queued()
+
+    def _poll_one(self, row: dict, due: datetime) -> dict | None:
+        try:
+            ok = self._evaluate_sensor(row, due)
+        except Exception as exc:
+            log.warning("sensor trigger %s (%s/%s): %s", row["name"], row["project"], row["pipeline_uuid"], exc)
+            ok = False
+        finally:
+            with self._polling_lock:
+                self._polling.discard(row["id"])
+        if not ok:
+            return None
+        return self._fire_sensor(row, due)
+
+    def _evaluate_sensor(self, row: dict, due: datetime) -> bool:
+        from blockyard.engine.execute import call_block_function
+        from blockyard.engine.loader import ensure_import_paths, load_block
+
+        ws = self.store._fresh_workspace()
+        spec = ws.project(row["project"]).pipeline(row["pipeline_uuid"])
+        block = self._sensor_block(row)
+        if block is None or block.file_path is None:
+            raise ValueError(
+                "no sensor block to poll: add a block of type 'sensor' to the pipeline or name one in settings.sensor_block"
+            )
+        ensure_import_paths(ws.root.parent, ws.root)
+        loaded = load_block(block.file_path, block.uuid)
+        kwargs = dict(spec.variables or {})
+        kwargs.update(row.get("variables") or {})
+        kwargs.update(
+            execution_date=due,
+            ds=due.strftime("%Y-%m-%d"),
+            env=os.environ.get("BLOCKYARD_ENV", "dev"),
+            pipeline_uuid=spec.uuid,
+            project_uuid=spec.project.name,
+            block_uuid=block.uuid,
+            configuration=block.configuration or {},
+            trigger_id=row["id"],
+            context={},
+        )
+        return bool(call_block_function(loaded.main, [], kwargs, file=block.file_path, block=block.uuid))
+
+    def _fire_sensor(self, row: dict, due: datetime) -> dict | None:
+        import sqlalchemy as sa
+
+        from blockyard.db.schema import pipeline_runs as pr
+        from blockyard.db.schema import pipeline_schedule_fires as pf
+        from blockyard.db.schema import pipeline_schedules as ps
+        from blockyard.orchestration.runs import run_values
+
+        now = utcnow()
+        with write_txn(self.db) as conn:
+            inserted = conn.execute(
+                dialect_insert(self.db, pf)
+                .on_conflict_do_nothing(index_elements=["schedule_id", "execution_date"])
+                .returning(pf.c.schedule_id),
+                [{"schedule_id": row["id"], "execution_date": due, "status": "fired", "reason": None, "created_at": now}],
+            ).all()
+            if not inserted:
+                return None
+            values = run_values(
+                project=row["project"],
+                pipeline_uuid=row["pipeline_uuid"],
+                variables=row.get("variables") or {},
+                trigger_id=row["id"],
+                execution_date=due,
+                idempotency_key=None,
+                backfill_id=None,
+                settings=row.get("settings") or None,
+                sla=row.get("sla"),
+            )
+            run_id = conn.execute(sa.insert(pr).values(values)).inserted_primary_key[0]
+            conn.execute(
+                sa.update(pf).where(pf.c.schedule_id == row["id"], pf.c.execution_date == due).values(run_id=run_id)
+            )
+            conn.execute(sa.update(ps).where(ps.c.id == row["id"]).values(last_execution_date=due))
+            run = dict(conn.execute(sa.select(pr).where(pr.c.id == run_id)).first()._mapping)
+        log.info("sensor trigger %s fired run %s", row["name"], run_id)
+        return run
+
+    # ---------------------------------------------------------------- SLA
+    def check_sla(self, now: datetime) -> list[dict]:
+        """Report (once) every unfinished run whose SLA deadline passed."""
+        import sqlalchemy as sa
+
+        from blockyard.db.schema import pipeline_runs as pr
+
+        projects = self._projects()
+        if not projects:
+            return []
+        with self.db.engine.connect() as conn:
+            rows = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    sa.select(pr).where(
+                        pr.c.sla_deadline.is_not(None),
+                        pr.c.sla_deadline <= now,
+                        pr.c.sla_notified_at.is_(None),
+                        pr.c.status.in_(("initial", "queued", "running")),
+                        pr.c.project.in_(projects),
+                    )
+                )
+            ]
+        reported = []
+        for row in rows:
+            with self.db.engine.begin() as conn:
+                n = conn.execute(
+                    sa.update(pr).where(pr.c.id == row["id"], pr.c.sla_notified_at.is_(None)).values(sla_notified_at=now)
+                ).rowcount
+            if n:
+                row["sla_notified_at"] = now
+                reported.append(row)
+                log.warning(
+                    "run %s of %s/%s passed its SLA (deadline %s)", row["id"], row["project"], row["pipeline_uuid"], row["sla_deadline"]
+                )
+                call_notify("notify_sla_passed", self.store._fresh_workspace(), self.db, row)
+        return reported
+
+    # ---------------------------------------------------------------- loop
+    def run_forever(self, stop_event: threading.Event | None = None) -> None:
+        """Fire triggers on time until `stop_event` is set."""
+        stop = stop_event or threading.Event()
+        register_scheduler_event(self._wake)
+        link_stop(stop, self._wake)
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    sync = self._last_sync is None or time.monotonic() - self._last_sync >= self.sync_interval
+                    self._tick(None, sync=sync, wait_sensors=False)
+                    timeout = self._sleep_seconds()
+                except Exception:
+                    log.exception("scheduler: tick failed; retrying in 1 s")
+                    timeout = 1.0
+                if timeout > 0:
+                    self._wake.wait(timeout)
+        finally:
+            unregister_scheduler_event(self._wake)
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+            from blockyard.orchestration import status
+
+            status.remove(self.db, self.scheduler_id)
+
+    def _sleep_seconds(self) -> float:
+        due = self.next_due()
+        timeout = self.max_sleep
+        if due is not None:
+            timeout = min(timeout, (due - self.clock()).total_seconds())
+        if self._last_sync is not None:
+            timeout = min(timeout, self.sync_interval - (time.monotonic() - self._last_sync))
+        if self._last_beat is not None:
+            timeout = min(timeout, self.heartbeat_interval - (time.monotonic() - self._last_beat))
+        return max(0.0, timeout)
+
+
+__all__ = ["Scheduler"]

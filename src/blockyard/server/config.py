@@ -1,0 +1,74 @@
+"""Server settings and the bind/auth rule (no FastAPI import here)."""
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+
+ENV_API_TOKEN = "BLOCKYARD_API_TOKEN"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 6789
+DEFAULT_MAX_BODY = 5 * 1024 * 1024
+ROLES = ("all", "web", "scheduler", "worker")
+
+
+@dataclass
+class ServerConfig:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    role: str = "all"
+    workers: int = 4
+    # The server token: every /api request but /api/status must carry
+    # `Authorization: Bearer <token>` when it is set.
+    token: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    # How often the SSE log stream polls the run (seconds).
+    stream_interval: float = 0.2
+    log_level: str = "info"
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.token)
+
+    @property
+    def web(self) -> bool:
+        return self.role in ("all", "web")
+
+    @property
+    def scheduler(self) -> bool:
+        return self.role in ("all", "scheduler")
+
+    @property
+    def worker(self) -> bool:
+        return self.role in ("all", "worker")
+
+
+def token_from_env() -> str | None:
+    value = os.environ.get(ENV_API_TOKEN, "").strip()
+    return value or None
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and 'localhost' (what only this machine can reach)."""
+    text = (host or "").strip().strip("[]").lower()
+    if text in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_problem(host: str, token: str | None) -> str | None:
+    """Why binding to `host` is refused (None when it is allowed).
+
+    Anything beyond loopback exposes endpoints that run code and write files, so it
+    needs a server token."""
+    if is_loopback(host) or token:
+        return None
+    return (
+        f"refusing to listen on {host}: it is reachable from other machines and no API token "
+        f"is configured, so anyone could run code in this workspace. Set {ENV_API_TOKEN} "
+        f"(or pass --token) to require `Authorization: Bearer <token>` on the API, "
+        f"or listen on 127.0.0.1 (the default)."
+    )

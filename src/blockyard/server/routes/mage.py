@@ -1,0 +1,181 @@
+"""Mage-compatible endpoints: API triggers and synchronous block runs.
+
+- `POST /api/pipeline_schedules/{id}/pipeline_runs/{token}` queues a run of an API
+  trigger's pipeline (the token in the URL is the trigger's).
+- `POST /api/runs` runs ONE block now, in this process, and answers with its output.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from fastapi import APIRouter, Header, Request
+
+from blockyard.server.deps import TriggerId, call, check_name, get_pipeline, orchestration, resolve_ref, state
+from blockyard.server.errors import Conflict, NotFound, Unauthorized
+from blockyard.server.jsonify import to_jsonable
+from blockyard.server.middleware import bearer_token, token_matches
+from blockyard.server.models import (
+    MageBlockRunIn,
+    MageBlockRunOut,
+    MageBlockRunResult,
+    MagePipelineRunOut,
+    MageTriggerIn,
+    MageTriggerOut,
+)
+from blockyard.server.routes.runs import check_idempotency_key, enqueue
+
+router = APIRouter(prefix="/api", tags=["Mage compatibility"])
+
+
+@router.post(
+    "/pipeline_schedules/{schedule_id}/pipeline_runs/{token}",
+    response_model=MageTriggerOut,
+    summary="Fire an API trigger (Mage's URL): queue a run with the given variables",
+    responses={401: {"description": "Wrong token"}, 404: {"description": "No such trigger"}},
+)
+def fire_api_trigger(
+    schedule_id: TriggerId,
+    token: str,
+    request: Request,
+    body: Optional[MageTriggerIn] = None,
+    idempotency_key: Optional[str] = Header(None, alias="Idempotency-Key"),
+):
+    """Body (optional): `{"pipeline_run": {"variables": {...}}}`. The trigger's own
+    variables are the defaults; the request's win. No server token is needed: the
+    trigger's token in the URL is the credential (compared in constant time)."""
+    st = state(request)
+    triggers = orchestration("triggers")
+    trigger = call(triggers.TriggerStore(st.workspace, st.db).get, schedule_id)
+    if not trigger:
+        raise NotFound(f"no trigger {schedule_id}")
+    if not triggers.verify_token(trigger, token):
+        raise Unauthorized(f"wrong token for trigger {schedule_id}")
+    if (trigger.get("status") or "active") != "active":
+        raise Conflict(f"trigger {schedule_id} is {trigger.get('status')}; set its status to active first")
+    # enqueue_run puts the trigger's own variables under these (trigger_id given).
+    variables = dict(body.pipeline_run.variables) if body is not None else {}
+    project = trigger.get("project")
+    ref = f"{project}/{trigger['pipeline_uuid']}" if project else trigger["pipeline_uuid"]
+    project, uuid = resolve_ref(st, ref)
+    row = enqueue(st, project=project, pipeline_uuid=uuid, variables=variables, trigger_id=schedule_id,
+                  idempotency_key=check_idempotency_key(idempotency_key))
+    return MageTriggerOut(pipeline_run=MagePipelineRunOut(
+        id=row["id"],
+        pipeline_uuid=row["pipeline_uuid"],
+        project=row["project"],
+        pipeline_schedule_id=row.get("trigger_id", schedule_id),
+        status=row["status"],
+        variables=row.get("variables") or {},
+        execution_date=row.get("execution_date"),
+        created_at=row.get("created_at"),
+        started_at=row.get("started_at"),
+        completed_at=row.get("completed_at"),
+    ))
+
+
+def _authorize_block_run(st, request: Request, project: str, uuid: str) -> None:
+    """With a server token, the bearer must be it or the token of one of the pipeline's
+    active API triggers. Without one (loopback only) the endpoint is open."""
+    expected = st.config.token
+    if not expected:
+        return
+    given = bearer_token(request.headers)
+    if token_matches(given, expected):
+        return
+    if given:
+        try:
+            triggers = orchestration("triggers")
+            candidates = triggers.TriggerStore(st.workspace, st.db).list(project=project, pipeline=uuid)
+        except Exception:  # noqa: BLE001 - no orchestration layer: only the server token counts
+            candidates = []
+        for trigger in candidates:
+            if (trigger.get("status") or "active") == "active" and triggers.verify_token(trigger, given):
+                return
+    raise Unauthorized()
+
+
+def _upstream_stored(st, spec: Any, block_uuid: str) -> bool:
+    """True when each upstream block of `block_uuid` has stored outputs from an earlier run
+    (what running the block alone needs); dynamic upstream blocks never count."""
+    from blockyard.engine.plan import plan_pipeline
+
+    try:
+        plan = plan_pipeline(spec)
+    except Exception:  # noqa: BLE001 - the run reports the problem
+        return False
+    node = plan.get(block_uuid)
+    if node is None:
+        return False
+    db, store = st.db, st.session.store
+    for u in node.upstream:
+        up = plan[u]
+        if up.lineage or up.dynamic:
+            return False
+        row = db.latest_block_run(spec.project.name, spec.uuid, u)
+        if not row or not row.get("output_ref"):
+            return False
+        run_id, _, node_uuid = row["output_ref"].partition("/")
+        try:
+            if not store.has_outputs(int(run_id), node_uuid):
+                return False
+        except ValueError:
+            return False
+    return True
+
+
+@router.post(
+    "/runs",
+    response_model=MageBlockRunOut,
+    summary="Run one block now and return its output (Mage's POST /api/runs)",
+    responses={401: {"description": "Missing or wrong token"}},
+)
+def run_block(body: MageBlockRunIn, request: Request):
+    """Body: `{"run": {"pipeline_uuid": ..., "block_uuid": ..., "variables": {...}}}` with
+    `Authorization: Bearer <token>` (the server token or one of the pipeline's API
+    trigger tokens; not needed when no server token is configured).
+
+    The block runs in this process on the stored outputs of its upstream blocks (their
+    latest completed run). When some upstream block has never stored an output (or is
+    dynamic), the whole pipeline runs instead (`mode: pipeline`), with the same
+    variables, and the block's output from that run is returned. Either way the run is
+    recorded in the run history (`pipeline_run_id`). A block that fails gives
+    `status: failed` and `error`; the HTTP status is still 200."""
+    from blockyard.engine.api import run_pipeline
+
+    st = state(request)
+    spec_in = body.run
+    project, uuid = resolve_ref(st, spec_in.pipeline_uuid)
+    _authorize_block_run(st, request, project, uuid)
+    check_name(spec_in.block_uuid, "block uuid", allow_slash=True)
+    spec = get_pipeline(st, project, uuid)
+    if spec_in.block_uuid not in spec.block_uuids():
+        raise NotFound(
+            f"no block {spec_in.block_uuid!r} in pipeline {project}/{uuid}; blocks: "
+            + (", ".join(spec.block_uuids()) or "none")
+        )
+    mode = "block" if _upstream_stored(st, spec, spec_in.block_uuid) else "pipeline"
+    result = run_pipeline(
+        spec,
+        workspace=st.workspace,
+        variables=dict(spec_in.variables),
+        block=spec_in.block_uuid if mode == "block" else None,
+    )
+    block_result = result.block_runs.get(spec_in.block_uuid)
+    status = block_result.status if block_result is not None else result.status
+    output = None
+    error = None
+    if status == "completed":
+        output = to_jsonable(result.output(spec_in.block_uuid))
+    else:
+        error = (block_result.error if block_result is not None else None) or result.error
+    return MageBlockRunOut(run=MageBlockRunResult(
+        pipeline_run_id=result.run_id,
+        pipeline_uuid=uuid,
+        project=project,
+        block_uuid=spec_in.block_uuid,
+        status=status,
+        mode=mode,
+        variables=dict(spec_in.variables),
+        output=output,
+        error=error,
+    ))

@@ -1,0 +1,40 @@
+"""Library calls made from inside a block find that block's workspace and project."""
+from __future__ import annotations
+
+import blockyard
+from wsbuilder import block, write_pipeline
+
+
+def test_block_reads_a_project_scoped_database_secret(tmp_path, monkeypatch):
+    for var in ("BLOCKYARD_HOME", "BLOCKYARD_DATABASE_URL", "BLOCKYARD_WORKSPACE", "BLOCKYARD_SECRET_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # neither cwd nor env point at the workspace
+    root = tmp_path / "ws"
+    root.mkdir()
+    for project in ("alpha", "beta"):
+        write_pipeline(root, project, "pipe", [
+            block("read", """
+                if 'custom' not in globals():
+                    from mage_ai.data_preparation.decorators import custom
+                from mage_ai.data_preparation.shared.secrets import get_secret_value
+
+                @custom
+                def read(**kwargs):
+                    return get_secret_value('api_key')
+                """),
+        ])
+    from blockyard.engine.session import session_for
+    from blockyard.project import Workspace
+    from blockyard.secrets import SecretStore
+
+    ws = Workspace.open(root)
+    store = SecretStore(session_for(ws).db, data_dir=ws.data_dir)
+    store.set("api_key", "global-value")
+    store.set("api_key", "alpha-value", project="alpha")
+    alpha = blockyard.run_pipeline("alpha/pipe", workspace=root, use_cache=False)
+    beta = blockyard.run_pipeline("beta/pipe", workspace=root, use_cache=False)
+    assert alpha.ok and beta.ok, (alpha.error, beta.error)
+    assert alpha.output("read") == "alpha-value"
+    assert beta.output("read") == "global-value"
