@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import os
 import uuid
+import warnings
 
 import pytest
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from fastapi.testclient import TestClient  # noqa: E402
+with warnings.catch_warnings():  # starlette's note about httpx2
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient  # noqa: E402
 
 from blockyard.engine.api import run_pipeline  # noqa: E402
 from blockyard.engine.session import reset_sessions  # noqa: E402
@@ -512,6 +515,9 @@ def test_auth_with_a_server_token(space):
         body = {"run": {"pipeline_uuid": space.ref.replace("pipe", "echo"), "block_uuid": "echo", "variables": {"key": "k"}}}
         assert c.post("/api/runs", json=body).status_code == 401
         assert c.post("/api/runs", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
+        ghost = {"run": {"pipeline_uuid": "ghost", "block_uuid": "x"}}
+        assert c.post("/api/runs", json=ghost, headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert c.post("/api/runs", json=ghost, headers=ok).status_code == 404
         assert c.post("/api/runs", json=body, headers=ok).json()["run"]["output"]["key"] == "k"
         created = c.post("/api/triggers", headers=ok, json={
             "name": "inference", "project": space.project, "pipeline_uuid": "echo", "schedule_type": "api"}).json()

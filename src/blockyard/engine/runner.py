@@ -57,6 +57,7 @@ class Node:
     started: float = 0.0
     items: list[Any] | None = None  # parsed fan-out of a dynamic node
     cache_key: str | None = None
+    pending: int = 0  # dependents that have not read this node's outputs yet
 
 
 @dataclass
@@ -329,6 +330,7 @@ class PipelineRunner:
                     )
                 deps = {id(n): n for inp in inputs for n in inp.nodes}
                 for dep in deps.values():
+                    dep.pending += 1
                     if dep.status in ("initial", "queued", "running"):
                         node.waiting += 1
                         dep.dependents.append(node)
@@ -447,6 +449,7 @@ class PipelineRunner:
         except Exception as exc:
             self._complete(node, exc)
             return
+        self._release_inputs(node)
         _source, code_hash, file_path = self._sources[pb.uuid]
         key = None
         if self.use_cache and pb.type != "sensor" and not cache_mod.cache_disabled(
@@ -524,6 +527,22 @@ class PipelineRunner:
             run_id=self.run_id,
         )
 
+    def _release_inputs(self, node: Node) -> None:
+        """Drop live upstream outputs nobody else will read: peak memory stays near what
+        a plain script holds. They stay in the store (a late reader reloads them)."""
+        seen = set()
+        for inp in node.inputs:
+            for dep in inp.nodes:
+                if id(dep) in seen:
+                    continue
+                seen.add(id(dep))
+                dep.pending -= 1
+                self._maybe_release(dep)
+
+    def _maybe_release(self, node: Node) -> None:
+        if node.pending <= 0 and node.output_ref and node.status in GOOD and not node.block.dynamic:
+            node.outputs = None
+
     def _ref_exists(self, ref: str) -> bool:
         run_id, node_uuid = ref.split("/", 1)
         return self.store.has_outputs(int(run_id), node_uuid)
@@ -598,6 +617,7 @@ class PipelineRunner:
         """A node finished well (ran, or hit the cache): expand it if it is dynamic."""
         if not node.block.dynamic:
             self._after(node, "completed")
+            self._maybe_release(node)
             return
         try:
             self._expand(node)

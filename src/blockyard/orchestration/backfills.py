@@ -26,7 +26,11 @@ MAX_RUNS = 100_000
 BACKFILL_STATUSES = ("running", "completed", "failed", "cancelled")
 
 
-class BackfillError(BlockyardError):
+class BackfillError(BlockyardError, ValueError):
+    """Bad backfill parameters (a ValueError)."""
+
+
+class BackfillNotFound(BackfillError, LookupError):
     pass
 
 
@@ -265,7 +269,7 @@ def cancel(db: Any, backfill_id: int) -> dict:
     with db.engine.begin() as conn:
         row = conn.execute(sa.select(bf).where(bf.c.id == int(backfill_id))).first()
         if row is None:
-            raise BackfillError(f"no backfill with id {backfill_id}")
+            raise BackfillNotFound(f"no backfill with id {backfill_id}")
         conn.execute(
             sa.update(bf)
             .where(bf.c.id == int(backfill_id), bf.c.status == "running")
@@ -297,4 +301,4 @@ def cancel(db: Any, backfill_id: int) -> dict:
     return result
 
 
-__all__ = ["create_backfill", "get", "list", "cancel", "refresh", "intervals", "INTERVALS", "BackfillError"]
+__all__ = ["create_backfill", "get", "list", "cancel", "refresh", "intervals", "INTERVALS", "BackfillError", "BackfillNotFound"]

@@ -20,7 +20,7 @@ class RunNotFound(BlockyardError, LookupError):
     pass
 
 
-class RunStateError(BlockyardError):
+class RunStateError(BlockyardError, ValueError):
     """The run is not in a state that allows what was asked."""
 
 

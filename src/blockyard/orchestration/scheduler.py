@@ -116,18 +116,13 @@ class Scheduler:
         the runs created (rows, status queued)."""
         return self._tick(now, sync=True, wait_sensors=True)
 
-    def _tick(self, now: datetime | None, *, sync: bool, wait_sensors: bool) -> list[dict]:
+    def _tick(self, now: datetime | None, *, sync: bool, wait_sensors: bool, fire_first: bool = False) -> list[dict]:
         now = now or self.clock()
+        fired = self.fire_due(now) if fire_first else []  # run_forever: what is due first
         if sync:
-            try:
-                full = self._last_full_sync is None or time.monotonic() - self._last_full_sync >= self.full_sync_interval
-                self.store.sync(force=full)
-                if full:
-                    self._last_full_sync = time.monotonic()
-                self._last_sync = time.monotonic()
-            except Exception:
-                log.exception("scheduler: syncing triggers.yaml files failed")
-        fired = self.fire_due(now)
+            self._sync_files()
+        if not fire_first:
+            fired = self.fire_due(now)
         fired += self.poll_sensors(now, wait=wait_sensors)
         try:
             self.check_sla(now)
@@ -138,6 +133,16 @@ class Scheduler:
         if fired:
             notify_runs_queued()
         return fired
+
+    def _sync_files(self) -> None:
+        try:
+            full = self._last_full_sync is None or time.monotonic() - self._last_full_sync >= self.full_sync_interval
+            self.store.sync(force=full)
+            if full:
+                self._last_full_sync = time.monotonic()
+            self._last_sync = time.monotonic()
+        except Exception:
+            log.exception("scheduler: syncing triggers.yaml files failed")
 
     def beat(self, now: datetime | None = None) -> None:
         from blockyard.orchestration import status
@@ -170,16 +175,20 @@ class Scheduler:
         from blockyard.orchestration.runs import run_values
 
         pg = self.db.dialect == "postgresql"
+        due = [
+            ps.c.status == "active",
+            ps.c.schedule_type == "time",
+            ps.c.next_run_at.is_not(None),
+            ps.c.next_run_at <= now,
+            ps.c.project.in_(projects),
+        ]
+        with self.db.engine.connect() as conn:  # cheap check before taking any lock
+            if conn.execute(sa.select(ps.c.id).where(*due).limit(1)).first() is None:
+                return [], False
         with write_txn(self.db) as conn:
             query = (
                 sa.select(ps)
-                .where(
-                    ps.c.status == "active",
-                    ps.c.schedule_type == "time",
-                    ps.c.next_run_at.is_not(None),
-                    ps.c.next_run_at <= now,
-                    ps.c.project.in_(projects),
-                )
+                .where(*due)
                 .order_by(ps.c.next_run_at, ps.c.id)
                 .limit(self.batch_size)
             )
@@ -218,9 +227,13 @@ class Scheduler:
                         d = sched.next_after(d)
                     nxt = d
                 else:
-                    latest = sched.latest_at_or_before(now)
-                    dates = [max(latest, cursor) if latest is not None else cursor]
-                    nxt = sched.next_after(max(now, dates[0]))
+                    following = sched.next_after(cursor)
+                    if following is None or following > now:  # on time: the usual case
+                        dates, nxt = [cursor], following
+                    else:  # missed times (downtime): only the latest one fires
+                        latest = sched.latest_at_or_before(now)
+                        dates = [max(latest, cursor) if latest is not None else cursor]
+                        nxt = sched.next_after(max(now, dates[0]))
                 for d in dates:
                     if row["id"] in busy:
                         fires.append({"row": row, "date": d, "skip": f"previous run {busy[row['id']]} is still unfinished"})
@@ -525,7 +538,9 @@ class Scheduler:
                 self._wake.clear()
                 try:
                     sync = self._last_sync is None or time.monotonic() - self._last_sync >= self.sync_interval
-                    self._tick(None, sync=sync, wait_sensors=False)
+                    self._tick(None, sync=sync, wait_sensors=False, fire_first=True)
+                    if self._sleep_seconds() > 0.05:
+                        self.prepare(self.clock())
                     timeout = self._sleep_seconds()
                 except Exception:
                     log.exception("scheduler: tick failed; retrying in 1 s")
@@ -539,6 +554,34 @@ class Scheduler:
             from blockyard.orchestration import status
 
             status.remove(self.db, self.scheduler_id)
+
+    def prepare(self, now: datetime, horizon: float = 10.0) -> int:
+        """Compute ahead, while idle, the execution time after the cursor of each trigger
+        due within `horizon` seconds, so firing it does no cron arithmetic."""
+        import sqlalchemy as sa
+
+        from blockyard.db.schema import pipeline_schedules as ps
+
+        projects = self._projects()
+        if not projects:
+            return 0
+        cols = [ps.c.id, ps.c.config_hash, ps.c.schedule_type, ps.c.schedule_interval, ps.c.settings,
+                ps.c.start_time, ps.c.last_enabled_at, ps.c.created_at, ps.c.error, ps.c.next_run_at]
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(*cols).where(
+                    ps.c.status == "active",
+                    ps.c.schedule_type == "time",
+                    ps.c.next_run_at.is_not(None),
+                    ps.c.next_run_at <= now + timedelta(seconds=horizon),
+                    ps.c.project.in_(projects),
+                )
+            ).all()
+        for r in rows:
+            sched = self._schedule(dict(r._mapping))
+            if sched is not None and sched.kind != "once":
+                sched.next_after(r.next_run_at)
+        return len(rows)
 
     def _sleep_seconds(self) -> float:
         due = self.next_due()

@@ -75,8 +75,8 @@ TRIGGERS_FILE = "triggers.yaml"
 DEFAULT_POKE_INTERVAL = 60.0
 
 
-class TriggerError(BlockyardError):
-    """A trigger that cannot be created/updated as asked."""
+class TriggerError(BlockyardError, ValueError):
+    """A trigger that cannot be created/updated as asked (a ValueError: bad input)."""
 
 
 class TriggerNotFound(TriggerError, LookupError):

@@ -219,6 +219,11 @@ class Worker:
             return []
         now = now or self.clock()
         pg = self.db.dialect == "postgresql"
+        with self.db.engine.connect() as conn:  # cheap check before taking any lock
+            if conn.execute(
+                sa.select(pr.c.id).where(pr.c.status == "queued", pr.c.project.in_(projects)).limit(1)
+            ).first() is None:
+                return []
         with write_txn(self.db) as conn:
             query = (
                 sa.select(pr.c.id, pr.c.project, pr.c.pipeline_uuid, pr.c.trigger_id, pr.c.settings)

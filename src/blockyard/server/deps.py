@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Path as PathParam
 from fastapi import Query, Request
 
+from blockyard.errors import BlockyardError
 from blockyard.server.errors import ApiError, BadRequest, Forbidden, NotFound
 from blockyard.server.state import AppState
 
@@ -119,8 +120,8 @@ def call(fn, *args: Any, **kwargs: Any) -> Any:
     (400), a LookupError an unknown id (404)."""
     try:
         return fn(*args, **kwargs)
-    except ApiError:
-        raise
+    except (ApiError, BlockyardError):
+        raise  # their own handlers map them (see errors.status_for)
     except LookupError as exc:
         raise NotFound(_message(exc)) from None
     except ValueError as exc:

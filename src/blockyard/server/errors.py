@@ -114,7 +114,9 @@ def install_handlers(app) -> None:
                             headers=getattr(exc, "headers", None))
 
     async def unexpected(request, exc: Exception):
-        log.error("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
+        from blockyard.server.middleware import redact
+
+        log.error("unexpected error in %s %s", request.method, redact(request.url.path), exc_info=exc)
         return JSONResponse(
             error_body(f"internal error ({type(exc).__name__}); see the server log"), status_code=500
         )

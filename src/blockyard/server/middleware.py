@@ -16,6 +16,12 @@ from starlette.exceptions import HTTPException
 #  - Mage's API trigger URL carries its own (per-trigger) token;
 #  - POST /api/runs checks its bearer itself (server token or an API trigger's token).
 _OPEN_API = re.compile(r"^/api/(status/?|pipeline_schedules/[^/]+/pipeline_runs/[^/]+/?)$")
+_TOKEN_IN_PATH = re.compile(r"(/pipeline_runs/)[^/?\s\"]+")
+
+
+def redact(text: str) -> str:
+    """`text` with the API trigger token of Mage's trigger URL replaced by ***."""
+    return _TOKEN_IN_PATH.sub(r"\1***", text)
 
 
 def _json(status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -22,22 +21,18 @@ import time
 from typing import Any, Callable
 
 from blockyard.server.config import ServerConfig
+from blockyard.server.middleware import redact
 
 log = logging.getLogger("blockyard.server")
-
-_TOKEN_IN_PATH = re.compile(r"(/pipeline_runs/)[^/?\s\"]+")
-
 
 class RedactTokens(logging.Filter):
     """Access-log lines must not show API trigger tokens (they are in Mage's URL)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(
-                _TOKEN_IN_PATH.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
-            )
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
         elif isinstance(record.msg, str):
-            record.msg = _TOKEN_IN_PATH.sub(r"\1***", record.msg)
+            record.msg = redact(record.msg)
         return True
 
 
@@ -183,6 +178,7 @@ def serve(workspace: Any, config: ServerConfig, *, echo: Callable[[str], None] =
         level=getattr(logging, config.log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     started = time.monotonic()
     code = Service(workspace, config, echo=echo).run()
     log.info("stopped after %.1f s", time.monotonic() - started)

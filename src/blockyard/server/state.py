@@ -1,6 +1,7 @@
 """What every request handler shares: the workspace, its session, the events."""
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -12,12 +13,15 @@ from blockyard.server.config import ServerConfig
 
 class WorkspaceHolder:
     """The workspace, re-opened when settings.yaml / metadata.yaml at its root change
-    (a project added from the CLI shows up without a restart); one stat per call."""
+    (a project added from the CLI shows up without a restart). The files are checked at
+    most every `check_every` seconds."""
 
-    def __init__(self, workspace: Any) -> None:
+    def __init__(self, workspace: Any, check_every: float = 1.0) -> None:
         self._ws = workspace
         self._lock = threading.Lock()
         self._stamp = self._stat()
+        self.check_every = check_every
+        self._checked = time.monotonic()
 
     def _stat(self) -> tuple:
         root = Path(self._ws.root)
@@ -35,6 +39,10 @@ class WorkspaceHolder:
         return Path(self._ws.root)
 
     def get(self) -> Any:
+        now = time.monotonic()
+        if now - self._checked < self.check_every:
+            return self._ws
+        self._checked = now
         stamp = self._stat()
         if stamp != self._stamp:
             from blockyard.project import Workspace
@@ -65,6 +73,11 @@ class AppState:
         self.root = self.holder.root.resolve()
         # Edits of project files go one at a time (read-modify-write of metadata.yaml).
         self.edit_lock = threading.RLock()
+        # SQLite has one writer at a time; queueing writers here (a lock hand-off costs
+        # microseconds) beats SQLite's busy handler, which sleeps 1-100 ms between tries.
+        self._sqlite_write_lock = threading.Lock()
+        self._session: Any = None
+        self._session_ws: Any = None
 
     @property
     def workspace(self) -> Any:
@@ -72,9 +85,20 @@ class AppState:
 
     @property
     def session(self) -> Any:
-        from blockyard.engine.session import session_for
+        ws = self.workspace
+        session = self._session
+        if session is None or self._session_ws is not ws:
+            from blockyard.engine.session import session_for
 
-        return session_for(self.workspace)
+            session = session_for(ws)
+            self._session, self._session_ws = session, ws
+        return session
+
+    def write_lock(self) -> Any:
+        """A context manager around a database write: a real lock on SQLite only."""
+        if self.db.dialect == "sqlite":
+            return self._sqlite_write_lock
+        return contextlib.nullcontext()
 
     @property
     def db(self) -> Any:

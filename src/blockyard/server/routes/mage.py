@@ -73,24 +73,26 @@ def fire_api_trigger(
     ))
 
 
-def _authorize_block_run(st, request: Request, project: str, uuid: str) -> None:
-    """With a server token, the bearer must be it or the token of one of the pipeline's
-    active API triggers. Without one (loopback only) the endpoint is open."""
+def _authorize_block_run(st, request: Request, ref: str) -> tuple[str, str]:
+    """(project, pipeline uuid) of `ref` if the caller may run its blocks.
+
+    With a server token, the bearer must be it or the token of one of the pipeline's
+    active API triggers (anything else, an unknown pipeline included, is a 401: no
+    probing for names without a token). Without one (loopback only) the endpoint is open."""
     expected = st.config.token
-    if not expected:
-        return
     given = bearer_token(request.headers)
-    if token_matches(given, expected):
-        return
+    if not expected or token_matches(given, expected):
+        return resolve_ref(st, ref)
     if given:
         try:
+            project, uuid = resolve_ref(st, ref)
             triggers = orchestration("triggers")
-            candidates = triggers.TriggerStore(st.workspace, st.db).list(project=project, pipeline=uuid)
-        except Exception:  # noqa: BLE001 - no orchestration layer: only the server token counts
+            candidates = triggers.TriggerStore(st.workspace, st.db).list(project=project, pipeline=uuid, sync=False)
+        except Exception:  # noqa: BLE001 - unknown pipeline, no orchestration layer: a 401
             candidates = []
         for trigger in candidates:
             if (trigger.get("status") or "active") == "active" and triggers.verify_token(trigger, given):
-                return
+                return project, uuid
     raise Unauthorized()
 
 
@@ -144,8 +146,7 @@ def run_block(body: MageBlockRunIn, request: Request):
 
     st = state(request)
     spec_in = body.run
-    project, uuid = resolve_ref(st, spec_in.pipeline_uuid)
-    _authorize_block_run(st, request, project, uuid)
+    project, uuid = _authorize_block_run(st, request, spec_in.pipeline_uuid)
     check_name(spec_in.block_uuid, "block uuid", allow_slash=True)
     spec = get_pipeline(st, project, uuid)
     if spec_in.block_uuid not in spec.block_uuids():

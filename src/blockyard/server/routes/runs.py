@@ -71,7 +71,8 @@ def enqueue(st, *, project: str, pipeline_uuid: str, variables: dict, execution_
         kwargs["execution_date"] = execution_date
     if trigger_id is not None:
         kwargs["trigger_id"] = trigger_id
-    row = call(runs.enqueue_run, st.db, **kwargs)
+    with st.write_lock():
+        row = call(runs.enqueue_run, st.db, **kwargs)
     return row
 
 

@@ -32,8 +32,10 @@ def get_status(request: Request):
         reachable = True
         counts = RunCounts(**queries.status_counts(db))
     except Exception as exc:  # noqa: BLE001 - report, never fail the health check
-        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-        log.warning("status: database check failed: %s", error)
+        detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+        log.warning("status: database check failed: %s", detail)
+        # /api/status needs no token: with auth on, do not tell strangers about the database.
+        error = "unreachable (see the server log)" if st.config.auth_enabled else detail
     if reachable:
         try:
             from blockyard.orchestration import status as orch_status
