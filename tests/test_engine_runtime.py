@@ -38,3 +38,28 @@ def test_block_reads_a_project_scoped_database_secret(tmp_path, monkeypatch):
     assert alpha.ok and beta.ok, (alpha.error, beta.error)
     assert alpha.output("read") == "alpha-value"
     assert beta.output("read") == "global-value"
+
+
+def test_block_progress_reaches_run_events(tmp_path, monkeypatch):
+    monkeypatch.delenv("BLOCKYARD_HOME", raising=False)
+    monkeypatch.delenv("BLOCKYARD_DATABASE_URL", raising=False)
+    root = tmp_path / "ws"
+    root.mkdir()
+    write_pipeline(root, "p", "pipe", [
+        block("work", """
+            from blockyard.runtime import report_progress
+
+            @custom
+            def work():
+                for i in range(1, 4):
+                    report_progress(i, 3, f'step {i}')
+                return 'done'
+            """),
+    ])
+    events = []
+    result = blockyard.run_pipeline("p/pipe", workspace=root, on_event=events.append)
+    assert result.ok
+    progress = [(e["done"], e["total"], e["message"]) for e in events if e["type"] == "progress"]
+    assert progress == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
+    # without a listener the call is a no-op and the block still runs
+    assert blockyard.run_pipeline("p/pipe", workspace=root, use_cache=False).output("work") == "done"

@@ -122,7 +122,8 @@ class ServerProcess:
         )
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()
 
     def wait_ready(self, timeout: float = 60) -> None:

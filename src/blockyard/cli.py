@@ -106,6 +106,13 @@ class _LiveView:
         if ev.get("type") == "run_started":
             for b in ev["blocks"]:
                 self.rows.setdefault(b, {"status": "initial", "clones": {}, "duration": None})
+        elif ev.get("type") == "progress":
+            row = self.rows.setdefault(ev["block"], {"status": "running", "clones": {}, "duration": None})
+            total = f"/{ev['total']}" if ev.get("total") else ""
+            text = f"{ev['done']}{total}"
+            if ev.get("message"):
+                text += f" {ev['message']}"
+            row["progress"] = text if ev["node"] == ev["block"] else f"{ev['node']}: {text}"
         elif ev.get("type") == "block":
             row = self.rows.setdefault(ev["block"], {"status": "initial", "clones": {}, "duration": None})
             if ev["node"] != ev["block"]:
@@ -147,6 +154,8 @@ class _LiveView:
                 running = sum(1 for s in row["clones"].values() if s == "running")
                 status = "failed" if failed else ("running" if running or done < len(row["clones"]) else "completed")
                 note.append(f"{done}/{len(row['clones'])} clones")
+            if row.get("progress") and status == "running":
+                note.append(row["progress"])
             if row.get("cache_hit"):
                 note.append("cached, skipped")
             if row.get("tests"):

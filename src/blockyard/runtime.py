@@ -27,3 +27,21 @@ current: contextvars.ContextVar[BlockContext | None] = contextvars.ContextVar(
 
 def get() -> BlockContext | None:
     return current.get()
+
+
+# Where a block's progress reports go (the runner's live events); None outside a run
+# or in a worker process.
+progress_sink: contextvars.ContextVar = contextvars.ContextVar("blockyard_progress", default=None)
+
+
+def report_progress(done: int, total: int | None = None, message: str | None = None) -> None:
+    """Let a long block show how far it is (the CLI's live view, the UI).
+
+    Call it from block code or library code a block calls (tuning does per trial);
+    outside a run it does nothing."""
+    sink = progress_sink.get()
+    if sink is not None:
+        try:
+            sink({"done": done, "total": total, "message": message})
+        except Exception:  # progress display must never break the block
+            pass

@@ -55,6 +55,7 @@ class BlockTask:
     keep_outputs_in_memory: bool = True
     import_paths: list[str] = field(default_factory=list)
     context: Any = None  # blockyard.runtime.BlockContext
+    progress: Any = None  # callable(dict) for runtime.report_progress (in-process only)
 
 
 @dataclass
@@ -205,6 +206,7 @@ def execute_block(task: BlockTask) -> Outcome:
     kwargs["logger"] = logger
     loaded: LoadedBlock | None = None
     ctx_token = runtime.current.set(task.context)
+    progress_token = runtime.progress_sink.set(task.progress)
     try:
         with routed(log):
             log.line(f"start block {task.node_uuid} (run {task.run_id})", hold=True)
@@ -240,6 +242,7 @@ def execute_block(task: BlockTask) -> Outcome:
                 )
     finally:
         runtime.current.reset(ctx_token)
+        runtime.progress_sink.reset(progress_token)
         if log.created:
             outcome.log_path = str(log.path)
         log.close()

@@ -508,6 +508,7 @@ class PipelineRunner:
             store=self.store,
             import_paths=self._import_paths,
             context=self._context(pb.uuid),
+            progress=self._progress_sink(node) if self.on_event is not None else None,
         )
         node.status = "running"
         self.rec.update_block_run(
@@ -517,6 +518,12 @@ class PipelineRunner:
         self.running += 1
         fut = self.executor.submit(task)
         fut.add_done_callback(lambda f, n=node: self._done_q.put((n, _result(f))))
+
+    def _progress_sink(self, node: Node) -> Callable[[dict], None]:
+        def sink(info: dict) -> None:
+            self._emit(type="progress", node=node.uuid, block=node.block.uuid, **info)
+
+        return sink
 
     def _context(self, block_uuid: str) -> BlockContext:
         return BlockContext(

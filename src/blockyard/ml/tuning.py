@@ -615,6 +615,12 @@ class _TrialProgress:
         return self
 
     def advance(self, best: float | None) -> None:
+        from blockyard import runtime
+
+        self.done = getattr(self, "done", 0) + 1
+        runtime.report_progress(
+            self.done, self.total, f"trials {self.label}, best rmse {best:.4f}" if best is not None else f"trials {self.label}"
+        )
         if self._bar is not None:
             self._bar.update(self._task, advance=1, best=f"{best:.4f}" if best is not None else "-")
 
