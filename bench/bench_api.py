@@ -237,7 +237,8 @@ def report(results: list[dict], args) -> str:
 
     lines = [
         f"python {platform.python_version()}, fastapi {fastapi.__version__}, uvicorn {uvicorn.__version__}, "
-        f"httpx {httpx.__version__}; {os.cpu_count()} CPUs; server and load generator on the same machine",
+        f"httpx {httpx.__version__}; {os.cpu_count()} CPUs; server and load generator on the same machine; "
+        f"load average at the end {os.getloadavg()[0]:.1f} (other jobs share this machine)",
         f"run creation: {args.requests} x POST /api/pipelines/bench/noop/runs, {args.concurrency} in flight "
         f"(thread pool, httpx.Client per thread, keep-alive); burst: {args.burst} simultaneous POSTs to the "
         "Mage trigger URL (asyncio + httpx.AsyncClient, one connection each)",

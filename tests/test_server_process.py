@@ -14,7 +14,7 @@ pytest.importorskip("uvicorn")
 from test_server_support import BIN, ServerProcess, clean_env, make_workspace, sse_events, wait_for_run  # noqa: E402
 
 
-def test_runs_over_http_reach_the_worker_and_sigterm_exits_cleanly(tmp_path):
+def test_runs_over_http_reach_the_worker_and_sigterm_exits_cleanly(tmp_path, monkeypatch):
     space = make_workspace(tmp_path)
     server = ServerProcess(space.root, "--workers", "2")
     try:
@@ -43,6 +43,15 @@ def test_runs_over_http_reach_the_worker_and_sigterm_exits_cleanly(tmp_path):
             out = c.get(f"/api/runs/{run['id']}/outputs", params={"block": "echo"}).json()
             assert out["outputs"][0]["sample"] == {"key": "value", "n": None, "from_trigger": 7}
             assert c.get("/api/status").json()["workers"] >= 1
+
+        # Mage's trigger_pipeline (compat) against this server: POST + polling GET.
+        from blockyard.compat.triggers import trigger_pipeline
+
+        monkeypatch.setenv("BLOCKYARD_SERVER_URL", server.url)
+        triggered = trigger_pipeline(f"{space.project}/echo", variables={"key": "compat"}, check_status=True,
+                                     error_on_failure=True, poll_interval=0.05, poll_timeout=60, verbose=False)
+        assert triggered.status == "completed" and triggered.id is not None
+        assert triggered.result["variables"] == {"key": "compat"}
         assert trig["token"] not in server.output()  # access log redacts trigger tokens
     finally:
         code = server.stop(signal.SIGTERM)
@@ -94,7 +103,7 @@ def test_sigterm_lets_a_running_block_finish(tmp_path):
         raise
     server.proc.send_signal(signal.SIGTERM)
     flag.write_text("go")  # the block is still running; it may finish now
-    assert server.stop() == 0, server.output()
+    assert server.wait() == 0, server.output()  # (a second SIGTERM would mean: exit now)
     from blockyard.engine.session import session_for
     from blockyard.project import Workspace
 

@@ -149,6 +149,12 @@ class ServerProcess:
         finally:
             self._log.close()
 
+    def wait(self, timeout: float = 60) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log.close()
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()

@@ -92,6 +92,8 @@ class _LiveView:
         self.live = None
 
     def __enter__(self):
+        if not self.console.is_terminal:
+            return self  # logs, CI: one line per finished block instead of a live table
         from rich.live import Live
 
         self.live = Live(self._render(), console=self.console, refresh_per_second=8, transient=False)
@@ -99,8 +101,23 @@ class _LiveView:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.live.update(self._render())
-        self.live.__exit__(*exc)
+        if self.live is not None:
+            self.live.update(self._render())
+            self.live.__exit__(*exc)
+
+    def _line(self, ev: dict) -> None:
+        status = ev["status"]
+        if status in ("running", "queued", "initial"):
+            return
+        parts = [ev["node"], status]
+        if ev.get("duration") is not None:
+            parts.append(f"{ev['duration']:.2f}s")
+        if ev.get("cache_hit"):
+            parts.append("cached, skipped")
+        tests = ev.get("tests") or []
+        if tests:
+            parts.append(f"{sum(t['passed'] for t in tests)}/{len(tests)} tests")
+        self.console.print("  ".join(parts), markup=False, highlight=False)
 
     def event(self, ev: dict) -> None:
         if ev.get("type") == "run_started":
@@ -127,6 +144,8 @@ class _LiveView:
                     row["tests"] = f"{sum(t['passed'] for t in tests)}/{len(tests)} tests"
         if self.live is not None:
             self.live.update(self._render())
+        elif ev.get("type") == "block":
+            self._line(ev)
 
     def _render(self):
         from rich.table import Table

@@ -417,26 +417,37 @@ class PipelineRunner:
             node.outputs = self.store.load_outputs(int(run_id), node_uuid)
         return node.outputs if node.outputs is not None else []
 
-    def _resolve(self, node: Node) -> tuple[list[Any], list[Any]]:
-        args, digests = [], []
+    @staticmethod
+    def _digests(node: Node) -> list[Any]:
+        """Content digests of the node's inputs (what its cache key depends on)."""
+        digests: list[Any] = []
+        for inp in node.inputs:
+            if inp.kind == "external":
+                digests.append(inp.digest)
+            elif inp.kind == "whole":
+                digests.append(inp.nodes[0].digest)
+            elif inp.kind == "item":
+                digests.append(f"{inp.nodes[0].digest}[{inp.index}]")
+            else:  # gather
+                digests.append([d.digest for d in inp.nodes])
+        return digests
+
+    def _args(self, node: Node) -> list[Any]:
+        """The node's positional arguments: one per upstream block."""
+        args: list[Any] = []
         for inp in node.inputs:
             if inp.kind == "external":
                 args.append(inp.value)
-                digests.append(inp.digest)
             elif inp.kind == "whole":
-                dep = inp.nodes[0]
-                args.append(_as_argument(self._outputs_of(dep)))
-                digests.append(dep.digest)
+                args.append(_as_argument(self._outputs_of(inp.nodes[0])))
             elif inp.kind == "item":
                 dep = inp.nodes[0]
                 if dep.items is None:
                     dep.items, _meta = parse_dynamic_output(self._outputs_of(dep))
                 args.append(dep.items[inp.index])
-                digests.append(f"{dep.digest}[{inp.index}]")
             else:  # gather
                 args.append([_as_argument(self._outputs_of(d)) for d in inp.nodes])
-                digests.append([d.digest for d in inp.nodes])
-        return args, digests
+        return args
 
     def _start(self, node: Node) -> None:
         pb = node.block
@@ -444,12 +455,7 @@ class PipelineRunner:
         if pb.type == "global_data_product":
             self._start_gdp(node)
             return
-        try:
-            args, digests = self._resolve(node)
-        except Exception as exc:
-            self._complete(node, exc)
-            return
-        self._release_inputs(node)
+        digests = self._digests(node)
         _source, code_hash, file_path = self._sources[pb.uuid]
         key = None
         if self.use_cache and pb.type != "sensor" and not cache_mod.cache_disabled(
@@ -483,9 +489,16 @@ class PipelineRunner:
                     completed_at=now,
                     attempts=0,
                 )
+                self._release_inputs(node)
                 self._completed(node)
                 return
         node.cache_key = key
+        try:  # only now load the inputs: a cache hit never reads them
+            args = self._args(node)
+        except Exception as exc:
+            self._complete(node, exc)
+            return
+        self._release_inputs(node)
         kwargs = dict(self._base_kwargs)
         kwargs["block_uuid"] = pb.uuid
         kwargs["dynamic_block_uuid"] = node.uuid if node.path else None

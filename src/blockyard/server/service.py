@@ -96,7 +96,12 @@ class Service:
     def run(self) -> int:
         from blockyard.engine.session import session_for
 
-        db = session_for(self.workspace).db  # migrates the run history
+        try:
+            db = session_for(self.workspace).db  # migrates the run history
+        except Exception as exc:  # noqa: BLE001 - unreachable server, bad URL, failed migration
+            sys.stderr.write(f"error: cannot open the run history database {_safe_url(self.workspace)}: "
+                             f"{type(exc).__name__}: {_first_line(exc)}\n")
+            return 1
         self._setup_roles(db)
         self._install_signals()
         roles = self.config.role if self.config.role != "all" else "web + scheduler + worker"
@@ -171,6 +176,25 @@ class Service:
             self.failed.append(f"the web server could not start on {host}:{self.config.port}")
             return 1
         return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _safe_url(workspace: Any) -> str:
+    from pathlib import Path
+
+    from blockyard import settings
+
+    url = settings.database_url_for(settings.data_dir_for(Path(workspace.root)))
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return "(unparsable URL)"
 
 
 def serve(workspace: Any, config: ServerConfig, *, echo: Callable[[str], None] = print) -> int:
