@@ -9,8 +9,8 @@ For each database (SQLite file, then PostgreSQL on 127.0.0.1:5432 in a fresh dat
   pool of `--concurrency` threads (one keep-alive httpx.Client each); throughput =
   requests / wall time, latency percentiles per request;
 - burst: `--burst` simultaneous POSTs to Mage's API trigger URL
-  /api/pipeline_schedules/{id}/pipeline_runs/{token} (all connections opened at once),
-  then checks the database holds exactly that many runs of the trigger and that no
+  /api/pipeline_schedules/{id}/pipeline_runs/{token} (one thread and connection each,
+  all released at once by a barrier), then checks the database holds exactly that many runs of the trigger and that no
   request failed.
 
 The load generator runs on the same machine (it takes CPU from the server).
@@ -19,7 +19,6 @@ Figures are printed and written to bench/RESULTS.md under '## API (date)'.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as _dt
 import os
 import platform
@@ -141,32 +140,50 @@ def create_runs(url: str, n: int, concurrency: int) -> dict:
     }
 
 
-async def burst(url: str, trigger_id: int, token: str, n: int) -> dict:
+def burst(url: str, trigger_id: int, token: str, n: int) -> dict:
+    """`n` threads, each with its own connection, released together by a barrier: `n`
+    trigger requests in flight at the same moment."""
+    import threading
+
     import httpx
 
-    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    path = f"/api/pipeline_schedules/{trigger_id}/pipeline_runs/{token}"
+    barrier = threading.Barrier(n + 1)
+    lock = threading.Lock()
     ids: list[int] = []
     errors: dict[str, int] = {}
     latencies: list[float] = []
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
-        path = f"/api/pipeline_schedules/{trigger_id}/pipeline_runs/{token}"
 
-        async def one(i: int) -> None:
+    def fail(kind: str) -> None:
+        with lock:
+            errors[kind] = errors.get(kind, 0) + 1
+
+    def one(i: int) -> None:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            barrier.wait()
             t0 = time.perf_counter()
             try:
-                r = await client.post(path, json={"pipeline_run": {"variables": {"i": i}}})
+                r = client.post(path, json={"pipeline_run": {"variables": {"i": i}}})
             except httpx.HTTPError as exc:
-                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                fail(type(exc).__name__)
                 return
-            latencies.append(time.perf_counter() - t0)
-            if r.status_code == 200:
+            elapsed = time.perf_counter() - t0
+        with lock:
+            latencies.append(elapsed)
+        if r.status_code == 200:
+            with lock:
                 ids.append(r.json()["pipeline_run"]["id"])
-            else:
-                errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
+        else:
+            fail(str(r.status_code))
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(n)))
-        wall = time.perf_counter() - t0
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
     return {
         "n": n, "ok": len(ids), "distinct": len(set(ids)), "errors": errors, "wall": wall,
         "p50": pct(latencies, 50) * 1000 if latencies else 0, "p99": pct(latencies, 99) * 1000 if latencies else 0,
@@ -200,7 +217,7 @@ def bench_database(label: str, env: dict, args, folder: Path) -> dict:
         trig = httpx.post(server.url + "/api/triggers", json={
             "name": "burst", "project": "bench", "pipeline_uuid": "noop", "schedule_type": "api"}).json()
         creation = create_runs(server.url, args.requests, args.concurrency)
-        spike = asyncio.run(burst(server.url, trig["id"], trig["token"], args.burst))
+        spike = burst(server.url, trig["id"], trig["token"], args.burst)
     finally:
         code = server.stop()
     spike["in_db"] = count_trigger_runs(root, env, trig["id"])
@@ -241,7 +258,7 @@ def report(results: list[dict], args) -> str:
         f"load average at the end {os.getloadavg()[0]:.1f} (other jobs share this machine)",
         f"run creation: {args.requests} x POST /api/pipelines/bench/noop/runs, {args.concurrency} in flight "
         f"(thread pool, httpx.Client per thread, keep-alive); burst: {args.burst} simultaneous POSTs to the "
-        "Mage trigger URL (asyncio + httpx.AsyncClient, one connection each)",
+        "Mage trigger URL (one thread and connection each, released together by a barrier)",
         "",
     ]
     for r in results:

@@ -4,7 +4,7 @@ plain Python script, side by side in one run.
     python bench/bench_course.py [--reps 3] [--rounds 3]
 
 Both sides do the same work on the real Jan+Feb 2024 green-taxi files (from
-BLOCKYARD_DATA_MIRROR, default /work/shared/data): load both months, clean, combine
+BLOCKYARD_DATA_MIRROR, default ../shared/data beside the clone): load both months, clean, combine
 features, select, split on the pick-up date, vectorize the full data and the
 train/validation split, and check the reference shapes (the @test functions of
 `build`). Blockyard runs `unit_1_data_preparation/data_preparation` with
@@ -36,7 +36,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 WORKSPACE = REPO / "mlops"
-DEFAULT_MIRROR = "/work/shared/data"
+DEFAULT_MIRROR = str(REPO.parent / "shared" / "data")
 
 PLAIN = r'''
 import json, sys, time

@@ -18,7 +18,7 @@ from blockyard.charts import ChartError, compute_chart, render_png  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 WORKSPACE = REPO / "mlops"
 PIPELINE = WORKSPACE / "unit_1_data_preparation/pipelines/data_preparation/metadata.yaml"
-MIRROR = Path(os.environ.get("BLOCKYARD_DATA_MIRROR") or "/work/shared/data")
+from mirror import MIRROR
 HAVE_DATA = (MIRROR / "taxi/green/green_tripdata_2024-01.parquet").is_file()
 needs_data = pytest.mark.skipif(not HAVE_DATA, reason="course data mirror not present")
 

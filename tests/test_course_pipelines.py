@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 WORKSPACE = REPO / "mlops"
-MIRROR = Path(os.environ.get("BLOCKYARD_DATA_MIRROR") or "/work/shared/data")
+from mirror import MIRROR
 
 pytestmark = [
     pytest.mark.slow,

@@ -10,7 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 WORKSPACE = REPO / "mlops"
-MIRROR = Path(os.environ.get("BLOCKYARD_DATA_MIRROR") or "/work/shared/data")
+from mirror import MIRROR
 
 pytestmark = pytest.mark.skipif(
     not (MIRROR / "taxi/green/green_tripdata_2024-01.parquet").is_file(),

@@ -14,7 +14,7 @@ import pytest
 from blockyard import datasets
 from blockyard.errors import DatasetError
 
-MIRROR = Path("/work/shared/data")
+from mirror import MIRROR
 pytestmark = pytest.mark.skipif(not MIRROR.is_dir(), reason="course data mirror not present")
 
 

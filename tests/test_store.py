@@ -25,7 +25,9 @@ from blockyard.store import (
     unregister_codec,
 )
 
-TAXI = Path("/work/shared/data/taxi/green/green_tripdata_2023-01.parquet")
+from mirror import MIRROR
+
+TAXI = MIRROR / "taxi/green/green_tripdata_2023-01.parquet"
 
 
 @pytest.fixture

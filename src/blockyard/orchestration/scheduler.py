@@ -186,8 +186,9 @@ class Scheduler:
             if conn.execute(sa.select(ps.c.id).where(*due).limit(1)).first() is None:
                 return [], False
         with write_txn(self.db) as conn:
+            wanted = [c for c in ps.c if c.name not in ("extra", "token")]
             query = (
-                sa.select(ps)
+                sa.select(*wanted)
                 .where(*due)
                 .order_by(ps.c.next_run_at, ps.c.id)
                 .limit(self.batch_size)
@@ -213,7 +214,7 @@ class Scheduler:
                 sched = self._schedule(row)
                 cursor = row["next_run_at"]
                 if sched is None:
-                    cursor_updates.append({"_id": row["id"], "_next": None, "_last": row["last_execution_date"]})
+                    cursor_updates.append({"id": row["id"], "next_run_at": None, "last_execution_date": row["last_execution_date"]})
                     continue
                 settings = row.get("settings") or {}
                 if sched.kind == "once":
@@ -243,9 +244,9 @@ class Scheduler:
                             busy[row["id"]] = -1  # the run created just now
                 cursor_updates.append(
                     {
-                        "_id": row["id"],
-                        "_next": nxt,
-                        "_last": dates[-1] if dates else row["last_execution_date"],
+                        "id": row["id"],
+                        "next_run_at": nxt,
+                        "last_execution_date": dates[-1] if dates else row["last_execution_date"],
                     }
                 )
             created_at = utcnow()
@@ -288,27 +289,45 @@ class Scheduler:
                         )
                         v["created_at"] = created_at
                         values.append(v)
-                    result = conn.execute(
-                        sa.insert(pr).returning(*pr.c, sort_by_parameter_order=True), values
-                    ).all()
-                    runs = [dict(r._mapping) for r in result]
-                    conn.execute(
-                        sa.update(pf)
-                        .where(pf.c.schedule_id == sa.bindparam("_sid"), pf.c.execution_date == sa.bindparam("_date"))
-                        .values(run_id=sa.bindparam("_rid")),
-                        [{"_sid": r["trigger_id"], "_date": r["execution_date"], "_rid": r["id"]} for r in runs],
+                    ids = conn.execute(
+                        sa.insert(pr).returning(pr.c.id, sort_by_parameter_order=True), values
+                    ).scalars().all()
+                    blank = dict.fromkeys(c.name for c in pr.c)
+                    runs = [{**blank, **v, "id": int(i)} for v, i in zip(values, ids)]
+                    self._bulk_update(
+                        conn, pf, ["schedule_id", "execution_date"], ["run_id"],
+                        [{"schedule_id": r["trigger_id"], "execution_date": r["execution_date"], "run_id": r["id"]} for r in runs],
                     )
-            if cursor_updates:
-                conn.execute(
-                    sa.update(ps)
-                    .where(ps.c.id == sa.bindparam("_id"))
-                    .values(next_run_at=sa.bindparam("_next"), last_execution_date=sa.bindparam("_last")),
-                    cursor_updates,
-                )
+            self._bulk_update(conn, ps, ["id"], ["next_run_at", "last_execution_date"], cursor_updates)
         if self.record_fires and runs:
             committed = utcnow()
             self.fire_log.extend((r["trigger_id"], r["execution_date"], committed) for r in runs)
         return runs, len(rows) >= self.batch_size
+
+    def _bulk_update(self, conn: Any, table: Any, keys: list[str], columns: list[str], rows: list[dict]) -> None:
+        """UPDATE many rows by key: one UPDATE ... FROM (VALUES ...) on PostgreSQL (one round
+        trip), executemany on SQLite (in-process, already fast)."""
+        import sqlalchemy as sa
+
+        if not rows:
+            return
+        if self.db.dialect != "postgresql":
+            conn.execute(
+                sa.update(table)
+                .where(*[table.c[k] == sa.bindparam(f"k_{k}") for k in keys])
+                .values({c: sa.bindparam(f"v_{c}") for c in columns}),
+                [{**{f"k_{k}": r[k] for k in keys}, **{f"v_{c}": r[c] for c in columns}} for r in rows],
+            )
+            return
+        names = keys + columns
+        v = sa.values(*[sa.column(n, table.c[n].type) for n in names], name="v").data(
+            [tuple(r[n] for n in names) for r in rows]
+        )
+        conn.execute(
+            sa.update(table)
+            .where(*[table.c[k] == sa.cast(v.c[k], table.c[k].type) for k in keys])
+            .values({c: sa.cast(v.c[c], table.c[c].type) for c in columns})
+        )
 
     def next_due(self) -> datetime | None:
         """The earliest next_run_at of the active time and sensor triggers."""
