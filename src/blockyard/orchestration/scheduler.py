@@ -294,39 +294,44 @@ class Scheduler:
                     ).scalars().all()
                     blank = dict.fromkeys(c.name for c in pr.c)
                     runs = [{**blank, **v, "id": int(i)} for v, i in zip(values, ids)]
-                    self._bulk_update(
-                        conn, pf, ["schedule_id", "execution_date"], ["run_id"],
-                        [{"schedule_id": r["trigger_id"], "execution_date": r["execution_date"], "run_id": r["id"]} for r in runs],
-                    )
-            self._bulk_update(conn, ps, ["id"], ["next_run_at", "last_execution_date"], cursor_updates)
+            if len(cursor_updates) <= 20:  # small batch: everything in one transaction
+                self._bookkeeping(conn, runs, cursor_updates)
+                cursor_updates = runs_done = []
+            else:
+                runs_done = runs
+        # Large batches commit the runs first (workers see them now), then move the cursors
+        # and link the fires to their runs. Safe: until the cursors move, a scheduler that
+        # looks at these triggers again finds their fires recorded and creates nothing.
         if self.record_fires and runs:
             committed = utcnow()
             self.fire_log.extend((r["trigger_id"], r["execution_date"], committed) for r in runs)
+        if cursor_updates or runs_done:
+            with write_txn(self.db) as conn:
+                self._bookkeeping(conn, runs_done, cursor_updates)
         return runs, len(rows) >= self.batch_size
 
-    def _bulk_update(self, conn: Any, table: Any, keys: list[str], columns: list[str], rows: list[dict]) -> None:
-        """UPDATE many rows by key: one UPDATE ... FROM (VALUES ...) on PostgreSQL (one round
-        trip), executemany on SQLite (in-process, already fast)."""
+    def _bookkeeping(self, conn: Any, runs: list[dict], cursor_updates: list[dict]) -> None:
+        from blockyard.db.schema import pipeline_schedule_fires as pf
+        from blockyard.db.schema import pipeline_schedules as ps
+
+        self._bulk_update(
+            conn, pf, ["schedule_id", "execution_date"], ["run_id"],
+            [{"schedule_id": r["trigger_id"], "execution_date": r["execution_date"], "run_id": r["id"]} for r in runs],
+        )
+        self._bulk_update(conn, ps, ["id"], ["next_run_at", "last_execution_date"], cursor_updates)
+
+    @staticmethod
+    def _bulk_update(conn: Any, table: Any, keys: list[str], columns: list[str], rows: list[dict]) -> None:
+        """UPDATE many rows by key with one executemany (psycopg pipelines it)."""
         import sqlalchemy as sa
 
         if not rows:
             return
-        if self.db.dialect != "postgresql":
-            conn.execute(
-                sa.update(table)
-                .where(*[table.c[k] == sa.bindparam(f"k_{k}") for k in keys])
-                .values({c: sa.bindparam(f"v_{c}") for c in columns}),
-                [{**{f"k_{k}": r[k] for k in keys}, **{f"v_{c}": r[c] for c in columns}} for r in rows],
-            )
-            return
-        names = keys + columns
-        v = sa.values(*[sa.column(n, table.c[n].type) for n in names], name="v").data(
-            [tuple(r[n] for n in names) for r in rows]
-        )
         conn.execute(
             sa.update(table)
-            .where(*[table.c[k] == sa.cast(v.c[k], table.c[k].type) for k in keys])
-            .values({c: sa.cast(v.c[c], table.c[c].type) for c in columns})
+            .where(*[table.c[k] == sa.bindparam(f"k_{k}") for k in keys])
+            .values({c: sa.bindparam(f"v_{c}") for c in columns}),
+            [{**{f"k_{k}": r[k] for k in keys}, **{f"v_{c}": r[c] for c in columns}} for r in rows],
         )
 
     def next_due(self) -> datetime | None:
