@@ -310,7 +310,7 @@ def test_xgboost_booster_native_format(store):
     assert m.outputs[0]["summary"]["class"] == "Booster"
 
 
-def test_sklearn_estimators_via_joblib(store):
+def test_sklearn_estimators_round_trip_and_joblib_reads_them(store):
     from sklearn.feature_extraction import DictVectorizer
     from sklearn.linear_model import LinearRegression
     from sklearn.pipeline import make_pipeline
@@ -321,12 +321,16 @@ def test_sklearn_estimators_via_joblib(store):
     lr = LinearRegression().fit(dv.transform(records), y)
     pipe = make_pipeline(DictVectorizer(), LinearRegression()).fit(records, y)
     m = store.save_outputs(1, "train:LinearRegression", [dv, lr, pipe])
-    assert [o["codec"] for o in m.outputs] == ["sklearn_joblib"] * 3
+    assert [o["codec"] for o in m.outputs] == ["sklearn_pickle"] * 3
     dv2, lr2, pipe2 = store.load_outputs(1, "train:LinearRegression")
     assert dv2.feature_names_ == dv.feature_names_
     assert (dv2.transform(records) != dv.transform(records)).nnz == 0
     assert np.allclose(lr2.predict(dv.transform(records)), lr.predict(dv.transform(records)))
     assert np.allclose(pipe2.predict(records), pipe.predict(records))
+    import joblib  # the files stay readable with joblib, as Mage users expect
+
+    path = Path(store.node_path(1, "train:LinearRegression")) / m.outputs[0]["file"]
+    assert joblib.load(path).feature_names_ == dv.feature_names_
     s = m.outputs[1]["summary"]
     assert s["class"] == "LinearRegression" and s["params"]["fit_intercept"] == "True"
     assert s["n_features_in"] == 3

@@ -136,6 +136,9 @@ class PipelineRunner:
         install_stream_routing()
         self.variables = self._variables()
         self.store = self.session.store
+        from blockyard.engine.gdp import register_codec
+
+        register_codec()  # stored global-data-product references must load in any process
         try:
             self.spec.validate()
             self.plan = plan_pipeline(self.spec)
@@ -564,8 +567,15 @@ class PipelineRunner:
             node.outputs = None
 
     def _ref_exists(self, ref: str) -> bool:
+        """A cache hit counts only if its outputs are still stored and readable
+        (retention may have removed them; a codec may no longer exist)."""
+        from blockyard.store import get_codec
+
         run_id, node_uuid = ref.split("/", 1)
-        return self.store.has_outputs(int(run_id), node_uuid)
+        manifest = self.store.manifest(int(run_id), node_uuid)
+        return manifest is not None and all(
+            get_codec(o["codec"]) is not None for o in manifest.outputs
+        )
 
     def _start_gdp(self, node: Node) -> None:
         from blockyard.engine.gdp import resolve_global_data_product

@@ -160,8 +160,19 @@ class Scheduler:
         projects = self._projects()
         if not projects:
             return fired
+        import sqlalchemy as sa
+
+        attempts = 0
         while True:
-            batch, more = self._fire_batch(now, projects)
+            try:
+                batch, more = self._fire_batch(now, projects)
+            except sa.exc.OperationalError as exc:  # deadlock victim / database busy: try again
+                attempts += 1
+                if attempts > 3:
+                    raise
+                log.warning("scheduler: firing triggers failed (%s); retrying", str(exc).splitlines()[0])
+                time.sleep(0.05 * attempts)
+                continue
             fired.extend(batch)
             if not more:
                 return fired
@@ -314,11 +325,18 @@ class Scheduler:
         from blockyard.db.schema import pipeline_schedule_fires as pf
         from blockyard.db.schema import pipeline_schedules as ps
 
+        # Always the same order (schedules by id, then fires by key), so two schedulers
+        # doing this at once wait for each other instead of deadlocking.
+        self._bulk_update(
+            conn, ps, ["id"], ["next_run_at", "last_execution_date"], sorted(cursor_updates, key=lambda u: u["id"])
+        )
         self._bulk_update(
             conn, pf, ["schedule_id", "execution_date"], ["run_id"],
-            [{"schedule_id": r["trigger_id"], "execution_date": r["execution_date"], "run_id": r["id"]} for r in runs],
+            sorted(
+                ({"schedule_id": r["trigger_id"], "execution_date": r["execution_date"], "run_id": r["id"]} for r in runs),
+                key=lambda u: (u["schedule_id"], u["execution_date"]),
+            ),
         )
-        self._bulk_update(conn, ps, ["id"], ["next_run_at", "last_execution_date"], cursor_updates)
 
     @staticmethod
     def _bulk_update(conn: Any, table: Any, keys: list[str], columns: list[str], rows: list[dict]) -> None:

@@ -77,15 +77,6 @@ def ping(db: Any) -> None:
         conn.execute(sa.text("SELECT 1"))
 
 
-def get_block_run_by_uuid(db: Any, run_id: int, block_uuid: str) -> dict | None:
-    query = sa.select(block_runs).where(
-        block_runs.c.pipeline_run_id == run_id, block_runs.c.block_uuid == block_uuid
-    )
-    with db.engine.connect() as conn:
-        row = conn.execute(query).first()
-    return dict(row._mapping) if row is not None else None
-
-
 def run_status(db: Any, run_id: int) -> str | None:
     with db.engine.connect() as conn:
         return conn.execute(

@@ -1,7 +1,6 @@
 """What every request handler shares: the workspace, its session, the events."""
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -76,6 +75,7 @@ class AppState:
         # SQLite has one writer at a time; queueing writers here (a lock hand-off costs
         # microseconds) beats SQLite's busy handler, which sleeps 1-100 ms between tries.
         self._sqlite_write_lock = threading.Lock()
+        self._pg_writers: threading.BoundedSemaphore | None = None
         self._session: Any = None
         self._session_ws: Any = None
 
@@ -95,10 +95,18 @@ class AppState:
         return session
 
     def write_lock(self) -> Any:
-        """A context manager around a database write: a real lock on SQLite only."""
-        if self.db.dialect == "sqlite":
+        """A context manager around a database write.
+
+        SQLite: one writer at a time. PostgreSQL: at most as many writers as the
+        connection pool keeps open (more would open and close overflow connections,
+        ~5 ms each, on every request)."""
+        db = self.db
+        if db.dialect == "sqlite":
             return self._sqlite_write_lock
-        return contextlib.nullcontext()
+        if self._pg_writers is None:
+            size = getattr(db.engine.pool, "size", None)
+            self._pg_writers = threading.BoundedSemaphore(max(1, size() if callable(size) else 5))
+        return self._pg_writers
 
     @property
     def db(self) -> Any:

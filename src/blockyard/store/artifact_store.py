@@ -18,6 +18,7 @@ import json
 import os
 import posixpath
 import shutil
+import threading
 import time
 import uuid as _uuid
 from dataclasses import asdict, dataclass, field
@@ -81,6 +82,26 @@ def combined_digest(entries: list[dict]) -> str:
         h.update(int(e["bytes"]).to_bytes(8, "little"))
         h.update(bytes.fromhex(e["blake2b"]))
     return h.hexdigest()
+
+
+_pool = None
+_pool_pid = None
+_pool_lock = threading.Lock()
+
+
+def _save_pool():
+    """Threads shared by all stores for writing a block's outputs in parallel (re-made
+    after a fork)."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            from concurrent.futures import ThreadPoolExecutor
+
+            _pool = ThreadPoolExecutor(
+                max_workers=max(2, min(4, os.cpu_count() or 1)), thread_name_prefix="blockyard-save"
+            )
+            _pool_pid = os.getpid()
+        return _pool
 
 
 def _parse_run_id(name: str) -> Any:
@@ -245,7 +266,7 @@ class ArtifactStore:
                 file=node_dir,
                 block=node_uuid,
             ) from exc
-        entries = [self._save_one(run_id, node_uuid, node_dir, i, obj) for i, obj in enumerate(outputs)]
+        entries = self._save_all(run_id, node_uuid, node_dir, list(outputs))
         manifest = OutputManifest(
             run_id=run_id,
             node_uuid=node_uuid,
@@ -261,6 +282,18 @@ class ArtifactStore:
             if name not in keep:  # outputs of an earlier save with more outputs, stale temps
                 self._remove(self._join(node_dir, name))
         return manifest
+
+    def _save_all(self, run_id: Any, node_uuid: str, node_dir: str, outputs: list) -> list[dict]:
+        """Several outputs of one block (the course's `build` returns seven) are written
+        at the same time: Arrow, numpy and zip writes release the GIL."""
+        if len(outputs) < 2:
+            return [self._save_one(run_id, node_uuid, node_dir, i, o) for i, o in enumerate(outputs)]
+        pool = _save_pool()
+        futures = [
+            pool.submit(self._save_one, run_id, node_uuid, node_dir, i, o)
+            for i, o in enumerate(outputs)
+        ]
+        return [f.result() for f in futures]
 
     def _make_node_dir(self, run_id: Any, node_dir: str) -> bool:
         """Create the node's folder; True when this call created it (so it is empty).

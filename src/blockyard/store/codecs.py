@@ -545,30 +545,30 @@ class XGBoostBoosterCodec(Codec):
 
 class SklearnCodec(Codec):
     """scikit-learn estimators (BaseEstimator instances: DictVectorizer, Pipeline,
-    XGBRegressor...) -> joblib. Estimators joblib cannot pickle (lambdas inside)
+    XGBRegressor...) -> a pickle protocol 5 stream (`joblib.load` reads it too).
+
+    Not `joblib.dump`: its pure-Python pickler takes 37 ms for the course's fitted
+    DictVectorizer where the C pickler takes 2 ms, and protocol 5 already writes
+    numpy arrays as raw buffers. Estimators pickle cannot handle (lambdas inside)
     go to cloudpickle."""
 
-    name = "sklearn_joblib"
-    extension = ".joblib"
+    name = "sklearn_pickle"
+    extension = ".skl.pkl"
 
     def can_encode(self, obj: Any) -> bool:
         base = _loaded("sklearn.base")
         return base is not None and isinstance(obj, base.BaseEstimator)
 
     def save(self, obj: Any, fs: Any, path: str) -> None:
-        import joblib
-
         try:
             with _open_write(fs, path) as f:
-                joblib.dump(obj, f)
+                pickle.dump(obj, f, protocol=5)
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
-            raise CodecSkip(f"joblib cannot pickle this estimator: {exc}") from exc
+            raise CodecSkip(f"pickle cannot store this estimator: {exc}") from exc
 
     def load(self, fs: Any, path: str) -> Any:
-        import joblib
-
         with _open_read(fs, path) as f:
-            return joblib.load(f)
+            return pickle.load(f)
 
     def summarize(self, obj: Any) -> tuple[dict, Any]:
         return _summary.sklearn_model(obj)

@@ -344,15 +344,6 @@ class _Tail:
                 out.append((block, line.decode("utf-8", errors="replace")))
         return out
 
-    def pending(self) -> bool:
-        for path, offset in self.offsets.items():
-            try:
-                if path.stat().st_size > offset:
-                    return True
-            except OSError:
-                pass
-        return False
-
 
 @router.get(
     "/runs/{run_id}/logs/stream",
@@ -366,7 +357,7 @@ async def stream_logs(run_id: RunId, request: Request,
     {block_uuid, line} per log line, `run` {id, status, error} on each run-status
     change, and a last `end` {id, status} when the run has finished."""
     st = state(request)
-    row = await run_in_threadpool(get_run_row, st, run_id)
+    await run_in_threadpool(get_run_row, st, run_id)  # 404 before the stream starts
     if block is not None:
         check_name(block, "block uuid", allow_slash=True)
     folder = st.session.logs_dir / str(run_id)
@@ -412,7 +403,6 @@ async def stream_logs(run_id: RunId, request: Request,
                 idle = 0.0
                 yield b": keep-alive\n\n"
 
-    del row
     return StreamingResponse(
         events(),
         media_type="text/event-stream",
