@@ -125,6 +125,10 @@ class Database:
                 kwargs["poolclass"] = sa.pool.StaticPool
         else:
             kwargs["pool_pre_ping"] = True
+            # A server process has API threads, a scheduler and worker heartbeats: the
+            # default 5 (+10 overflow) made it open and close connections under load.
+            kwargs["pool_size"] = int(os.environ.get("BLOCKYARD_DB_POOL_SIZE", "20"))
+            kwargs["max_overflow"] = 20
         self.engine: Engine = sa.create_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _set_sqlite_pragmas)

@@ -1,0 +1,96 @@
+// Pieces shared by the pipeline and run pages: output previews, test results, logs.
+import { h, api, enc, encPath, table, errorBox, ApiError } from "./lib.js";
+
+function cell(v) {
+  if (v === null || v === undefined) return h("span.null", "null");
+  if (typeof v === "object") return JSON.stringify(v);
+  return String(v);
+}
+
+function summaryLine(s) {
+  if (!s) return "";
+  const parts = [s.type || ""];
+  if (s.shape) parts.push("shape " + s.shape.join(" × "));
+  if (s.density !== undefined) parts.push("density " + (s.density * 100).toPrecision(3) + "%");
+  if (s.nnz !== undefined) parts.push(s.nnz.toLocaleString() + " non-zero");
+  if (s.dtype) parts.push("dtype " + s.dtype);
+  if (s.len !== undefined && !s.shape) parts.push("length " + s.len);
+  if (s.num_boosted_rounds !== undefined) parts.push(s.num_boosted_rounds + " rounds");
+  if (s.num_features !== undefined) parts.push(s.num_features + " features");
+  if (s.n_features_in !== undefined) parts.push(s.n_features_in + " features in");
+  return parts.filter(Boolean).join(" · ");
+}
+
+function fmtBytes(n) {
+  if (n === null || n === undefined) return "";
+  if (n < 1024) return n + " B";
+  if (n < 1 << 20) return (n / 1024).toFixed(1) + " KB";
+  return (n / (1 << 20)).toFixed(1) + " MB";
+}
+
+export function renderOutput(entry) {
+  const s = entry.summary || {};
+  const sample = entry.sample;
+  let body = null;
+  if (Array.isArray(sample) && sample.length && typeof sample[0] === "object" && !Array.isArray(sample[0]) && sample[0] !== null) {
+    const isSeries = "index" in sample[0] && "value" in sample[0] && Object.keys(sample[0]).length === 2;
+    let cols = s.columns && !isSeries ? s.columns.map(String) : Object.keys(sample[0]);
+    if (s.nnz !== undefined) cols = [...new Set(sample.flatMap((r) => Object.keys(r)))].slice(0, 30);
+    const dtypes = s.dtypes || {};
+    body = h("div.table-wrap.output-table", h("table.data.compact",
+      h("thead", h("tr", h("th.idx", "#"), cols.map((c) => h("th", { title: dtypes[c] || "" }, c, dtypes[c] ? h("div.dtype", dtypes[c]) : null)))),
+      h("tbody", sample.map((row, i) => h("tr", h("td.idx", String(i)), cols.map((c) => h("td", cell(row[c]))))))));
+  } else if (Array.isArray(sample) && sample.length) {
+    const rows = sample.map((r) => (Array.isArray(r) ? r : [r]));
+    body = h("div.table-wrap.output-table", h("table.data.compact",
+      h("tbody", rows.map((r, i) => h("tr", h("td.idx", String(i)), r.map((v) => h("td", cell(v))))))));
+  } else if (sample !== null && sample !== undefined && typeof sample !== "object") {
+    body = h("pre.value", String(sample));
+  } else if (sample && typeof sample === "object") {
+    body = h("pre.value", JSON.stringify(sample, null, 2).slice(0, 5000));
+  } else if (s.params) {
+    body = h("div.table-wrap", h("table.data.compact", h("tbody", Object.entries(s.params).map(([k, v]) => h("tr", h("th", k), h("td", String(v)))))));
+  } else if (s.repr) {
+    body = h("pre.value", s.repr);
+  }
+  return h("div.output", { "data-output": entry.name },
+    h("div.output-head", h("strong", entry.name), h("span.muted", " " + summaryLine(s)), entry.codec ? h("span.tag.small", entry.codec) : null,
+      entry.bytes ? h("span.muted.small", " " + fmtBytes(entry.bytes)) : null),
+    s.steps ? h("div.muted.small", "steps: " + s.steps.join(", ")) : null,
+    body);
+}
+
+export async function loadOutputs(runId, block) {
+  try {
+    const data = await api(`/api/runs/${runId}/outputs`, { query: { block } });
+    if (!data.outputs.length) return h("div.muted", "The block returned nothing.");
+    return h("div.outputs", data.outputs.map(renderOutput));
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) return h("div.muted", e.message);
+    return errorBox(e, "Could not load the output");
+  }
+}
+
+export function renderTests(tests) {
+  if (!tests || !tests.length) return h("div.muted", "No @test functions ran for this block.");
+  const passed = tests.filter((t) => t.passed).length;
+  return h("div.tests",
+    h("div.tests-summary", { class: passed === tests.length ? "ok" : "bad" }, `${passed}/${tests.length} tests passed`),
+    h("ul.list", tests.map((t) => h("li.test", { "data-passed": String(!!t.passed) },
+      h("span", { class: t.passed ? "ok" : "bad" }, t.passed ? "✓ " : "✗ "), h("code", t.name),
+      t.error ? h("pre.test-error", t.error) : null))));
+}
+
+export async function loadLog(runId, block) {
+  try {
+    const r = await api(`/api/runs/${runId}/logs`, { query: { block }, raw: true });
+    const text = await r.text();
+    return h("pre.log", { "data-log": block }, text || "(no log output)");
+  } catch (e) {
+    return errorBox(e, "Could not load the log");
+  }
+}
+
+export const codeUrl = (project, pipeline, block) => `/api/projects/${enc(project)}/pipelines/${enc(pipeline)}/code/${encPath(block)}`;
+export const blockUrl = (project, pipeline, block) => `/api/projects/${enc(project)}/pipelines/${enc(pipeline)}/blocks/${encPath(block)}`;
+export const pipelineUrl = (project, pipeline) => `/api/projects/${enc(project)}/pipelines/${enc(pipeline)}`;

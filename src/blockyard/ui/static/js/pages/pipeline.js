@@ -1,0 +1,490 @@
+// Pipeline page: DAG, blocks with code editors, Run @once with live logs, execute one
+// block (outputs, tests, log), add/rename/remove/connect blocks, variables, charts.
+import { h, clear, api, enc, encPath, statusBadge, errorBox, button, field, modal, toast, busy, empty, streamEvents,
+  typeLabel, BLOCK_TYPES, ago, ApiError } from "../lib.js";
+import { navigate, setTitle, setProject } from "../app.js";
+import { drawDag, TYPE_COLORS } from "../dag.js";
+import { loadOutputs, renderTests, loadLog, codeUrl, blockUrl, pipelineUrl } from "../blockview.js";
+import { drawChart, CHART_TYPES } from "../charts.js";
+
+const MANY = 12; // above this many blocks, editors open on demand
+
+export default async function pipelinePage(root, { project, pipeline, query }) {
+  setProject(project);
+  const base = pipelineUrl(project, pipeline);
+  const ref = `${enc(project)}/${enc(pipeline)}`;
+  let spec = null, states = { blocks: {}, runs: [] }, selected = query.get("block") || null;
+  let stopStream = null, alive = true, pollTimer = null;
+  const editors = new Map(); // block uuid -> {cm, dirty, card}
+
+  setTitle(pipeline, h("a", { href: "/projects/" + enc(project) }, project), pipeline);
+  const head = h("div.page-head");
+  const runPanel = h("section.run-panel", { hidden: true, "aria-live": "polite" });
+  const dagBox = h("div.dag-box");
+  const varsBox = h("section.section.vars");
+  const chartsBox = h("section.section.charts-section");
+  const blocksBox = h("div.blocks");
+  clear(root, head, runPanel,
+    h("div.pipeline-grid",
+      h("div.pipeline-side", h("section.section", h("h2", "Graph"), dagBox, legend()), varsBox),
+      h("div.pipeline-main", h("div.section-head", h("h2", "Blocks"),
+        h("div.actions", button("Add block", () => addBlock(), "secondary", { id: "add-block" }))), blocksBox, chartsBox)));
+
+  async function loadSpec() {
+    spec = await api(base);
+  }
+  async function loadStates() {
+    try { states = await api(`/ui-api/pipelines/${ref}/state`); } catch { /* keep the previous */ }
+  }
+
+  function drawHead() {
+    const last = states.runs[0];
+    clear(head,
+      h("div",
+        h("h1", spec.uuid, spec.name && spec.name !== spec.uuid ? h("span.muted.subtitle", " " + spec.name) : null),
+        spec.description ? h("p.muted.desc", spec.description) : null,
+        h("div.meta", (spec.tags || []).map((t) => h("span.tag", String(t))),
+          last ? h("span", "Last run ", h("a", { href: `/runs/${last.id}` }, `#${last.id}`), " ", statusBadge(last.status), " ", h("span.muted", ago(last.created_at))) : h("span.muted", "Never run"),
+          " ", h("a", { href: `/runs?pipeline=${ref}` }, "All runs"), " · ", h("a", { href: `/triggers?pipeline=${ref}` }, "Triggers"))),
+      h("div.actions",
+        button("Run @once", (e) => runOnce(e.currentTarget), "primary", { id: "run-once", title: "Queue one run of the whole pipeline now" })));
+  }
+
+  function drawDagBox() {
+    if (!spec.blocks.length) { clear(dagBox, h("p.muted", "No blocks yet.")); return; }
+    clear(dagBox, h("div.dag-scroll", drawDag(spec.blocks, states.blocks, { selected, onSelect: (u) => focusBlock(u) })));
+  }
+
+  function focusBlock(uuid) {
+    selected = uuid;
+    const card = blocksBox.querySelector(`[data-block-card="${CSS.escape(uuid)}"]`);
+    if (card) {
+      openCard(card, uuid);
+      card.scrollIntoView({ behavior: "smooth", block: "start" });
+      card.classList.add("flash");
+      setTimeout(() => card.classList.remove("flash"), 1200);
+    }
+    drawDagBox();
+  }
+
+  // ------------------------------------------------------------ blocks
+  function drawBlocks() {
+    for (const { cm } of editors.values()) cm && cm.toTextArea && null;
+    editors.clear();
+    if (!spec.blocks.length) {
+      clear(blocksBox, empty("This pipeline has no blocks", "Add a data loader to start; then transformers and a data exporter downstream of it.",
+        button("Add block", () => addBlock(), "primary")));
+      return;
+    }
+    clear(blocksBox, spec.blocks.map((b, i) => blockCard(b, i)));
+    const openAll = spec.blocks.length <= MANY;
+    for (const card of blocksBox.querySelectorAll("[data-block-card]")) {
+      if (openAll || card.dataset.blockCard === selected) openCard(card, card.dataset.blockCard);
+    }
+  }
+
+  function blockCard(b, i) {
+    const st = states.blocks[b.uuid];
+    const body = h("div.block-body", { hidden: true });
+    const card = h("article.block-card", { "data-block-card": b.uuid, "data-type": b.type, style: { borderLeftColor: TYPE_COLORS[b.type] || "#64748b" } },
+      h("header.block-head",
+        h("button.toggle", { type: "button", "aria-expanded": "false", "aria-label": `Show or hide ${b.uuid}`, onclick: () => (body.hidden ? openCard(card, b.uuid) : closeCard(card)) }, "▸"),
+        h("span.block-index", String(i + 1)),
+        h("div.block-title",
+          h("h3", b.uuid),
+          h("div.muted.small", typeLabel(b.type),
+            b.dynamic ? h("span.tag.dynamic", "dynamic") : null, b.reduce_output ? h("span.tag", "reduce output") : null,
+            b.upstream_blocks.length ? " ← " + b.upstream_blocks.join(", ") : " · no upstream")),
+        h("span.block-status", st ? statusBadge(st.status) : h("span.muted.small", "not run")),
+        h("div.block-actions",
+          button("Execute", (e) => execute(b.uuid, e.currentTarget, false), "small", { "data-action": "execute", title: "Run this block on the stored outputs of its upstream blocks" }),
+          button("With upstream", (e) => execute(b.uuid, e.currentTarget, true), "small secondary", { "data-action": "execute-upstream", title: "Run the upstream blocks first, then this one" }),
+          menu(b))),
+      body);
+    return card;
+  }
+
+  function menu(b) {
+    const sel = h("select.small", { "aria-label": `More actions for ${b.uuid}`, "data-action": "menu", onchange: (e) => {
+      const v = e.target.value; e.target.value = "";
+      if (v === "rename") renameBlock(b);
+      if (v === "connect") connectBlock(b);
+      if (v === "remove") removeBlock(b);
+      if (v === "chart") addChart(b);
+      if (v === "add-after") addBlock(b.uuid);
+    } },
+    h("option", { value: "" }, "More…"), h("option", { value: "add-after" }, "Add block after"), h("option", { value: "chart" }, "Add chart"),
+    h("option", { value: "rename" }, "Rename"), h("option", { value: "connect" }, "Edit upstream blocks"), h("option", { value: "remove" }, "Remove"));
+    return sel;
+  }
+
+  function closeCard(card) {
+    card.querySelector(".block-body").hidden = true;
+    card.querySelector(".toggle").setAttribute("aria-expanded", "false");
+    card.querySelector(".toggle").textContent = "▸";
+  }
+
+  async function openCard(card, uuid) {
+    const body = card.querySelector(".block-body");
+    body.hidden = false;
+    card.querySelector(".toggle").setAttribute("aria-expanded", "true");
+    card.querySelector(".toggle").textContent = "▾";
+    if (editors.has(uuid)) { editors.get(uuid).cm && editors.get(uuid).cm.refresh(); return; }
+    const b = spec.blocks.find((x) => x.uuid === uuid);
+    const entry = { cm: null, dirty: false, card, results: h("div.block-results") };
+    editors.set(uuid, entry);
+    const editorBox = h("div.editor-box");
+    const saveBtn = button("Save", () => save(uuid), "small", { "data-action": "save", disabled: true });
+    const message = h("div.editor-message", { role: "status" });
+    clear(body, h("div.editor-toolbar", h("span.muted.small.path", b.file_path || ""), h("span.muted.small", "Ctrl+S saves"), message, saveBtn), editorBox, entry.results);
+    entry.saveBtn = saveBtn; entry.message = message;
+    try {
+      const code = await api(codeUrl(project, pipeline, uuid));
+      const mode = { python: "python", sql: "sql", yaml: "yaml", markdown: "markdown" }[code.language] || "python";
+      const cm = window.CodeMirror(editorBox, {
+        value: code.code, mode, lineNumbers: true, indentUnit: 4, tabSize: 4, indentWithTabs: false,
+        matchBrackets: true, autoCloseBrackets: true, styleActiveLine: true, viewportMargin: 50,
+        screenReaderLabel: `Code of block ${uuid}`,
+        extraKeys: { "Ctrl-S": () => save(uuid), "Cmd-S": () => save(uuid), Tab: (c) => c.execCommand(c.somethingSelected() ? "indentMore" : "insertSoftTab"), "Shift-Tab": "indentLess", Esc: (c) => c.getInputField().blur() },
+      });
+      cm.on("change", () => { entry.dirty = true; saveBtn.disabled = false; clear(message, "unsaved changes"); clearErrorLine(entry); });
+      entry.cm = cm;
+    } catch (e) {
+      clear(editorBox, errorBox(e, "Could not read the code"));
+    }
+    showLast(uuid);
+  }
+
+  function clearErrorLine(entry) {
+    if (entry.errorLine !== undefined && entry.cm) { entry.cm.removeLineClass(entry.errorLine, "background", "cm-error-line"); entry.errorLine = undefined; }
+  }
+
+  async function save(uuid) {
+    const entry = editors.get(uuid);
+    if (!entry || !entry.cm) return true;
+    if (!entry.dirty) return true;
+    clearErrorLine(entry);
+    try {
+      await api(codeUrl(project, pipeline, uuid), { method: "PUT", body: { code: entry.cm.getValue() } });
+      entry.dirty = false; entry.saveBtn.disabled = true;
+      clear(entry.message, h("span.ok", "saved"));
+      return true;
+    } catch (e) {
+      const line = e instanceof ApiError && e.error && e.error.line;
+      if (line) {
+        entry.errorLine = line - 1;
+        entry.cm.addLineClass(line - 1, "background", "cm-error-line");
+        entry.cm.scrollIntoView({ line: line - 1, ch: 0 }, 80);
+      }
+      clear(entry.message, h("span.error-text", { "data-error-line": line || "" }, line ? `Line ${line}: ` : "", e.message));
+      return false;
+    }
+  }
+
+  async function showLast(uuid) {
+    const entry = editors.get(uuid);
+    const st = states.blocks[uuid];
+    if (!entry) return;
+    if (!st) { clear(entry.results, h("p.muted.small", "Not run yet: Execute runs this block; Run @once runs the whole pipeline.")); return; }
+    await showResults(uuid, st.pipeline_run_id, st, `Last run #${st.pipeline_run_id}`);
+  }
+
+  async function showResults(uuid, runId, blockRun, caption) {
+    const entry = editors.get(uuid);
+    if (!entry) return;
+    const tabs = ["Output", "Tests", "Log"];
+    const panel = h("div.tab-panel", { role: "tabpanel" });
+    const tabEls = tabs.map((t) => h("button.tab", { type: "button", role: "tab", "data-tab": t.toLowerCase(), onclick: () => pick(t) }, t,
+      t === "Tests" && blockRun.tests && blockRun.tests.length ? ` ${blockRun.tests.filter((x) => x.passed).length}/${blockRun.tests.length}` : ""));
+    async function pick(t) {
+      tabEls.forEach((el) => el.setAttribute("aria-selected", String(el.dataset.tab === t.toLowerCase())));
+      clear(panel, h("div.muted.small", "Loading…"));
+      if (t === "Output") {
+        if (blockRun.status !== "completed") {
+          clear(panel, blockRun.error ? h("pre.test-error", blockRun.error) : h("div.muted", `No output (status ${blockRun.status}).`));
+        } else clear(panel, await loadOutputs(runId, uuid));
+      } else if (t === "Tests") clear(panel, renderTests(blockRun.tests));
+      else clear(panel, await loadLog(runId, uuid));
+    }
+    clear(entry.results,
+      h("div.results-head", h("span.muted.small", caption, " "), h("a.small", { href: `/runs/${runId}` }, "open run"), " ", statusBadge(blockRun.status),
+        blockRun.cache_hit ? h("span.tag.small", "cached") : null),
+      blockRun.status === "failed" && blockRun.error ? h("div.error-box", { role: "alert" }, h("pre", blockRun.error)) : null,
+      h("div.tabs", { role: "tablist" }, tabEls), panel);
+    await pick(blockRun.status === "failed" && blockRun.tests && blockRun.tests.some((x) => !x.passed) ? "Tests" : "Output");
+  }
+
+  async function saveAll() {
+    for (const [uuid, entry] of editors) if (entry.dirty && !(await save(uuid))) return false;
+    return true;
+  }
+
+  async function execute(uuid, btn, withUpstream) {
+    const card = blocksBox.querySelector(`[data-block-card="${CSS.escape(uuid)}"]`);
+    await openCard(card, uuid);
+    if (!(await saveAll())) { toast("Fix the code errors before executing", "error"); return; }
+    const entry = editors.get(uuid);
+    await busy(btn, async () => {
+      clear(entry.results, h("div.muted", { "aria-busy": "true" }, withUpstream ? "Running the upstream blocks, then this one…" : "Running…"));
+      card.querySelector(".block-status").replaceChildren(statusBadge("running"));
+      try {
+        let runId;
+        if (withUpstream) {
+          const out = await api(`/ui-api/pipelines/${ref}/execute_with_upstream`, { method: "POST", body: { block: uuid, variables: {} } });
+          runId = out.runs[out.runs.length - 1].pipeline_run_id;
+          const failed = out.runs.find((r) => r.status !== "completed");
+          if (failed && failed.block_uuid !== uuid) toast(`Upstream block ${failed.block_uuid} ${failed.status}`, "error");
+        } else {
+          const out = await api("/api/runs", { method: "POST", body: { run: { pipeline_uuid: `${project}/${pipeline}`, block_uuid: uuid, variables: {} } } });
+          runId = out.run.pipeline_run_id;
+          if (out.run.mode === "pipeline") toast("Upstream blocks had no stored output: the whole pipeline ran", "info");
+        }
+        const blockRuns = await api(`/api/runs/${runId}/block_runs`);
+        const br = blockRuns.find((r) => r.block_uuid === uuid) || { status: "failed", error: "the block did not run" };
+        await loadStates();
+        drawDagBox(); drawHead();
+        card.querySelector(".block-status").replaceChildren(statusBadge(br.status));
+        await showResults(uuid, runId, br, `Run #${runId}`);
+      } catch (e) {
+        card.querySelector(".block-status").replaceChildren(statusBadge("failed"));
+        clear(entry.results, errorBox(e, "Execution failed"));
+      }
+    });
+  }
+
+  // ------------------------------------------------------------ run @once
+  async function runOnce(btn) {
+    if (!(await saveAll())) { toast("Fix the code errors before running", "error"); return; }
+    await busy(btn, async () => {
+      try {
+        const run = await api(`/api/pipelines/${ref}/runs`, { method: "POST", body: { variables: {} } });
+        toast(`Run #${run.id} queued`, "success");
+        watchRun(run);
+      } catch (e) {
+        toast(e.message, "error");
+      }
+    });
+  }
+
+  function watchRun(run) {
+    if (stopStream) stopStream();
+    runPanel.hidden = false;
+    const statuses = {};
+    const statusLine = h("span.run-status", statusBadge(run.status));
+    const blocksLine = h("div.run-blocks");
+    const log = h("pre.log.live-log", { "data-run-log": run.id }, h("span.log-status", `run #${run.id} ${run.status}\n`));
+    const waiting = h("div.muted.small");
+    clear(runPanel, h("div.run-panel-head", h("strong", `Run #${run.id} `), statusLine, " ",
+      h("a", { href: `/runs/${run.id}` }, "Open run details"), h("button.link.close", { type: "button", "aria-label": "Close", onclick: () => { if (stopStream) stopStream(); runPanel.hidden = true; } }, "×")),
+      waiting, blocksLine, log);
+    api("/api/status").then((s) => { if (!s.workers && run.status === "queued") clear(waiting, "No worker is running: start one with `blockyard start` (role all or worker) to execute queued runs."); }).catch(() => {});
+    const drawBlocks = () => clear(blocksLine, Object.entries(statuses).map(([u, s]) => h("span.run-block", { "data-block": u }, u, " ", statusBadge(s))));
+    stopStream = streamEvents(`/api/runs/${run.id}/logs/stream`, (event, data) => {
+      if (event === "status") {
+        statuses[data.block_uuid] = data.status;
+        if (data.status !== "initial" && data.status !== "queued") log.append(h("span.log-status", `${data.block_uuid}: ${data.status.replace(/_/g, " ")}\n`));
+        states.blocks[data.block_uuid] = { ...(states.blocks[data.block_uuid] || {}), status: data.status, pipeline_run_id: run.id };
+        drawBlocks();
+        drawDagBox();
+        const card = blocksBox.querySelector(`[data-block-card="${CSS.escape(data.block_uuid)}"] .block-status`);
+        if (card) card.replaceChildren(statusBadge(data.status));
+      } else if (event === "log") {
+        log.append(h("span.log-block", `[${data.block_uuid}] `), data.line + "\n");
+        log.scrollTop = log.scrollHeight;
+      } else if (event === "run") {
+        clear(statusLine, statusBadge(data.status));
+        if (data.status !== "queued") clear(waiting);
+        log.append(h("span.log-status", `run #${run.id} ${data.status}\n`));
+        if (data.error) log.append(h("span.error-text", data.error + "\n"));
+      } else if (event === "end") {
+        clear(statusLine, statusBadge(data.status));
+        runPanel.dataset.finished = data.status;
+        toast(`Run #${run.id} ${data.status}`, data.status === "completed" ? "success" : "error");
+        refresh();
+      }
+    });
+  }
+
+  // ------------------------------------------------------------ editing
+  function upstreamChecks(candidates, checked) {
+    if (!candidates.length) return h("p.muted.small", "No other blocks.");
+    return h("fieldset.checks", h("legend", "Upstream blocks"), candidates.map((u) => h("label.check",
+      h("input", { type: "checkbox", value: u, checked: checked.includes(u) }), " ", u)));
+  }
+  const checkedValues = (box) => [...box.querySelectorAll("input[type=checkbox]:checked")].map((x) => x.value);
+
+  function addBlock(after) {
+    const type = h("select", { name: "type" }, BLOCK_TYPES.map((t) => h("option", { value: t }, typeLabel(t))));
+    const name = h("input", { name: "uuid", required: true, placeholder: "load_data" });
+    const last = after || (spec.blocks.length ? spec.blocks[spec.blocks.length - 1].uuid : null);
+    const ups = upstreamChecks(spec.blocks.map((b) => b.uuid), last ? [last] : []);
+    const err = h("div");
+    const add = button("Add block", () => busy(add, async () => {
+      try {
+        const uuid = name.value.trim();
+        await api(`${base}/blocks`, { method: "POST", body: { uuid, type: type.value, upstream_blocks: checkedValues(ups) } });
+        m.close();
+        toast(`Block ${uuid} added from the ${typeLabel(type.value).toLowerCase()} template`, "success");
+        selected = uuid;
+        await refresh();
+        focusBlock(uuid);
+      } catch (e) { clear(err, errorBox(e)); }
+    }), "primary", { id: "add-block-submit" });
+    const m = modal("Add block", h("form", { onsubmit: (e) => { e.preventDefault(); add.click(); } },
+      field("Type", type, "The new file starts from this type's template."), field("Name (uuid)", name, "Letters, digits, underscores; '/' makes a subfolder."), ups, err), [add]);
+  }
+
+  function renameBlock(b) {
+    const name = h("input", { name: "uuid", value: b.uuid, required: true });
+    const err = h("div");
+    const go = button("Rename", () => busy(go, async () => {
+      try {
+        await api(blockUrl(project, pipeline, b.uuid), { method: "PATCH", body: { uuid: name.value.trim() } });
+        m.close(); toast("Block renamed", "success"); selected = name.value.trim(); await refresh();
+      } catch (e) { clear(err, errorBox(e)); }
+    }), "primary");
+    const m = modal(`Rename ${b.uuid}`, h("form", { onsubmit: (e) => { e.preventDefault(); go.click(); } }, field("New name", name, "The code file moves too; downstream references are updated."), err), [go]);
+  }
+
+  function connectBlock(b) {
+    const ups = upstreamChecks(spec.blocks.map((x) => x.uuid).filter((u) => u !== b.uuid), b.upstream_blocks);
+    const err = h("div");
+    const go = button("Save", () => busy(go, async () => {
+      try {
+        await api(blockUrl(project, pipeline, b.uuid), { method: "PATCH", body: { upstream_blocks: checkedValues(ups) } });
+        m.close(); toast("Connections saved", "success"); await refresh();
+      } catch (e) { clear(err, errorBox(e)); }
+    }), "primary");
+    const m = modal(`Upstream blocks of ${b.uuid}`, h("div", h("p.muted.small", "The block gets one argument per upstream block, in this order."), ups, err), [go]);
+  }
+
+  function removeBlock(b) {
+    const del = h("input", { type: "checkbox", name: "delete_file" });
+    const err = h("div");
+    const go = button("Remove", () => busy(go, async () => {
+      try {
+        await api(blockUrl(project, pipeline, b.uuid), { method: "DELETE", query: { delete_file: del.checked ? "true" : "false" } });
+        m.close(); toast(`Block ${b.uuid} removed`, "success"); await refresh();
+      } catch (e) { clear(err, errorBox(e)); }
+    }), "danger");
+    const m = modal(`Remove ${b.uuid}?`, h("div", h("p", "Its downstream blocks lose this upstream connection."),
+      h("label.check", del, " Also delete its code file ", h("code", b.file_path || "")), err), [go]);
+  }
+
+  // ------------------------------------------------------------ variables
+  function drawVars() {
+    const rows = h("div.var-rows");
+    const addRow = (k = "", v = "") => {
+      const key = h("input", { value: k, "aria-label": "Variable name", placeholder: "name", class: "var-key" });
+      const val = h("input", { value: typeof v === "string" ? v : JSON.stringify(v), "aria-label": "Variable value", placeholder: "value", class: "var-value" });
+      const row = h("div.var-row", key, val, h("button.link", { type: "button", "aria-label": "Remove variable", onclick: () => row.remove() }, "×"));
+      rows.append(row);
+      return key;
+    };
+    for (const [k, v] of Object.entries(spec.variables || {})) addRow(k, v);
+    const msg = h("div.small", { role: "status" });
+    const saveBtn = button("Save variables", () => busy(saveBtn, async () => {
+      const variables = {};
+      for (const row of rows.querySelectorAll(".var-row")) {
+        const k = row.querySelector(".var-key").value.trim();
+        const raw = row.querySelector(".var-value").value;
+        if (!k) continue;
+        let v = raw;
+        if (/^(-?\d+(\.\d+)?([eE][-+]?\d+)?|true|false|null|\[.*\]|\{.*\})$/s.test(raw.trim())) { try { v = JSON.parse(raw.trim()); } catch { v = raw; } }
+        variables[k] = v;
+      }
+      try {
+        spec = await api(`${base}/variables`, { method: "PUT", body: { variables } });
+        clear(msg, h("span.ok", "Saved: blocks get them in **kwargs"));
+      } catch (e) { clear(msg, errorBox(e)); }
+    }), "small", { id: "save-variables" });
+    clear(varsBox, h("h2", "Global variables"), h("p.muted.small", "Passed to every block's **kwargs; runs and triggers can override them. Values that parse as JSON (numbers, true, lists) keep their type."),
+      rows, h("div.actions", button("Add variable", () => addRow().focus(), "small secondary", { id: "add-variable" }), saveBtn), msg);
+  }
+
+  // ------------------------------------------------------------ charts
+  function drawCharts() {
+    const widgets = spec.widgets || [];
+    const list = h("div.chart-grid");
+    clear(chartsBox, h("div.section-head", h("h2", "Charts"), h("div.actions", spec.blocks.length ? button("Add chart", () => addChart(null), "small secondary", { id: "add-chart" }) : null)),
+      widgets.length ? list : h("p.muted.small", "No charts. Add one to plot a block's output (histogram, bar, line, pie, table)."));
+    for (const w of widgets) {
+      const plotEl = h("div.chart-plot");
+      const box = h("div.chart-box", { "data-chart": w.uuid }, h("div.chart-title", w.name || w.uuid, h("span.muted.small", ` ← ${(w.upstream_blocks || []).join(", ")}`),
+        h("button.link.small", { type: "button", "aria-label": `Remove chart ${w.uuid}`, onclick: () => removeChart(w) }, "remove")), plotEl);
+      list.append(box);
+      api(`/ui-api/pipelines/${ref}/charts/${encPath(w.uuid)}`)
+        .then((data) => drawChart(plotEl, data))
+        .catch((e) => clear(plotEl, e instanceof ApiError && /no stored output/.test(e.message) ? h("p.muted.small", e.message + ": run the block first.") : errorBox(e, "Chart")));
+    }
+  }
+
+  async function removeChart(w) {
+    try { await api(blockUrl(project, pipeline, w.uuid), { method: "DELETE", query: { delete_file: "true" } }); await refresh(); }
+    catch (e) { toast(e.message, "error"); }
+  }
+
+  function addChart(block) {
+    const src = h("select", { name: "block" }, spec.blocks.map((b) => h("option", { value: b.uuid, selected: block && b.uuid === block.uuid }, b.uuid)));
+    const type = h("select", { name: "chart_type" }, CHART_TYPES.map(([v, l]) => h("option", { value: v }, l)));
+    const x = h("input", { name: "x", placeholder: "column, e.g. trip_distance" });
+    const y = h("input", { name: "y", placeholder: "column(s), comma-separated (bar/line)" });
+    const buckets = h("input", { name: "buckets", type: "number", min: 1, max: 200, value: 20 });
+    const code = h("textarea", { name: "code", rows: 6, placeholder: "Optional chart code: df_1 is the block's output; define the variables x/y name.\nx = df_1[df_1['trip_distance'] <= 20]['trip_distance']" });
+    const err = h("div");
+    const go = button("Add chart", () => busy(go, async () => {
+      const [chartType, style] = type.value.split(":");
+      const configuration = { chart_type: chartType };
+      if (style) configuration.chart_style = style;
+      if (x.value.trim()) configuration.x = x.value.trim();
+      if (y.value.trim()) configuration.y = y.value.split(",").map((s) => s.trim()).filter(Boolean).join(",");
+      if (chartType === "histogram" || chartType === "pie chart") configuration.buckets = Number(buckets.value) || 20;
+      const uuid = `${src.value.replace(/\//g, "_")}_${chartType.replace(/ /g, "_")}_${Math.random().toString(36).slice(2, 6)}`;
+      try {
+        await api(`${base}/blocks`, { method: "POST", body: { uuid, type: "chart", upstream_blocks: [src.value], configuration, code: code.value.trim() ? code.value : undefined, name: `${type.selectedOptions[0].textContent} of ${src.value}` } });
+        m.close(); toast("Chart added", "success"); await refresh();
+        chartsBox.scrollIntoView({ behavior: "smooth" });
+      } catch (e) { clear(err, errorBox(e)); }
+    }), "primary", { id: "add-chart-submit" });
+    const m = modal("Add chart", h("form", { onsubmit: (e) => { e.preventDefault(); go.click(); } },
+      field("Block", src, "The chart reads this block's latest stored output (df_1)."), field("Chart type", type),
+      field("x", x, "A column of df_1, or a variable defined by the chart code."), field("y", y), field("Buckets", buckets, "Histogram bins / pie slices."), field("Code", code), err), [go]);
+  }
+
+  // ------------------------------------------------------------ wiring
+  async function refresh() {
+    await Promise.all([loadSpec(), loadStates()]);
+    if (!alive) return;
+    drawHead(); drawDagBox(); drawBlocks(); drawVars(); drawCharts();
+  }
+
+  try {
+    await Promise.all([loadSpec(), loadStates()]);
+  } catch (e) {
+    clear(root, errorBox(e, `Pipeline ${project}/${pipeline}`), h("p", h("a", { href: "/" }, "Back to the overview")));
+    return;
+  }
+  drawHead(); drawDagBox(); drawBlocks(); drawVars(); drawCharts();
+  // A run still going (started elsewhere): follow it.
+  const running = states.runs.find((r) => r.status === "running" || r.status === "queued");
+  if (running) watchRun(running);
+  // Cheap polling keeps statuses fresh when runs start elsewhere (triggers, CLI).
+  const poll = async () => {
+    if (!alive) return;
+    const before = JSON.stringify(states.runs[0] || null);
+    await loadStates();
+    if (alive && JSON.stringify(states.runs[0] || null) !== before) { drawHead(); drawDagBox(); }
+    pollTimer = setTimeout(poll, 5000);
+  };
+  pollTimer = setTimeout(poll, 5000);
+  const beforeUnload = (e) => { if ([...editors.values()].some((x) => x.dirty)) { e.preventDefault(); e.returnValue = ""; } };
+  window.addEventListener("beforeunload", beforeUnload);
+  return () => { alive = false; clearTimeout(pollTimer); if (stopStream) stopStream(); window.removeEventListener("beforeunload", beforeUnload); };
+}
+
+function legend() {
+  const types = ["data_loader", "transformer", "data_exporter", "custom", "sensor"];
+  return h("div.legend", types.map((t) => h("span.legend-item", h("i", { style: { background: TYPE_COLORS[t] } }), typeLabel(t))),
+    h("span.legend-item", h("i.dashed"), "dynamic"));
+}
+void navigate;

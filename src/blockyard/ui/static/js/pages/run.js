@@ -1,0 +1,163 @@
+// One run: Gantt of block runs, live logs (SSE), errors with tracebacks, variables,
+// cancel and retry.
+import { h, clear, api, svg, statusBadge, errorBox, fmtTime, duration, button, toast, busy, streamEvents, enc } from "../lib.js";
+import { navigate, setTitle } from "../app.js";
+import { STATUS_COLORS } from "../dag.js";
+import { loadOutputs, renderTests } from "../blockview.js";
+
+const UNFINISHED = ["initial", "queued", "running"];
+
+export default async function runPage(root, { id, query }) {
+  setTitle(`Run #${id}`, h("a", { href: "/runs" }, "Runs"), `#${id}`);
+  let run, blockRuns = [], selected = query.get("block") || null, stop = null, alive = true, refreshTimer = null;
+  const liveLines = new Map(); // block -> [lines] received while running
+
+  const head = h("div.page-head");
+  const gantt = h("div.gantt-box");
+  const logHead = h("div.section-head");
+  const logBox = h("div");
+  const details = h("div");
+  clear(root, head, h("div.run-grid",
+    h("div", h("section.section", h("h2", "Timeline"), gantt), h("section.section.logs", logHead, logBox)),
+    h("div", details)));
+
+  async function load() {
+    [run, blockRuns] = await Promise.all([api(`/api/runs/${id}`), api(`/api/runs/${id}/block_runs`)]);
+  }
+
+  function drawHead() {
+    const ref = `/pipelines/${enc(run.project)}/${enc(run.pipeline_uuid)}`;
+    const acts = [];
+    if (UNFINISHED.includes(run.status)) acts.push(button("Cancel run", (e) => busy(e.currentTarget, async () => {
+      try { await api(`/api/runs/${id}/cancel`, { method: "POST" }); toast(`Cancelling run #${id}`); await refresh(); } catch (err) { toast(err.message, "error"); }
+    }), "danger", { id: "cancel-run" }));
+    if (["failed", "cancelled"].includes(run.status)) acts.push(button("Retry incomplete blocks", (e) => busy(e.currentTarget, async () => {
+      try { const r = await api(`/api/runs/${id}/retry`, { method: "POST" }); toast(`Run #${r.id} queued`, "success"); navigate(`/runs/${r.id}`); } catch (err) { toast(err.message, "error"); }
+    }), "primary", { id: "retry-run" }));
+    clear(head, h("div", h("h1", `Run #${run.id} `, statusBadge(run.status)),
+      h("div.meta", h("a", { href: ref }, `${run.project}/${run.pipeline_uuid}`),
+        h("span.muted", `created ${fmtTime(run.created_at)}`), run.started_at ? h("span.muted", `· ${duration(run.started_at, run.completed_at)}`) : null,
+        run.retry_of ? h("span", "· retry of ", h("a", { href: `/runs/${run.retry_of}` }, `#${run.retry_of}`)) : null)),
+      h("div.actions", acts));
+  }
+
+  function drawGantt() {
+    const rows = blockRuns.filter((b) => b.started_at || b.status !== "initial");
+    if (!blockRuns.length) { clear(gantt, h("p.muted", run.status === "queued" ? "Queued: waiting for a worker to claim it." : "No block ran.")); return; }
+    const t0 = Math.min(...blockRuns.filter((b) => b.started_at).map((b) => +new Date(b.started_at)), run.started_at ? +new Date(run.started_at) : Infinity);
+    const now = Date.now();
+    const ends = blockRuns.map((b) => (b.completed_at ? +new Date(b.completed_at) : b.started_at ? now : 0));
+    const t1 = Math.max(...ends, run.completed_at ? +new Date(run.completed_at) : 0, isFinite(t0) ? t0 + 1 : 1);
+    const span = Math.max(1, t1 - (isFinite(t0) ? t0 : t1));
+    const L = 190, RH = 24, top = 22;
+    const W = Math.max(240, (gantt.clientWidth || 640) - L - 80);
+    const all = blockRuns;
+    const s = svg("svg", { class: "gantt", width: L + W + 70, height: top + all.length * RH + 8, role: "img", "aria-label": "Timeline of block runs" });
+    for (let i = 0; i <= 4; i++) {
+      const x = L + (W * i) / 4;
+      s.append(svg("line", { x1: x, x2: x, y1: top - 6, y2: top + all.length * RH, class: "grid" }), svg("text", { x, y: 12, "text-anchor": "middle" }, fmtSpan((span * i) / 4)));
+    }
+    all.forEach((b, i) => {
+      const y = top + i * RH;
+      const name = b.block_uuid.length > 26 ? b.block_uuid.slice(0, 25) + "…" : b.block_uuid;
+      s.append(svg("text", { x: 4, y: y + 16, "data-row": b.block_uuid }, name));
+      if (b.started_at && isFinite(t0)) {
+        const x0 = L + ((+new Date(b.started_at) - t0) / span) * W;
+        const x1 = L + (((b.completed_at ? +new Date(b.completed_at) : now) - t0) / span) * W;
+        s.append(svg("rect", { class: "bar", x: x0, y: y + 4, width: Math.max(3, x1 - x0), height: RH - 8, fill: STATUS_COLORS[b.status] || "#9ca3af", "data-bar": b.block_uuid, tabindex: 0,
+          onclick: () => pick(b.block_uuid), onkeydown: (e) => { if (e.key === "Enter") pick(b.block_uuid); } },
+          svg("title", {}, `${b.block_uuid}: ${b.status}, ${duration(b.started_at, b.completed_at)}${b.cache_hit ? " (cached)" : ""}`)));
+        s.append(svg("text", { x: Math.min(x1 + 4, L + W + 2), y: y + 16 }, b.cache_hit ? "cached" : duration(b.started_at, b.completed_at)));
+      } else {
+        s.append(svg("text", { x: L + 4, y: y + 16, fill: "#9ca3af" }, b.status.replace(/_/g, " ")));
+      }
+    });
+    clear(gantt, h("div.table-wrap", s));
+    void rows;
+  }
+
+  function fmtSpan(ms) { return ms < 1000 ? Math.round(ms) + " ms" : ms < 60000 ? (ms / 1000).toFixed(1) + " s" : (ms / 60000).toFixed(1) + " min"; }
+
+  async function pick(block) {
+    selected = block;
+    const url = new URL(location.href); url.searchParams.set("block", block); history.replaceState({}, "", url);
+    await drawLogs();
+  }
+
+  async function drawLogs() {
+    const sel = h("select", { "aria-label": "Block", id: "log-block", onchange: (e) => pick(e.target.value) },
+      blockRuns.map((b) => h("option", { value: b.block_uuid, selected: b.block_uuid === selected }, `${b.block_uuid} (${b.status.replace(/_/g, " ")})`)));
+    if (!selected && blockRuns.length) selected = (blockRuns.find((b) => b.status === "failed") || blockRuns.find((b) => b.status === "running") || blockRuns[0]).block_uuid;
+    sel.value = selected || "";
+    clear(logHead, h("h2", "Logs"), h("div.actions", sel, h("a.small", { href: `/api/runs/${id}/logs`, target: "_blank" }, "all logs as text")));
+    const br = blockRuns.find((b) => b.block_uuid === selected);
+    if (!br) { clear(logBox, h("p.muted", "No block runs yet.")); return; }
+    const parts = [];
+    if (br.error) parts.push(h("div.error-box", { role: "alert" }, h("strong", "Error: "), br.error, br.traceback ? h("details", h("summary", "Traceback"), h("pre", br.traceback)) : null));
+    const pre = h("pre.log", { "data-log": br.block_uuid });
+    if (UNFINISHED.includes(run.status)) pre.textContent = (liveLines.get(br.block_uuid) || []).join("\n") || "(waiting for output…)";
+    else {
+      try { pre.textContent = (await (await api(`/api/runs/${id}/logs`, { query: { block: br.block_uuid }, raw: true })).text()) || (br.cache_hit ? "(cached: skipped, no log)" : "(no log output)"); }
+      catch (e) { pre.textContent = e.message; }
+    }
+    parts.push(pre);
+    if (br.tests && br.tests.length) parts.push(h("h3.subhead", "Tests"), renderTests(br.tests));
+    if (br.status === "completed" && br.output_ref) {
+      const out = h("div", h("div.muted.small", "Loading output…"));
+      parts.push(h("h3.subhead", "Output"), out);
+      loadOutputs(id, br.block_uuid).then((el) => clear(out, el));
+    }
+    clear(logBox, parts);
+  }
+
+  function drawDetails() {
+    const vars = run.variables && Object.keys(run.variables).length ? h("pre.value", JSON.stringify(run.variables, null, 2)) : h("span.muted", "none");
+    clear(details,
+      h("section.section", h("h2", "Details"), h("dl.kv",
+        h("dt", "Status"), h("dd", statusBadge(run.status)),
+        h("dt", "Created"), h("dd", fmtTime(run.created_at)),
+        h("dt", "Started"), h("dd", fmtTime(run.started_at)),
+        h("dt", "Finished"), h("dd", fmtTime(run.completed_at)),
+        h("dt", "Duration"), h("dd", run.started_at ? duration(run.started_at, run.completed_at) : "—"),
+        h("dt", "Trigger"), h("dd", run.trigger_id ? h("a", { href: `/triggers?edit=${run.trigger_id}` }, `#${run.trigger_id}`) : run.backfill_id ? `backfill #${run.backfill_id}` : "manual"),
+        h("dt", "Execution date"), h("dd", fmtTime(run.execution_date)),
+        h("dt", "Blocks"), h("dd", `${blockRuns.filter((b) => b.status === "completed").length}/${blockRuns.length} completed`))),
+      run.error ? h("section.section", h("h2", "Error"), h("div.error-box", { role: "alert" }, h("pre", run.error))) : null,
+      h("section.section", h("h2", "Variables"), vars));
+  }
+
+  async function refresh() {
+    await load();
+    if (!alive) return;
+    drawHead(); drawGantt(); drawDetails(); await drawLogs();
+  }
+
+  try { await load(); } catch (e) { clear(root, errorBox(e, `Run #${id}`), h("a", { href: "/runs" }, "All runs")); return; }
+  drawHead(); drawGantt(); drawDetails(); await drawLogs();
+
+  if (UNFINISHED.includes(run.status)) {
+    let pending = false;
+    const soon = () => { if (pending) return; pending = true; setTimeout(async () => { pending = false; if (!alive) return; [run, blockRuns] = await Promise.all([api(`/api/runs/${id}`), api(`/api/runs/${id}/block_runs`)]); drawHead(); drawGantt(); drawDetails(); }, 300); };
+    stop = streamEvents(`/api/runs/${id}/logs/stream`, (event, data) => {
+      if (event === "log") {
+        const lines = liveLines.get(data.block_uuid) || [];
+        lines.push(data.line);
+        liveLines.set(data.block_uuid, lines);
+        if (!selected) { selected = data.block_uuid; drawLogs(); }
+        const pre = logBox.querySelector("pre.log");
+        if (pre && pre.dataset.log === data.block_uuid) {
+          if (pre.textContent === "(waiting for output…)") pre.textContent = "";
+          pre.textContent += (pre.textContent ? "\n" : "") + data.line;
+          pre.scrollTop = pre.scrollHeight;
+        }
+      } else if (event === "status" || event === "run") {
+        soon();
+        if (event === "status" && data.status === "running" && !liveLines.has(selected)) { selected = data.block_uuid; }
+      } else if (event === "end") {
+        toast(`Run #${id} ${data.status}`, data.status === "completed" ? "success" : "error");
+        refresh();
+      }
+    }, { onEnd: () => { if (alive) refreshTimer = setTimeout(refresh, 500); } });
+  }
+  return () => { alive = false; if (stop) stop(); clearTimeout(refreshTimer); };
+}

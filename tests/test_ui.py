@@ -1,0 +1,231 @@
+"""End-to-end tests of the web UI in real headless Chromium against a real server (the API
+app + blockyard.ui + a worker on a free loopback port) over a copy of the course workspace.
+
+Screenshots of the main pages go to test-artifacts/screenshots/."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from mirror import MIRROR
+from ui_support import REPO, UiServer, browser_page, copy_workspace, screenshot, set_code, skip_reason
+
+pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not (MIRROR / "titanic.csv").exists():
+        pytest.skip(f"the data mirror {MIRROR} has no titanic.csv")
+    old = os.environ.get("BLOCKYARD_DATA_MIRROR")
+    os.environ["BLOCKYARD_DATA_MIRROR"] = str(MIRROR)
+    root = copy_workspace(REPO / "mlops", tmp_path_factory.mktemp("ui") / "mlops")
+    srv = UiServer(root).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        if old is None:
+            os.environ.pop("BLOCKYARD_DATA_MIRROR", None)
+        else:
+            os.environ["BLOCKYARD_DATA_MIRROR"] = old
+
+
+@pytest.fixture()
+def page():
+    with browser_page() as p:
+        yield p
+        assert not p.js_errors, f"JavaScript errors: {p.js_errors}"
+
+
+def test_seed_walkthrough_run_example_pipeline(server, page):
+    """The course's first steps: open the UI, choose unit_0_setup in the project selector,
+    click example_pipeline, click Run @once, watch it finish, read the logs."""
+    page.goto(server.url + "/")
+    page.wait_for_selector("#project-select option[value=unit_0_setup]", state="attached")
+    assert page.locator(".project-card[data-project=unit_0_setup]").is_visible()
+    screenshot(page, "01-overview")
+
+    page.select_option("#project-select", "unit_0_setup")
+    page.wait_for_url("**/projects/unit_0_setup")
+    page.click("a.pipeline-link:text-is('example_pipeline')")
+    page.wait_for_url("**/pipelines/unit_0_setup/example_pipeline")
+    page.wait_for_selector('[data-block-card="load_titanic"] .CodeMirror')
+    # the DAG: three blocks, two edges, coloured by type
+    assert page.locator("svg.dag .node").count() == 3
+    assert page.locator("svg.dag .edge").count() == 2
+    assert "load_titanic" in page.inner_text('[data-block-card="load_titanic"] .CodeMirror')
+    screenshot(page, "02-pipeline")
+
+    page.click("#run-once")
+    page.wait_for_selector(".run-panel[data-finished]", timeout=120_000)
+    assert page.get_attribute(".run-panel", "data-finished") == "completed"
+    for block in ("load_titanic", "fill_in_missing_values", "export_titanic_clean"):
+        assert page.get_attribute(f".run-block[data-block={block}] .badge", "data-status") == "completed"
+        page.wait_for_selector(f'svg.dag .node[data-block="{block}"][data-status="completed"]')
+    log = page.inner_text(".live-log")
+    assert "export_titanic_clean: completed" in log
+    assert re.search(r"run #\d+ completed", log)
+    assert (server.root / "titanic_clean.csv").is_file()
+    screenshot(page, "03-pipeline-run-finished")
+
+    page.click("text=Open run details")
+    page.wait_for_selector("svg.gantt rect.bar")
+    assert page.locator("svg.gantt rect.bar").count() == 3
+    page.select_option("#log-block", "load_titanic")
+    page.wait_for_selector("text=1/1 tests passed")
+    page.wait_for_selector('.output[data-output="output_0"] table')
+    assert "Braund, Mr. Owen Harris" in page.inner_text('.output[data-output="output_0"]')
+    screenshot(page, "04-run")
+
+    page.click("nav a[href='/runs']")
+    page.wait_for_selector("table.runs tbody tr")
+    assert "unit_0_setup/example_pipeline" in page.inner_text("table.runs")
+    screenshot(page, "05-runs")
+
+
+LOADER = '''import pandas as pd
+
+if 'data_loader' not in globals():
+    from mage_ai.data_preparation.decorators import data_loader
+if 'test' not in globals():
+    from mage_ai.data_preparation.decorators import test
+
+
+@data_loader
+def load_data(*args, **kwargs):
+    n = int(kwargs.get('rows', 3))
+    print(f'loading {n} rows')
+    return pd.DataFrame({'trip_distance': [float(i) for i in range(n)], 'zone': ['a', 'b'] * (n // 2) + ['a'] * (n % 2)})
+
+
+@test
+def test_rows(output, *args) -> None:
+    assert len(output.index) == 7, f'expected 7 rows, got {len(output.index)}'
+'''
+
+TRANSFORMER_BROKEN = '''@transformer
+def transform(df, *args, **kwargs)
+    return df
+'''
+
+TRANSFORMER = '''if 'transformer' not in globals():
+    from mage_ai.data_preparation.decorators import transformer
+
+
+@transformer
+def transform(df, *args, **kwargs):
+    df = df.copy()
+    df['double'] = df['trip_distance'] * 2
+    return df
+'''
+
+
+def test_pipeline_editing_flow(server, page):
+    """Create a project and a pipeline, add blocks from templates, write code (a syntax
+    error is shown with its line), set a global variable, execute blocks and see their
+    output and test results, add a chart, rename a block."""
+    page.goto(server.url + "/")
+    page.wait_for_selector("#new-pipeline")
+    page.click("text=New project")
+    page.fill(".modal input[name=name]", "ui_demo")
+    page.click(".modal button:text('Create project')")
+    page.wait_for_url("**/projects/ui_demo")
+    page.wait_for_selector("text=No pipelines in ui_demo")
+
+    page.click("#new-pipeline")
+    page.fill(".modal input[name=name]", "Data preparation")
+    assert page.input_value(".modal input[name=uuid]") == "data_preparation"
+    page.click("#create-pipeline")
+    page.wait_for_url("**/pipelines/ui_demo/data_preparation")
+    page.wait_for_selector("text=This pipeline has no blocks")
+
+    def add_block(kind: str, uuid: str) -> None:
+        page.click("#add-block")
+        page.select_option(".modal select[name=type]", kind)
+        page.fill(".modal input[name=uuid]", uuid)
+        page.click("#add-block-submit")
+        page.wait_for_selector(f'[data-block-card="{uuid}"] .CodeMirror')
+
+    add_block("data_loader", "ingest")
+    assert "@data_loader" in page.inner_text('[data-block-card="ingest"] .CodeMirror')  # the template
+    add_block("transformer", "prepare")
+    add_block("data_exporter", "build")
+    assert page.locator("svg.dag .edge").count() == 2  # each new block hangs under the previous one
+
+    # global variable rows=7
+    page.click("#add-variable")
+    page.fill(".var-row:last-child .var-key", "rows")
+    page.fill(".var-row:last-child .var-value", "7")
+    page.click("#save-variables")
+    page.wait_for_selector("text=Saved: blocks get them in **kwargs")
+
+    # a syntax error is refused with its line, the file is untouched
+    set_code(page, "prepare", TRANSFORMER_BROKEN)
+    page.click('[data-block-card="prepare"] [data-action=save]')
+    err = page.wait_for_selector('[data-block-card="prepare"] [data-error-line]')
+    assert err.get_attribute("data-error-line") == "2"
+    assert "Line 2" in err.inner_text()
+    page.wait_for_selector('[data-block-card="prepare"] .cm-error-line')
+    set_code(page, "prepare", TRANSFORMER)
+    page.click('[data-block-card="prepare"] [data-action=save]')
+    page.wait_for_selector('[data-block-card="prepare"] .editor-message .ok')
+
+    set_code(page, "ingest", LOADER)
+    page.click('[data-block-card="ingest"] [data-action=execute]')  # saves first, then runs
+    card = '[data-block-card="ingest"]'
+    page.wait_for_selector(f'{card} .block-status .badge[data-status=completed]', timeout=60_000)
+    page.wait_for_selector(f'{card} .output table')
+    assert "shape 7 × 2" in page.inner_text(f"{card} .output-head")
+    assert page.locator(f"{card} .output tbody tr").count() == 7
+    page.click(f'{card} .tab[data-tab=tests]')
+    page.wait_for_selector(f"{card} >> text=1/1 tests passed")
+    page.click(f'{card} .tab[data-tab=log]')
+    page.wait_for_selector(f'{card} pre.log:has-text("loading 7 rows")')
+    screenshot(page, "06-block-executed")
+
+    page.click('[data-block-card="prepare"] [data-action=execute]')
+    card = '[data-block-card="prepare"]'
+    page.wait_for_selector(f'{card} .block-status .badge[data-status=completed]', timeout=60_000)
+    page.wait_for_selector(f'{card} .output th:has-text("double")')
+
+    # a histogram of the transformer's output, drawn with Plotly
+    page.click("#add-chart")
+    page.select_option(".modal select[name=block]", "prepare")
+    page.select_option(".modal select[name=chart_type]", "histogram")
+    page.fill(".modal input[name=x]", "double")
+    page.click("#add-chart-submit")
+    page.wait_for_selector(".chart-box .js-plotly-plot .main-svg", timeout=60_000)
+    page.locator(".charts-section").scroll_into_view_if_needed()
+    screenshot(page, "07-chart")
+
+    # rename the exporter; the DAG follows
+    page.select_option('[data-block-card="build"] [data-action=menu]', "rename")
+    page.fill(".modal input[name=uuid]", "export_features")
+    page.click(".modal button:text('Rename')")
+    page.wait_for_selector('svg.dag .node[data-block="export_features"]')
+    assert (server.root / "ui_demo" / "data_exporters" / "export_features.py").is_file()
+    pipeline_yaml = (server.root / "ui_demo" / "pipelines" / "data_preparation" / "metadata.yaml").read_text()
+    assert "rows: 7" in pipeline_yaml and "export_features" in pipeline_yaml
+
+
+def test_runs_list_filters_and_pagination(server, page):
+    from blockyard.engine.session import session_for
+    from blockyard.project import Workspace
+
+    db = session_for(Workspace.open(server.root)).db
+    for i in range(60):
+        db.create_pipeline_run(project="unit_2_training", pipeline_uuid="sklearn_training", variables={"i": i},
+                               block_uuids=[], status="failed" if i % 3 == 0 else "completed")
+    page.goto(server.url + "/runs?pipeline=unit_2_training/sklearn_training")
+    page.wait_for_selector("table.runs tbody tr")
+    assert "1–50 of 60" in page.inner_text(".pager")
+    page.click(".pager a[rel=next]")
+    page.wait_for_selector(".pager:has-text('51–60 of 60')")
+    page.select_option("select[name=status]", "failed")
+    page.wait_for_selector(".pager:has-text('of 20')")
+    assert set(page.locator("table.runs tbody .badge").all_inner_texts()) == {"failed"}
+    screenshot(page, "08-runs-filtered")
