@@ -3,5 +3,11 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
+# The UI tests drive Debian's Chromium (never a downloaded browser build).
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "setup: installing Debian's chromium for the UI tests" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) > "$ROOT/.venv/apt.log" 2>&1 \
+    || { tail -20 "$ROOT/.venv/apt.log" >&2; echo "setup: chromium install failed" >&2; exit 1; }
+fi
 cd "$ROOT"
 exec python -m pytest -n 2 --dist loadfile -q "$@"

@@ -46,7 +46,7 @@ def test_seed_walkthrough_run_example_pipeline(server, page):
     click example_pipeline, click Run @once, watch it finish, read the logs."""
     page.goto(server.url + "/")
     page.wait_for_selector("#project-select option[value=unit_0_setup]", state="attached")
-    assert page.locator(".project-card[data-project=unit_0_setup]").is_visible()
+    page.wait_for_selector(".project-card[data-project=unit_0_setup]")
     screenshot(page, "01-overview")
 
     page.select_option("#project-select", "unit_0_setup")
@@ -229,3 +229,66 @@ def test_runs_list_filters_and_pagination(server, page):
     page.wait_for_selector(".pager:has-text('of 20')")
     assert set(page.locator("table.runs tbody .badge").all_inner_texts()) == {"failed"}
     screenshot(page, "08-runs-filtered")
+
+
+def test_triggers_backfills_dashboards_settings(server, page):
+    page.goto(server.url + "/triggers")
+    page.click("#new-trigger")
+    page.select_option(".modal select[name=pipeline]", "unit_0_setup/example_pipeline")
+    page.fill(".modal input[name=name]", "retrain_api")
+    page.select_option(".modal select[name=schedule_type]", "api")
+    page.click("#save-trigger")
+    # an API trigger: its URL with the token and a ready curl command
+    curl = page.wait_for_selector(".modal pre[aria-label='curl command']")
+    text = curl.inner_text()
+    assert re.search(r"curl -X POST http://127\.0\.0\.1:\d+/api/pipeline_schedules/\d+/pipeline_runs/\S{16,}", text)
+    screenshot(page, "09-trigger-api")
+    page.keyboard.press("Escape")
+    row = page.wait_for_selector("table.triggers tr:has-text('retrain_api')")
+    assert "active" in row.inner_text()
+    row.query_selector("[data-action=toggle]").click()
+    page.wait_for_selector("table.triggers tr:has-text('retrain_api') .badge[data-status=inactive]")
+
+    page.click("nav a[href='/backfills']")
+    page.click("#new-backfill")
+    page.select_option(".modal select[name=pipeline]", "unit_0_setup/example_pipeline")
+    page.fill(".modal input[name=start]", "2024-01-01")
+    page.fill(".modal input[name=end]", "2024-01-03")
+    page.click("#create-backfill")
+    page.wait_for_selector("table.data .progress")
+    page.wait_for_selector("table.data >> text=/\\d+\\/[23] runs/")
+    screenshot(page, "10-backfills")
+
+    page.click("nav a[href='/dashboards']")
+    page.wait_for_selector("#runs-per-day .main-svg")
+    screenshot(page, "11-dashboards")
+
+    page.click("nav a[href='/settings']")
+    page.fill("input[name=secret_name]", "SMTP_PASSWORD")
+    page.fill("input[name=secret_value]", "hunter2")
+    page.click("#save-secret")
+    page.wait_for_selector("table.data code:text('SMTP_PASSWORD')")
+    assert "hunter2" not in page.content()
+    page.click("#send-test-alert")
+    page.wait_for_selector("text=Nothing to send: no channel is configured.")
+    screenshot(page, "12-settings")
+
+
+def test_login_with_server_token(tmp_path):
+    root = copy_workspace(REPO / "mlops", tmp_path / "mlops")
+    srv = UiServer(root, token="s3cret-token-for-tests", worker=False).start()
+    try:
+        with browser_page() as page:
+            page.goto(srv.url + "/runs")
+            page.wait_for_url("**/login?next=%2Fruns")
+            page.fill("input[name=token]", "wrong")
+            page.click("#login")
+            page.wait_for_selector("text=Wrong token.")
+            screenshot(page, "13-login")
+            page.fill("input[name=token]", "s3cret-token-for-tests")
+            page.click("#login")
+            page.wait_for_url("**/runs")
+            page.wait_for_selector("text=Runs appear here once a pipeline ran")
+            assert not page.js_errors
+    finally:
+        srv.stop()

@@ -9,7 +9,7 @@ the backfill's own variables.
 from __future__ import annotations
 
 import builtins
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Mapping
 
 from blockyard.errors import BlockyardError

@@ -77,7 +77,6 @@ class Scheduler:
         self._sensor_threads = int(sensor_threads)
         self._polling: set[int] = set()
         self._polling_lock = threading.Lock()
-        self._async_fired: list[dict] = []
         self._started_at = self.clock()
         self._last_beat: float | None = None
         self._last_sync: float | None = None

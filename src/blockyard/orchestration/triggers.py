@@ -36,11 +36,10 @@ import copy
 import hashlib
 import hmac
 import json
-import os
 import secrets as _secrets
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -728,15 +727,11 @@ def _ordered_entry(entry: dict, like: list | None = None) -> dict:
     out = {}
     for k in order:
         if k in entry:
-            out[k] = _to_yaml(entry[k])
+            out[k] = entry[k]
     for k in entry:
         if k not in out:
-            out[k] = _to_yaml(entry[k])
+            out[k] = entry[k]
     return out
-
-
-def _to_yaml(value: Any) -> Any:
-    return value
 
 
 def _entry_from_row(row: dict) -> dict:
@@ -774,10 +769,6 @@ def get_trigger_row(db: Any, trigger_id: int) -> dict | None:
     with db.engine.connect() as conn:
         row = conn.execute(sa.select(ps).where(ps.c.id == int(trigger_id))).first()
     return dict(row._mapping) if row is not None else None
-
-
-def seconds(value: float) -> timedelta:
-    return timedelta(seconds=float(value))
 
 
 __all__ = [

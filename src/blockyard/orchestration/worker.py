@@ -23,7 +23,6 @@ import threading
 import uuid as _uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from blockyard.orchestration._util import (

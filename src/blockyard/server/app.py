@@ -6,7 +6,6 @@ import threading
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
 
 import blockyard
 from blockyard.server.config import ServerConfig
@@ -14,18 +13,7 @@ from blockyard.server.errors import install_handlers
 from blockyard.server.middleware import GuardMiddleware
 from blockyard.server.state import AppState
 
-_INDEX = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Blockyard</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;line-height:1.5}}</style>
-</head><body>
-<h1>Blockyard</h1>
-<p>Workspace <b>{workspace}</b>. The web UI will live here.</p>
-<ul>
-<li><a href="/docs">API documentation</a> (OpenAPI, try requests in the browser)</li>
-<li><a href="/api/status">/api/status</a></li>
-</ul>
-</body></html>
-"""
+
 
 
 def create_app(
@@ -70,10 +58,7 @@ def create_app(
     app.include_router(triggers.router)
     app.include_router(backfills.router)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index() -> str:
-        from html import escape
+    from blockyard.ui import mount
 
-        return _INDEX.format(workspace=escape(st.workspace.name))
-
+    mount(app)  # the web UI at / (pages, static files, /ui-api)
     return app

@@ -62,6 +62,28 @@ def token_matches(given: str | None, expected: str | None) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
+_UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def _cross_site(headers: list) -> bool:
+    """True for a browser request sent by another site: `Sec-Fetch-Site` says so, or an
+    `Origin` header names another host than the one addressed."""
+    origin = host = fetch_site = None
+    for k, v in headers:
+        if k == b"origin":
+            origin = v.decode("latin-1")
+        elif k == b"host":
+            host = v.decode("latin-1")
+        elif k == b"sec-fetch-site":
+            fetch_site = v.decode("latin-1")
+    if fetch_site in ("cross-site", "same-site"):
+        return True
+    if origin and origin != "null":
+        netloc = origin.split("://", 1)[-1].rstrip("/")
+        return host is not None and netloc.lower() != host.lower()
+    return origin == "null"
+
+
 class _TooLarge(HTTPException):
     """Raised from `receive` when a streamed body passes the limit; an HTTPException so
     FastAPI's body parsing re-raises it (it turns other exceptions into a 400)."""
@@ -85,6 +107,13 @@ class GuardMiddleware:
             return
         path = scope.get("path", "")
         headers = scope.get("headers") or []
+        if path.startswith("/api") and scope.get("method") in _UNSAFE and _cross_site(headers):
+            # CSRF: a page on another site must not drive a loopback server through the
+            # user's browser. curl and Mage clients send neither header and pass.
+            start, body = _json(403, "cross-site request refused (Origin / Sec-Fetch-Site)")
+            await send(start)
+            await send(body)
+            return
         if self.token and path.startswith("/api") and not self._open(scope, path):
             if not token_matches(bearer_token(headers), self.token):
                 start, body = _json(

@@ -1,0 +1,71 @@
+// Settings: notification channels (send a test alert) and secrets (write-only values).
+import { h, clear, api, errorBox, field, button, busy, toast, table, fmtTime, empty } from "../lib.js";
+import { setTitle, state } from "../app.js";
+
+export default async function settings(root) {
+  setTitle("Settings", "Settings");
+  const notif = h("section.section");
+  const secrets = h("section.section");
+  clear(root, h("div.page-head", h("h1", "Settings")), notif, secrets);
+
+  // ------------------------------------------------------------ notifications
+  const project = h("select", { name: "project" }, state.projects.map((p) => h("option", { value: p.name, selected: p.name === state.project }, p.name)));
+  const pipeline = h("select", { name: "pipeline" }, h("option", { value: "" }, "(project defaults)"));
+  const info = h("div");
+  const results = h("div", { role: "status" });
+  async function loadPipelines() {
+    const p = state.projects.find((x) => x.name === project.value);
+    clear(pipeline, h("option", { value: "" }, "(project defaults)"), (p ? p.pipelines : []).map((u) => h("option", { value: u }, u)));
+    await loadConfig();
+  }
+  async function loadConfig() {
+    if (!project.value) { clear(info, h("p.muted", "No projects.")); return; }
+    try {
+      const c = await api("/ui-api/notifications", { query: { project: project.value, pipeline: pipeline.value } });
+      clear(info, c.channels.length
+        ? h("p", "Channels: ", c.channels.map((x) => h("span.tag", x)), " · alert on: ", (c.alert_on || ["trigger_failure", "trigger_passed_sla"]).join(", "),
+            h("div.muted.small", "From ", Object.values(c.sources).filter((v, i, a) => a.indexOf(v) === i).join(", ")))
+        : h("p.muted", "No channels configured. Add notification_config (email_config, slack_config, teams_config, discord_config, webhook_config…) to the project's or pipeline's metadata.yaml."));
+    } catch (e) { clear(info, errorBox(e)); }
+  }
+  project.addEventListener("change", loadPipelines);
+  pipeline.addEventListener("change", loadConfig);
+  const send = button("Send test alert", () => busy(send, async () => {
+    clear(results, h("span.muted", "Sending…"));
+    try {
+      const r = await api("/ui-api/notifications/test", { method: "POST", body: { project: project.value, pipeline: pipeline.value || null } });
+      clear(results, r.results.length ? table(["Channel", "Result", "Target", "Error"], r.results.map((x) => [x.channel, x.ok ? h("span.ok", "sent") : h("span.bad", "failed"), x.target || "", x.error || ""]))
+        : h("p.muted", "Nothing to send: no channel is configured."));
+    } catch (e) { clear(results, errorBox(e)); }
+  }), "primary", { id: "send-test-alert" });
+  clear(notif, h("h2", "Notifications"), h("div.filters", field("Project", project), field("Pipeline", pipeline), h("div.field", h("span", "\u00a0"), send)), info, results);
+  await loadPipelines();
+
+  // ------------------------------------------------------------ secrets
+  const list = h("div");
+  const name = h("input", { name: "secret_name", required: true, autocomplete: "off", placeholder: "SMTP_PASSWORD" });
+  const value = h("input", { name: "secret_value", type: "password", required: true, autocomplete: "new-password" });
+  const scope = h("select", { name: "secret_project" }, h("option", { value: "" }, "Workspace (all projects)"), state.projects.map((p) => h("option", { value: p.name }, p.name)));
+  const msg = h("div");
+  async function loadSecrets() {
+    try {
+      const s = await api("/ui-api/secrets");
+      if (!s.available) { clear(list, h("p.muted", "Secrets are unavailable: " + s.reason)); return; }
+      clear(list, s.secrets.length ? table(["Name", "Scope", "Updated", ""], s.secrets.map((x) => [h("code", x.name), x.project || "workspace", fmtTime(x.updated_at || x.created_at),
+        button("Delete", (e) => busy(e.currentTarget, async () => {
+          try { await api(`/ui-api/secrets/${encodeURIComponent(x.name)}`, { method: "DELETE", query: { project: x.project } }); await loadSecrets(); } catch (err) { toast(err.message, "error"); }
+        }), "small secondary")])) : empty("No secrets", "Blocks read them with get_secret_value('NAME'); alert configs with {{ mage_secret_var('NAME') }}."));
+    } catch (e) { clear(list, errorBox(e)); }
+  }
+  const save = button("Save secret", () => busy(save, async () => {
+    try {
+      await api("/ui-api/secrets", { method: "POST", body: { name: name.value.trim(), value: value.value, project: scope.value || null } });
+      value.value = "";
+      clear(msg, h("span.ok", `Saved ${name.value.trim()} (the value cannot be read back)`));
+      await loadSecrets();
+    } catch (e) { clear(msg, errorBox(e)); }
+  }), "primary", { id: "save-secret" });
+  clear(secrets, h("h2", "Secrets"), h("p.muted.small", "Values are encrypted in the database and never shown again; setting an existing name replaces its value."),
+    h("form.filters", { onsubmit: (e) => { e.preventDefault(); save.click(); } }, field("Name", name), field("Value", value), field("Scope", scope), h("div.field", h("span", "\u00a0"), save)), msg, list);
+  await loadSecrets();
+}
