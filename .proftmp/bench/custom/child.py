@@ -1,3 +1,0 @@
-@custom
-def child(i):
-    return i

@@ -1,3 +1,0 @@
-@custom
-def items():
-    return list(range(10000))
