@@ -401,3 +401,32 @@ def test_cli_trigger_and_backfill(tmp_path):
     assert out.returncode == 0 and "cancelled" in out.stdout
     listed = json.loads(cli(*w, "backfill", "--list", "--json").stdout)
     assert [(b["status"], b["total_runs"]) for b in listed] == [("cancelled", 25), ("completed", 3)]
+
+
+def test_module_entry_point_runs_roles_and_stops_on_sigterm(tmp_path):
+    from blockyard.db import Database
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    write_pipeline(root, "p", "pipe", [block("a", "@custom\ndef a(**kwargs):\n    return 1\n")])
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    (root / "p/pipelines/pipe/triggers.yaml").write_text(yaml.safe_dump({"triggers": [
+        {"name": "fast", "schedule_interval": "every 1s", "start_time": start.isoformat(), "status": "active"},
+    ]}))
+    url = f"sqlite:///{tmp_path / 'roles.db'}"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("BLOCKYARD_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "blockyard.orchestration", "all", "-w", str(root), "--database-url", url],
+        env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    db = Database(url)
+    db.migrate()  # (the process migrates it too; whoever comes first)
+    try:
+        wait_for(lambda: proc.poll() is not None or db.count_pipeline_runs(status="completed") >= 2,
+                 timeout=90, what="runs completed by the scheduler + worker process")
+        assert proc.poll() is None, proc.stdout.read()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+        db.close()
+    assert code == 0

@@ -27,24 +27,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from blockyard.errors import BlockyardError
-    from blockyard.project import Workspace
-
-    try:
-        ws = Workspace.open(args.workspace) if args.workspace else Workspace.discover()
-    except BlockyardError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if args.database_url:
-        from blockyard.db import Database
-
-        db = Database(args.database_url)
-        db.migrate()
-    else:
-        from blockyard.engine.session import session_for
-
-        db = session_for(ws).db
-
     stop = threading.Event()
 
     def on_signal(signum, _frame) -> None:
@@ -52,22 +34,42 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+
+    from blockyard.errors import BlockyardError
+    from blockyard.project import Workspace
+
+    try:
+        ws = Workspace.open(args.workspace) if args.workspace else Workspace.discover()
+        if args.database_url:
+            from blockyard.db import Database
+
+            db = Database(args.database_url)
+            db.migrate()
+        else:
+            from blockyard.engine.session import session_for
+
+            db = session_for(ws).db
+    except BlockyardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     threads: list[threading.Thread] = []
     if args.role in ("scheduler", "all"):
         from blockyard.orchestration.scheduler import Scheduler
 
-        threads.append(threading.Thread(target=Scheduler(ws, db).run_forever, args=(stop,), name="scheduler"))
+        threads.append(threading.Thread(target=Scheduler(ws, db).run_forever, args=(stop,), name="scheduler", daemon=True))
     if args.role in ("worker", "all"):
         from blockyard.orchestration.worker import Worker
 
         threads.append(threading.Thread(target=Worker(ws, db, concurrency=args.concurrency).run_forever,
-                                        args=(stop,), name="worker"))
+                                        args=(stop,), name="worker", daemon=True))
     for t in threads:
         t.start()
     print(f"blockyard {args.role} running on {ws.root} ({db.safe_url}); Ctrl-C stops it", file=sys.stderr)
-    while any(t.is_alive() for t in threads):
-        for t in threads:
-            t.join(0.5)
+    while not stop.is_set() and any(t.is_alive() for t in threads):
+        stop.wait(0.5)
+    stop.set()
+    for t in threads:  # the worker waits up to 10 s for runs in progress
+        t.join(30)
     return 0
 
 
