@@ -77,6 +77,28 @@ def _check_status(status: str) -> str:
     return status
 
 
+def finish_values(
+    status: str, error: "str | BaseException | None", error_details: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Columns of a finished pipeline run. `error` may be an exception; a BlockyardError
+    also fills `error_details` (file/line/block/hint) unless given."""
+    _check_status(status)
+    if isinstance(error, BaseException):
+        exc = error
+        error = str(exc) or type(exc).__name__
+        if error_details is None and hasattr(exc, "to_dict"):
+            try:
+                error_details = exc.to_dict()
+            except Exception:
+                error_details = None
+    return {
+        "status": status,
+        "completed_at": utcnow(),
+        "error": error,
+        "error_details": dict(error_details) if error_details is not None else None,
+    }
+
+
 def pid_alive(pid: int) -> bool:
     """True if a process with this pid exists on this machine."""
     if pid <= 0:
@@ -294,21 +316,7 @@ class Database:
     ) -> None:
         """Mark a run finished. `error` may be an exception; a BlockyardError also fills
         `error_details` (file/line/block/hint) unless given."""
-        _check_status(status)
-        if isinstance(error, BaseException):
-            exc = error
-            error = str(exc) or type(exc).__name__
-            if error_details is None and hasattr(exc, "to_dict"):
-                try:
-                    error_details = exc.to_dict()
-                except Exception:
-                    error_details = None
-        values: dict[str, Any] = {
-            "status": status,
-            "completed_at": utcnow(),
-            "error": error,
-            "error_details": dict(error_details) if error_details is not None else None,
-        }
+        values = finish_values(status, error, error_details)
         if metrics is not None:
             values["metrics"] = dict(metrics)
         with self.engine.begin() as conn:

@@ -259,23 +259,11 @@ def finish_leased(
     False if the lease was lost (another worker took the run over)."""
     import sqlalchemy as sa
 
-    from blockyard.db.database import _check_status
+    from blockyard.db.database import finish_values
 
     pr, br = _tables()
-    _check_status(status)
-    if isinstance(error, BaseException):
-        exc = error
-        error = str(exc) or type(exc).__name__
-        if error_details is None and hasattr(exc, "to_dict"):
-            try:
-                error_details = exc.to_dict()
-            except Exception:
-                error_details = None
     values: dict[str, Any] = {
-        "status": status,
-        "completed_at": utcnow(),
-        "error": error,
-        "error_details": dict(error_details) if error_details is not None else None,
+        **finish_values(status, error, error_details),
         "lease_owner": None,
         "lease_expires_at": None,
     }
