@@ -349,6 +349,8 @@ def logs(
             out.write(Path(path).read_text(encoding="utf-8", errors="replace"))
         elif b.get("cache_hit"):
             out.write("(cached: skipped, no log)\n")
+        elif b["status"] == "completed":
+            out.write("(the block printed and logged nothing)\n")
         if b.get("error") and not (path and Path(path).exists()):
             out.write(f"{b['error']}\n")
     if run_row.get("error") and not block_runs:
