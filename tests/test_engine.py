@@ -446,3 +446,35 @@ def test_global_data_product_runs_producer_only_when_outdated(ws):
     third = run(ws, "cons/consumer", use_cache=False)
     assert third.output("use")[1] > first.output("use")[1]
     assert len(db.list_pipeline_runs(pipeline_uuid="producer")) == 2
+
+
+def test_block_with_upstream_runs_only_its_ancestors(ws):
+    write_pipeline(ws, "p", "pipe", [
+        block("a", """
+            @custom
+            def a(**kwargs):
+                return 1
+            """),
+        block("d", """
+            @custom
+            def d(**kwargs):
+                return 'side'
+            """),
+        block("b", """
+            @custom
+            def b(x, **kwargs):
+                return x + 10
+            """, upstream=["a"]),
+        block("c", """
+            @custom
+            def c(x):
+                return x * 100
+            """, upstream=["b"]),
+    ])
+    # nothing stored yet: with_upstream does not need stored outputs of a
+    result = run(ws, block="b", with_upstream=True)
+    assert result.ok, result.error
+    assert list(result.block_runs) == ["a", "b"]
+    assert result.output("b") == 11
+    with pytest.raises(BlockyardError):
+        run(ws, block="nope", with_upstream=True, raise_on_failure=True)

@@ -569,3 +569,74 @@ def test_cross_site_writes_are_refused(client):
     plain = client.post("/api/pipelines/x/runs", json={})
     assert plain.status_code != 403
     assert client.get("/api/status", headers={"Origin": "https://evil.example"}).status_code == 200
+
+
+# ------------------------------------------- create project/pipeline, charts, upstream
+def test_create_project_and_pipeline(client, space):
+    r = client.post("/api/projects", json={"name": "made_here"})
+    assert r.status_code == 201, r.text
+    assert r.json() == {"name": "made_here", "path": "made_here", "pipelines": []}
+    assert (space.root / "made_here" / "metadata.yaml").is_file()
+    assert "made_here" in {p["name"] for p in client.get("/api/projects").json()}
+    assert client.post("/api/projects", json={"name": "made_here"}).status_code == 409
+    assert client.post("/api/projects", json={"name": space.project}).status_code == 409
+    for bad in ("bad name", "../up", "a/b", ""):
+        bad_r = client.post("/api/projects", json={"name": bad})
+        assert bad_r.status_code == 422, (bad, bad_r.text)
+        assert bad_r.json()["detail"]
+    assert not (space.root.parent / "up").exists()
+
+    url = "/api/projects/made_here/pipelines"
+    r = client.post(url, json={"uuid": "data_prep", "name": "Data preparation", "description": "d", "tags": ["t1"]})
+    assert r.status_code == 201, r.text
+    pipe = r.json()
+    assert (pipe["project"], pipe["uuid"], pipe["name"], pipe["description"]) == ("made_here", "data_prep", "Data preparation", "d")
+    assert pipe["tags"] == ["t1"] and pipe["blocks"] == []
+    assert (space.root / "made_here" / "pipelines" / "data_prep" / "metadata.yaml").is_file()
+    assert client.get("/api/projects/made_here/pipelines/data_prep").json()["tags"] == ["t1"]
+    assert client.post(url, json={"uuid": "plain"}).json()["name"] == "plain"
+    assert client.post(url, json={"uuid": "data_prep"}).status_code == 409
+    assert client.post(url, json={"uuid": "bad/uuid"}).status_code == 422
+    assert client.post("/api/projects/nope/pipelines", json={"uuid": "x"}).status_code == 404
+
+
+def test_chart_data_from_stored_output(client, space):
+    r = client.post(f"{space.pipeline_url()}/blocks",
+                    json={"uuid": "frame_bar", "type": "chart", "upstream_blocks": ["frame"],
+                          "configuration": {"chart_type": "bar chart", "x": "b", "y": "a"}})
+    assert r.status_code == 201, r.text
+    url = f"{space.pipeline_url()}/charts/frame_bar"
+    missing = client.get(url)
+    assert missing.status_code == 404 and "no stored output" in missing.json()["detail"]
+    assert completed_run(space).ok
+    chart = client.get(url)
+    assert chart.status_code == 200, chart.text
+    assert chart.json()["type"] == "bar chart" and chart.json()["data"]["x"] == ["u", "v"]
+    assert client.get(f"{space.pipeline_url()}/charts/nope").status_code == 404
+    assert client.get(f"/api/projects/{space.project}/pipelines/nope/charts/frame_bar").status_code == 404
+
+
+def test_run_block_with_upstream_is_queued_and_runs_its_ancestors(client, space):
+    from blockyard.orchestration.worker import Worker
+    from blockyard.project import Workspace
+
+    url = f"/api/pipelines/{space.ref}/runs"
+    r = client.post(url, json={"block": "square", "with_upstream": True, "variables": {"n": 3}})
+    assert r.status_code == 201, r.text
+    run = r.json()
+    assert run["status"] == "queued" and run["block"] == "square" and run["with_upstream"] is True
+    assert client.post(url, json={"block": "nope", "with_upstream": True}).status_code == 404
+    assert client.post(url, json={"with_upstream": True}).status_code == 422
+    assert client.post(url, json={"block": "../x"}).status_code == 400
+
+    worker = Worker(Workspace.open(space.root), client.app.state.blockyard.db, concurrency=1)
+    worker.run_once()
+    assert worker.wait_idle(timeout=60)
+    done = client.get(f"/api/runs/{run['id']}").json()
+    assert done["status"] == "completed", done
+    block_runs = client.get(f"/api/runs/{run['id']}/block_runs").json()
+    assert sorted(b["block_uuid"] for b in block_runs) == ["load", "square"]  # not `frame`
+    assert all(b["status"] == "completed" for b in block_runs)
+    outputs = client.get(f"/api/runs/{run['id']}/outputs", params={"block": "square"})
+    assert outputs.status_code == 200, outputs.text
+    assert "9" in outputs.text

@@ -87,6 +87,7 @@ def run_pipeline(
     trigger_variables: dict | None = None,
     block: str | None = None,
     from_block: str | None = None,
+    with_upstream: bool = False,
     use_cache: bool = True,
     executor: str | Any = "thread",
     max_workers: int | None = None,
@@ -98,6 +99,9 @@ def run_pipeline(
     raise_on_failure: bool = False,
 ) -> RunResult:
     """Run a pipeline (or one block, or a block and its downstream) and return the run.
+
+    With `block=B, with_upstream=True`, B runs together with every block it depends on
+    (transitively), in topological order, and nothing else.
 
     `pipeline` is `project/pipeline`, a bare pipeline uuid unique in the workspace,
     or a PipelineSpec. `run_id` executes a run already recorded (e.g. queued by the
@@ -133,6 +137,7 @@ def run_pipeline(
         run_tests=run_tests,
         block=block,
         from_block=from_block,
+        with_upstream=with_upstream,
         on_event=on_event,
         execution_date=execution_date,
         trigger_id=trigger_id,

@@ -80,6 +80,7 @@ class PipelineRunner:
         run_tests: bool = True,
         block: str | None = None,
         from_block: str | None = None,
+        with_upstream: bool = False,
         on_event: Callable[[dict], None] | None = None,
         execution_date: datetime | None = None,
         trigger_id: int | None = None,
@@ -96,6 +97,7 @@ class PipelineRunner:
         self.run_tests = run_tests
         self.only_block = block
         self.from_block = from_block
+        self.with_upstream = with_upstream
         self.on_event = on_event
         self.execution_date = execution_date or datetime.now(timezone.utc)
         self.trigger_id = trigger_id
@@ -142,6 +144,7 @@ class PipelineRunner:
         try:
             self.spec.validate()
             self.plan = plan_pipeline(self.spec)
+            self._selection_from_run_settings()
             self.selected = self._select()
             self._sources = self._read_sources()
             self._externals = self._external_inputs()
@@ -188,6 +191,20 @@ class PipelineRunner:
             self.executor.shutdown()
         return self._finish()
 
+    def _selection_from_run_settings(self) -> None:
+        """A queued run (API/worker) may carry its block selection in its settings:
+        `{"block": B, "with_upstream": true}`; explicit arguments win."""
+        if self.run_id is None or self.only_block or self.from_block:
+            return
+        try:
+            row = self.session.db.get_pipeline_run(self.run_id)
+        except Exception:  # noqa: BLE001 - no selection then: the whole pipeline
+            return
+        settings = (row or {}).get("settings") or {}
+        if isinstance(settings, dict) and isinstance(settings.get("block"), str) and settings["block"]:
+            self.only_block = settings["block"]
+            self.with_upstream = bool(settings.get("with_upstream", self.with_upstream))
+
     def _select(self) -> dict[str, PlannedBlock]:
         for name in (self.only_block, self.from_block):
             if name and name not in self.plan:
@@ -196,6 +213,12 @@ class PipelineRunner:
                     file=self.spec.path,
                     hint="blocks: " + ", ".join(self.plan),
                 )
+        if self.only_block and self.with_upstream:
+            keep = {self.only_block}
+            for uuid in reversed(list(self.plan)):  # reverse topological order
+                if uuid in keep:
+                    keep.update(self.plan[uuid].upstream)
+            return {u: pb for u, pb in self.plan.items() if u in keep}
         if self.only_block:
             return {self.only_block: self.plan[self.only_block]}
         if self.from_block:

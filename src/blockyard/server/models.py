@@ -50,6 +50,17 @@ class ProjectOut(BaseModel):
     pipelines: list[str]
 
 
+class ProjectCreate(BaseModel):
+    name: str = Field(description="The project's folder name (one level, no '/').")
+
+
+class PipelineCreate(BaseModel):
+    uuid: str = Field(description="The pipeline's folder name under pipelines/.")
+    name: Optional[str] = None
+    description: Optional[str] = None
+    tags: list[str] = Field(default_factory=list)
+
+
 class PipelineSummary(BaseModel):
     project: str
     uuid: str
@@ -146,6 +157,8 @@ class RunOut(BaseModel):
     retry_of: Optional[int] = Field(None, description="The run this one retries.")
     resume_count: int = Field(0, description="Times the run was resumed after its worker was lost.")
     cancel_requested_at: Optional[datetime] = None
+    block: Optional[str] = Field(None, description="Only this block runs (with `with_upstream`: and its ancestors).")
+    with_upstream: bool = False
 
 
 class RunList(BaseModel):
@@ -159,6 +172,10 @@ class RunCreate(BaseModel):
     variables: JSONDict = Field(default_factory=dict, description="Runtime variables (override the pipeline's).")
     schedule_name: Optional[str] = Field(None, description="Accepted for Mage's trigger_pipeline; recorded nowhere.")
     execution_date: Optional[datetime] = None
+    block: Optional[str] = Field(
+        None, description="Run only this block, on the stored outputs of its upstream blocks "
+                          "(with `with_upstream`: the block and every block it depends on).")
+    with_upstream: bool = Field(False, description="With `block`: run its upstream blocks (transitively) first.")
 
 
 class BlockRunOut(BaseModel):

@@ -1,8 +1,8 @@
 """UI-only JSON endpoints under /ui-api: what the pages need in one request (overview,
-block states of a pipeline, dashboards, MLflow metrics, settings) and stop-gaps for API
-endpoints the REST API does not have yet (create a project / pipeline, chart data,
-execute a block with its upstream blocks). They share the server token with /api, and
-state-changing ones also need the CSRF header (see server.require_csrf)."""
+block states of a pipeline, dashboards, MLflow metrics, settings). Creating projects and
+pipelines, chart data and "execute with upstream" are in the REST API (/api). They share
+the server token with /api, and state-changing ones also need the CSRF header (see
+server.require_csrf)."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from blockyard.ui.server import csrf_response, guarded, require_csrf, server_token, state
 
@@ -187,113 +187,6 @@ async def block_states(project: str, pipeline: str, request: Request):
     check_name(project, "project name")
     check_name(pipeline, "pipeline uuid")
     return await run_in_threadpool(_block_states, state(request), project, pipeline)
-
-
-# ------------------------------------------------------- create project/pipeline
-class ProjectIn(BaseModel):
-    name: str
-
-
-class PipelineIn(BaseModel):
-    uuid: str
-    name: Optional[str] = None
-    description: Optional[str] = None
-    tags: list[str] = Field(default_factory=list)
-
-
-@router.post("/projects", status_code=201, dependencies=guarded())
-def create_project(body: ProjectIn, request: Request):
-    """Stop-gap for POST /api/projects {"name"}."""
-    from blockyard.project.scaffold import new_project
-    from blockyard.server.deps import check_name
-
-    st = state(request)
-    check_name(body.name.strip(), "project name")
-    with st.edit_lock:
-        project = new_project(st.workspace, body.name.strip())
-    return {"name": project.name, "pipelines": []}
-
-
-@router.post("/projects/{project}/pipelines", status_code=201, dependencies=guarded())
-def create_pipeline(project: str, body: PipelineIn, request: Request):
-    """Stop-gap for POST /api/projects/{project}/pipelines {"uuid", "name"?, "description"?, "tags"?}."""
-    from blockyard.project.scaffold import new_pipeline
-    from blockyard.server.deps import check_name, get_project
-
-    st = state(request)
-    uuid = body.uuid.strip()
-    check_name(uuid, "pipeline uuid")
-    with st.edit_lock:
-        spec = new_pipeline(get_project(st, project), uuid, body.name or None, description=body.description)
-        if body.tags:
-            spec.raw["tags"] = list(body.tags)
-            spec.tags = list(body.tags)
-            spec.save()
-    return {"project": project, "uuid": uuid, "name": spec.name}
-
-
-# ----------------------------------------------------------------------- charts
-def _chart(st: Any, project: str, pipeline: str, chart: str) -> dict:
-    from blockyard.charts.cli_support import compute_chart_for_block
-
-    return compute_chart_for_block(st.workspace, f"{project}/{pipeline}", None, chart)
-
-
-@router.get("/pipelines/{project}/{pipeline}/charts/{chart:path}", dependencies=guarded())
-async def chart_data(project: str, pipeline: str, chart: str, request: Request):
-    """Stop-gap for GET /api/projects/{project}/pipelines/{pipeline}/charts/{chart} ->
-    blockyard.charts.compute_chart JSON (latest stored upstream outputs)."""
-    from blockyard.server.deps import check_name
-
-    check_name(project, "project name")
-    check_name(pipeline, "pipeline uuid")
-    check_name(chart, "chart uuid", allow_slash=True)
-    return await run_in_threadpool(_chart, state(request), project, pipeline, chart)
-
-
-# ------------------------------------------------------ execute with upstream
-class ExecuteIn(BaseModel):
-    block: str
-    variables: dict = Field(default_factory=dict)
-
-
-def _execute_with_upstream(st: Any, project: str, pipeline: str, body: ExecuteIn) -> dict:
-    """Runs the block's ancestors then the block, each on the freshly stored outputs of
-    its upstream blocks (one recorded run per block, cache on)."""
-    from blockyard.engine.api import run_pipeline
-    from blockyard.server.deps import get_pipeline
-
-    spec = get_pipeline(st, project, pipeline)
-    target = spec.block(body.block)
-    order: list[str] = []
-    seen: set[str] = set()
-
-    def visit(uuid: str) -> None:
-        if uuid in seen:
-            return
-        seen.add(uuid)
-        for up in spec.block(uuid).upstream_blocks:
-            visit(up)
-        order.append(uuid)
-
-    visit(target.uuid)
-    results = []
-    for uuid in order:
-        result = run_pipeline(spec, workspace=st.workspace, variables=dict(body.variables), block=uuid)
-        br = result.block_runs.get(uuid)
-        status = br.status if br is not None else result.status
-        results.append({"block_uuid": uuid, "pipeline_run_id": result.run_id, "status": status,
-                        "error": (br.error if br is not None else None) or (result.error if status != "completed" else None)})
-        if status != "completed":
-            break
-    last = results[-1]
-    return {"runs": results, "status": last["status"] if last["block_uuid"] == target.uuid else "upstream_failed",
-            "pipeline_run_id": last["pipeline_run_id"], "block_uuid": target.uuid}
-
-
-@router.post("/pipelines/{project}/{pipeline}/execute_with_upstream", dependencies=guarded())
-async def execute_with_upstream(project: str, pipeline: str, body: ExecuteIn, request: Request):
-    return await run_in_threadpool(_execute_with_upstream, state(request), project, pipeline, body)
 
 
 # ------------------------------------------------------------------- dashboards

@@ -14,8 +14,18 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from blockyard.server import queries
-from blockyard.server.deps import Offset, OptionalId, RunId, call, check_name, orchestration, resolve_ref, state
-from blockyard.server.errors import BadRequest, Conflict, NotFound
+from blockyard.server.deps import (
+    Offset,
+    OptionalId,
+    RunId,
+    call,
+    check_name,
+    get_pipeline,
+    orchestration,
+    resolve_ref,
+    state,
+)
+from blockyard.server.errors import BadRequest, Conflict, NotFound, Unprocessable
 from blockyard.server.models import (
     BlockRunOut,
     OutputEntry,
@@ -39,6 +49,9 @@ def run_out(row: dict) -> RunOut:
         data["variables"] = {}
     if data["block_count"] is None:
         data["block_count"] = 0
+    settings = row.get("settings") if isinstance(row.get("settings"), dict) else {}
+    data["block"] = settings.get("block") if isinstance(settings.get("block"), str) else None
+    data["with_upstream"] = bool(data["block"] and settings.get("with_upstream"))
     return RunOut(**data)
 
 
@@ -59,7 +72,8 @@ def check_idempotency_key(key: str | None) -> str | None:
 
 
 def enqueue(st, *, project: str, pipeline_uuid: str, variables: dict, execution_date=None,
-            trigger_id: int | None = None, idempotency_key: str | None = None) -> dict:
+            trigger_id: int | None = None, idempotency_key: str | None = None,
+            settings: dict | None = None) -> dict:
     runs = orchestration("runs")
     kwargs: dict[str, Any] = {
         "project": project,
@@ -71,6 +85,8 @@ def enqueue(st, *, project: str, pipeline_uuid: str, variables: dict, execution_
         kwargs["execution_date"] = execution_date
     if trigger_id is not None:
         kwargs["trigger_id"] = trigger_id
+    if settings:
+        kwargs["settings"] = settings
     with st.write_lock():
         row = call(runs.enqueue_run, st.db, **kwargs)
     return row
@@ -127,13 +143,26 @@ def create_run(
         description="Repeating a request with the same key returns the same run."),
 ):
     """`pipeline` is `project/pipeline` or a pipeline uuid unique in the workspace. The run
-    is queued; a worker (`blockyard start`, role all or worker) runs it."""
+    is queued; a worker (`blockyard start`, role all or worker) runs it. With `block`, only
+    that block runs (on the stored outputs of its upstream blocks); with `block` and
+    `with_upstream: true`, the block and every block it depends on, in topological order
+    (kept in the run's settings, which the engine reads when the worker executes it)."""
     st = state(request)
     body = body or RunCreate()
     project, uuid = resolve_ref(st, pipeline)
+    settings = None
+    if body.with_upstream and not body.block:
+        raise Unprocessable("'with_upstream' needs 'block'")
+    if body.block:
+        check_name(body.block, "block uuid", allow_slash=True)
+        spec = get_pipeline(st, project, uuid)
+        if body.block not in {b.uuid for b in spec.blocks}:
+            raise NotFound(f"no block {body.block!r} in pipeline '{project}/{uuid}'; blocks: "
+                           + (", ".join(b.uuid for b in spec.blocks) or "none"))
+        settings = {"block": body.block, "with_upstream": bool(body.with_upstream)}
     row = enqueue(st, project=project, pipeline_uuid=uuid, variables=body.variables,
                   execution_date=body.execution_date,
-                  idempotency_key=check_idempotency_key(idempotency_key))
+                  idempotency_key=check_idempotency_key(idempotency_key), settings=settings)
     return run_out(row)
 
 

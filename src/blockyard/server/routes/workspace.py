@@ -14,8 +14,10 @@ from blockyard.server.models import (
     CodeIn,
     CodeOut,
     EdgeIn,
+    PipelineCreate,
     PipelineOut,
     PipelineSummary,
+    ProjectCreate,
     ProjectOut,
     VariablesIn,
 )
@@ -94,6 +96,18 @@ def list_projects(request: Request):
     ]
 
 
+@router.post("/projects", response_model=ProjectOut, status_code=201,
+             summary="Create a project (folder, metadata.yaml, registered in settings.yaml)")
+def create_project(body: ProjectCreate, request: Request):
+    """409 when the project (or its folder) exists, 422 for a bad name."""
+    from blockyard.project.scaffold import new_project
+
+    st = state(request)
+    with st.edit_lock:
+        project = new_project(st.workspace, body.name.strip())
+    return ProjectOut(name=project.name, path=st.relative(project.path) or ".", pipelines=[])
+
+
 @router.get("/pipelines", response_model=list[PipelineSummary], summary="List every pipeline")
 def list_all_pipelines(request: Request):
     st = state(request)
@@ -104,6 +118,24 @@ def list_all_pipelines(request: Request):
             summary="List a project's pipelines")
 def list_pipelines(project: str, request: Request):
     return _summaries(get_project(state(request), project))
+
+
+@router.post("/projects/{project}/pipelines", response_model=PipelineOut, status_code=201,
+             summary="Create an empty pipeline in a project")
+def create_pipeline(project: str, body: PipelineCreate, request: Request):
+    """409 when the pipeline exists, 422 for a bad uuid, 404 for an unknown project."""
+    from blockyard.project.scaffold import new_pipeline
+
+    st = state(request)
+    with st.edit_lock:
+        spec = new_pipeline(get_project(st, project), body.uuid.strip(), body.name or None,
+                            description=body.description)
+        if body.tags:
+            spec.raw["tags"] = list(body.tags)
+            spec.tags = list(body.tags)
+            spec.save()
+        spec = spec.reload()
+    return pipeline_out(st, spec)
 
 
 @router.get(PIPELINE, response_model=PipelineOut, summary="Get a pipeline with its blocks")
@@ -213,6 +245,20 @@ def disconnect(project: str, pipeline: str, request: Request,
         spec.set_upstream(down.uuid, [u for u in down.upstream_blocks if u != upstream])
         spec = spec.reload()
     return pipeline_out(st, spec)
+
+
+# ------------------------------------------------------------------------ charts
+@router.get(PIPELINE + "/charts/{chart:path}", summary="A chart widget's data (blockyard.charts.compute_chart JSON)",
+            responses={404: {"description": "unknown chart, or its upstream block has no stored output yet"}})
+def get_chart(project: str, pipeline: str, chart: str, request: Request) -> dict:
+    """Computed from the latest stored output of each of the chart's upstream blocks:
+    `{"type", "title", "data", "options", ...}`."""
+    from blockyard.charts.cli_support import compute_chart_for_block
+
+    st = state(request)
+    check_name(chart, "chart uuid", allow_slash=True)
+    spec = get_pipeline(st, project, pipeline)
+    return compute_chart_for_block(st.workspace, f"{spec.project.name}/{spec.uuid}", None, chart)
 
 
 # -------------------------------------------------------------------------- code

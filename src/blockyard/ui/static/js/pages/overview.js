@@ -92,7 +92,7 @@ export function newProject() {
   const err = h("div");
   const create = button("Create project", () => busy(create, async () => {
     try {
-      await api("/ui-api/projects", { method: "POST", body: { name: name.value.trim() } });
+      await api("/api/projects", { method: "POST", body: { name: name.value.trim() } });
       m.close();
       await refreshProjects();
       setProject(name.value.trim());
@@ -118,7 +118,7 @@ export function newPipeline(project) {
     try {
       const body = { uuid: uuid.value.trim(), name: name.value.trim() || null, description: desc.value.trim() || null,
         tags: tags.value.split(",").map((t) => t.trim()).filter(Boolean) };
-      const out = await api(`/ui-api/projects/${enc(proj.value)}/pipelines`, { method: "POST", body });
+      const out = await api(`/api/projects/${enc(proj.value)}/pipelines`, { method: "POST", body });
       m.close();
       toast(`Pipeline ${out.uuid} created`, "success");
       navigate(`/pipelines/${enc(proj.value)}/${enc(out.uuid)}`);

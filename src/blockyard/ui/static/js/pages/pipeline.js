@@ -230,10 +230,16 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
       try {
         let runId;
         if (withUpstream) {
-          const out = await api(`/ui-api/pipelines/${ref}/execute_with_upstream`, { method: "POST", body: { block: uuid, variables: {} } });
-          runId = out.runs[out.runs.length - 1].pipeline_run_id;
-          const failed = out.runs.find((r) => r.status !== "completed");
-          if (failed && failed.block_uuid !== uuid) toast(`Upstream block ${failed.block_uuid} ${failed.status}`, "error");
+          // queued like Run @once, but only this block and its ancestors; wait for the worker
+          let run = await api(`/api/pipelines/${ref}/runs`, { method: "POST", body: { block: uuid, with_upstream: true, variables: {} } });
+          runId = run.id;
+          while (["initial", "queued", "running"].includes(run.status)) {
+            await new Promise((resolve) => setTimeout(resolve, 400));
+            run = await api(`/api/runs/${runId}`);
+          }
+          const ups = await api(`/api/runs/${runId}/block_runs`);
+          const failed = ups.find((r) => r.block_uuid !== uuid && r.status !== "completed");
+          if (failed) toast(`Upstream block ${failed.block_uuid} ${failed.status}`, "error");
         } else {
           const out = await api("/api/runs", { method: "POST", body: { run: { pipeline_uuid: `${project}/${pipeline}`, block_uuid: uuid, variables: {} } } });
           runId = out.run.pipeline_run_id;
@@ -413,7 +419,7 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
       const box = h("div.chart-box", { "data-chart": w.uuid }, h("div.chart-title", w.name || w.uuid, h("span.muted.small", ` ← ${(w.upstream_blocks || []).join(", ")}`),
         h("button.link.small", { type: "button", "aria-label": `Remove chart ${w.uuid}`, onclick: () => removeChart(w) }, "remove")), plotEl);
       list.append(box);
-      api(`/ui-api/pipelines/${ref}/charts/${encPath(w.uuid)}`)
+      api(`${base}/charts/${encPath(w.uuid)}`)
         .then((data) => drawChart(plotEl, data))
         .catch((e) => clear(plotEl, e instanceof ApiError && /no stored output/.test(e.message) ? h("p.muted.small", e.message + ": run the block first.") : errorBox(e, "Chart")));
     }
