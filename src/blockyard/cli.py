@@ -63,24 +63,9 @@ def main_options(
 
 
 def _parse_vars(pairs: list[str], vars_json: str | None) -> dict:
-    variables: dict[str, Any] = {}
-    if vars_json:
-        try:
-            loaded = json.loads(vars_json)
-        except json.JSONDecodeError as exc:
-            _fail(f"--vars-json is not valid JSON: {exc.msg} at column {exc.colno}")
-        if not isinstance(loaded, dict):
-            _fail("--vars-json must be a JSON object, e.g. '{\"target\": \"duration\"}'")
-        variables.update(loaded)
-    for pair in pairs:
-        if "=" not in pair:
-            _fail(f"--var {pair!r} must look like key=value")
-        key, value = pair.split("=", 1)
-        try:
-            variables[key] = json.loads(value)  # numbers, booleans, lists
-        except json.JSONDecodeError:
-            variables[key] = value
-    return variables
+    from blockyard.cli_args import parse_pairs
+
+    return parse_pairs(pairs, vars_json, _fail)
 
 
 class _LiveView:

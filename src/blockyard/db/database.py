@@ -77,6 +77,20 @@ def _check_status(status: str) -> str:
     return status
 
 
+def _initial_block_rows(run_id: int, uuids: Iterable[str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "pipeline_run_id": run_id,
+            "block_uuid": u,
+            "base_block_uuid": u,
+            "status": "initial",
+            "attempts": 0,
+            "cache_hit": False,
+        }
+        for u in uuids
+    ]
+
+
 def finish_values(
     status: str, error: "str | BaseException | None", error_details: Mapping[str, Any] | None
 ) -> dict[str, Any]:
@@ -235,17 +249,7 @@ class Database:
             if uuids:
                 conn.execute(
                     block_runs.insert(),
-                    [
-                        {
-                            "pipeline_run_id": run_id,
-                            "block_uuid": u,
-                            "base_block_uuid": u,
-                            "status": "initial",
-                            "attempts": 0,
-                            "cache_hit": False,
-                        }
-                        for u in uuids
-                    ],
+                    _initial_block_rows(run_id, uuids),
                 )
         return int(run_id)
 
@@ -281,17 +285,7 @@ class Database:
             if missing:
                 conn.execute(
                     block_runs.insert(),
-                    [
-                        {
-                            "pipeline_run_id": run_id,
-                            "block_uuid": u,
-                            "base_block_uuid": u,
-                            "status": "initial",
-                            "attempts": 0,
-                            "cache_hit": False,
-                        }
-                        for u in missing
-                    ],
+                    _initial_block_rows(run_id, missing),
                 )
 
     def update_pipeline_run(self, run_id: int, **fields: Any) -> None:

@@ -11,24 +11,9 @@ import typer
 
 
 def _parse_pairs(pairs: list[str] | None, vars_json: str | None, fail: Callable, what: str = "--var") -> dict:
-    out: dict[str, Any] = {}
-    if vars_json:
-        try:
-            loaded = json.loads(vars_json)
-        except json.JSONDecodeError as exc:
-            fail(f"--vars-json is not valid JSON: {exc.msg} at column {exc.colno}")
-        if not isinstance(loaded, dict):
-            fail("--vars-json must be a JSON object")
-        out.update(loaded)
-    for pair in pairs or []:
-        if "=" not in pair:
-            fail(f"{what} {pair!r} must look like key=value")
-        key, value = pair.split("=", 1)
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    from blockyard.cli_args import parse_pairs
+
+    return parse_pairs(pairs, vars_json, fail, what)
 
 
 def _console(stderr: bool = False):
