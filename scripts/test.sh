@@ -7,7 +7,7 @@ source "$ROOT/scripts/setup.sh"
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   echo "setup: installing Debian's chromium for the UI tests" >&2
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) > "$ROOT/.venv/apt.log" 2>&1 \
-    || { tail -20 "$ROOT/.venv/apt.log" >&2; echo "setup: chromium install failed" >&2; exit 1; }
+    || { tail -20 "$ROOT/.venv/apt.log" >&2; echo "setup: WARNING: chromium install failed; the browser tests will be skipped" >&2; }
 fi
 cd "$ROOT"
 exec python -m pytest -n 2 --dist loadfile -q "$@"
