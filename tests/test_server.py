@@ -640,3 +640,41 @@ def test_run_block_with_upstream_is_queued_and_runs_its_ancestors(client, space)
     outputs = client.get(f"/api/runs/{run['id']}/outputs", params={"block": "square"})
     assert outputs.status_code == 200, outputs.text
     assert "9" in outputs.text
+
+
+# ------------------------------------------------------------------------ pipeline edit / delete
+def test_patch_pipeline_name_description_tags(client, space):
+    url = space.pipeline_url()
+    r = client.patch(url, json={"name": "Squares", "description": "Squares numbers", "tags": ["demo", " ml ", "demo", ""]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["name"], body["description"], body["tags"]) == ("Squares", "Squares numbers", ["demo", "ml"])
+    meta = (space.root / space.project / "pipelines" / "pipe" / "metadata.yaml").read_text()
+    assert "name: Squares" in meta and "description: Squares numbers" in meta and "- ml" in meta
+    # only the fields sent change; the blocks and variables are untouched
+    r = client.patch(url, json={"tags": []})
+    assert r.status_code == 200 and r.json()["name"] == "Squares" and r.json()["tags"] == []
+    assert r.json()["variables"] == {"n": 2} and len(r.json()["blocks"]) == len(client.get(url).json()["blocks"])
+    r = client.patch(url, json={"description": ""})
+    assert r.json()["description"] is None
+    listed = {p["uuid"]: p for p in client.get(f"/api/projects/{space.project}/pipelines").json()}
+    assert listed["pipe"]["name"] == "Squares"
+
+    assert client.patch(url, json={"name": "  "}).status_code == 422
+    assert client.patch(url, json={"tags": "demo"}).status_code == 422
+    assert client.patch(f"/api/projects/{space.project}/pipelines/nope", json={"name": "x"}).status_code == 404
+    assert client.patch(f"/api/projects/nope/pipelines/pipe", json={"name": "x"}).status_code == 404
+
+
+def test_delete_pipeline_keeps_block_files(client, space):
+    pipe_dir = space.root / space.project / "pipelines" / "pipe"
+    files = [space.root / b["file_path"] for b in client.get(space.pipeline_url()).json()["blocks"] if b["file_path"]]
+    assert files and all(f.is_file() for f in files)
+    r = client.delete(space.pipeline_url())
+    assert r.status_code == 204, r.text
+    assert not pipe_dir.exists()
+    assert all(f.is_file() for f in files)  # shared block code stays
+    assert client.get(space.pipeline_url()).status_code == 404
+    assert "pipe" not in [p["uuid"] for p in client.get(f"/api/projects/{space.project}/pipelines").json()]
+    assert client.delete(space.pipeline_url()).status_code == 404
+    assert client.delete(f"/api/projects/{space.project}/pipelines/..").status_code in (400, 404)

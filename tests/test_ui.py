@@ -292,3 +292,150 @@ def test_login_with_server_token(tmp_path):
             assert not page.js_errors
     finally:
         srv.stop()
+
+
+def test_run_once_with_runtime_variables(server, page):
+    """Run @once → "With variables…": a dialog prefilled with the global variables (labelled
+    inputs, Enter submits); the run is queued with the changed values and the run page shows them."""
+    page.goto(server.url + "/pipelines/unit_0_setup/example_pipeline")
+    page.wait_for_selector("#save-variables")
+    page.click("#add-variable")
+    page.fill(".var-row:last-child .var-key", "sample_size")
+    page.fill(".var-row:last-child .var-value", "10")
+    page.click("#save-variables")
+    page.wait_for_selector("text=Saved: blocks get them in **kwargs")
+
+    page.click("#run-with-variables")
+    dialog = page.locator(".modal[aria-label='Run @once with variables']")
+    field = dialog.get_by_label("sample_size")
+    assert field.input_value() == "10"  # prefilled with the global variable
+    assert field.evaluate("el => el === document.activeElement")  # keyboard: focus starts in the dialog
+    field.fill("25")
+    dialog.locator("#run-add-variable").click()
+    page.keyboard.type("note")
+    page.keyboard.press("Tab")
+    page.keyboard.type("from the dialog")
+    page.keyboard.press("Enter")  # submits the form
+    page.wait_for_selector(".modal", state="detached")
+    page.wait_for_selector(".run-panel[data-finished]", timeout=120_000)
+    assert page.get_attribute(".run-panel", "data-finished") == "completed"
+
+    page.click("text=Open run details")
+    page.wait_for_selector("svg.gantt rect.bar")
+    variables = page.inner_text("section.section:has(h2:text-is('Variables')) pre.value")
+    assert '"sample_size": 25' in variables and '"note": "from the dialog"' in variables
+    screenshot(page, "14-run-with-variables")
+
+    # the plain click still runs with the global variables only
+    page.go_back()
+    page.wait_for_selector("#run-once")
+    page.click("#run-once")
+    page.wait_for_selector(".run-panel[data-finished]", timeout=120_000)
+    page.click("text=Open run details")
+    page.wait_for_selector("svg.gantt rect.bar")
+    assert '"sample_size": 25' not in page.inner_text("main")
+
+
+def test_edit_and_delete_pipeline(server, page):
+    """The pipeline page's Edit (name, description, tags) and Delete (after a confirmation)."""
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(server.url + "/api/projects/unit_0_setup/pipelines", method="POST",
+                                 data=json.dumps({"uuid": "scratch_pipeline", "tags": ["old"]}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        assert r.status == 201
+    folder = server.root / "unit_0_setup" / "pipelines" / "scratch_pipeline"
+    page.goto(server.url + "/pipelines/unit_0_setup/scratch_pipeline")
+    page.wait_for_selector("#edit-pipeline")
+    page.click("#edit-pipeline")
+    dialog = page.locator(".modal")
+    assert dialog.get_by_label("Tags").input_value() == "old"
+    dialog.get_by_label("Name").fill("Scratch work")
+    dialog.get_by_label("Description").fill("A pipeline to throw away")
+    dialog.get_by_label("Tags").fill("demo, ui")
+    page.click("#save-pipeline")
+    page.wait_for_selector(".page-head .subtitle:has-text('Scratch work')")
+    assert "A pipeline to throw away" in page.inner_text(".page-head")
+    assert page.locator(".page-head .tag").all_inner_texts() == ["demo", "ui"]
+    meta = (folder / "metadata.yaml").read_text()
+    assert "name: Scratch work" in meta and "- ui" in meta
+
+    page.click("#delete-pipeline")
+    page.wait_for_selector(".modal:has-text('Block code files stay')")
+    page.keyboard.press("Escape")  # cancelled: nothing happens
+    page.wait_for_selector(".modal", state="detached")
+    assert folder.is_dir()
+    page.click("#delete-pipeline")
+    page.click("#confirm-delete-pipeline")
+    page.wait_for_url("**/projects/unit_0_setup")
+    assert not folder.exists()
+    page.wait_for_selector("a.pipeline-link:text-is('example_pipeline')")
+    assert page.locator("a.pipeline-link:text-is('scratch_pipeline')").count() == 0
+
+
+FANOUT_MODELS = '''if 'data_loader' not in globals():
+    from mage_ai.data_preparation.decorators import data_loader
+
+
+@data_loader
+def models(*args, **kwargs):
+    names = [f'm{i}' for i in range(7)]
+    return [names, [dict(block_uuid=n) for n in names]]
+'''
+
+FANOUT_TRAIN = '''if 'transformer' not in globals():
+    from mage_ai.data_preparation.decorators import transformer
+
+
+@transformer
+def train(name, *args, **kwargs):
+    return name.upper()
+'''
+
+
+def test_dynamic_clones_grouped_in_gantt_and_counted_in_graph(server, page):
+    """A dynamic block's clones: one "train ×7" row in the run's Gantt (collapsed above 5
+    clones, expanded with the keyboard) and "×7" on the child block in the pipeline graph."""
+    import json
+    import time
+    import urllib.request
+
+    def call(method, path, body=None):
+        req = urllib.request.Request(server.url + path, method=method, headers={"Content-Type": "application/json"},
+                                     data=json.dumps(body).encode() if body is not None else None)
+        with urllib.request.urlopen(req) as r:
+            return json.loads(r.read() or b"null")
+
+    base = "/api/projects/unit_0_setup/pipelines/fanout"
+    call("POST", "/api/projects/unit_0_setup/pipelines", {"uuid": "fanout"})
+    call("POST", base + "/blocks", {"uuid": "fan_models", "type": "data_loader", "code": FANOUT_MODELS,
+                                    "configuration": {"dynamic": True}})
+    call("POST", base + "/blocks", {"uuid": "fan_train", "type": "transformer", "code": FANOUT_TRAIN,
+                                    "upstream_blocks": ["fan_models"]})
+    run = call("POST", "/api/pipelines/unit_0_setup/fanout/runs", {"variables": {}})
+    deadline = time.time() + 120
+    while run["status"] not in ("completed", "failed", "cancelled") and time.time() < deadline:
+        time.sleep(0.3)
+        run = call("GET", f"/api/runs/{run['id']}")
+    assert run["status"] == "completed", run
+
+    page.goto(f"{server.url}/runs/{run['id']}")
+    group = page.wait_for_selector("svg.gantt [data-group=fan_train]")
+    assert group.get_attribute("data-clones") == "7" and "×7" in group.text_content()
+    assert group.get_attribute("aria-expanded") == "false"  # more than 5 clones: collapsed
+    assert page.locator("svg.gantt .clone-label").count() == 0
+    assert page.locator("svg.gantt [data-group-bar=fan_train]").count() == 1
+    group.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector("svg.gantt [data-group=fan_train][aria-expanded=true]")
+    assert page.locator("svg.gantt .clone-label").count() == 7
+    assert "fan_train:m3" in page.locator("svg.gantt .clone-label").all_text_contents()
+    screenshot(page, "15-run-dynamic-clones")
+
+    page.goto(server.url + "/pipelines/unit_0_setup/fanout")
+    node = page.wait_for_selector('svg.dag .node[data-block=fan_train][data-clones="7"]')
+    assert "×7" in node.text_content()
+    assert "7 dynamic clones in the last run" in node.get_attribute("aria-label")
+    assert page.get_attribute("svg.dag .node[data-block=fan_models]", "data-clones") is None

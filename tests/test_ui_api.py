@@ -72,12 +72,13 @@ def test_block_states_and_chart_data(tmp_path):
     from blockyard.engine.api import run_pipeline
 
     client, space = client_for(tmp_path)
-    assert client.get(f"/ui-api/pipelines/{space.project}/pipe/state").json() == {"blocks": {}, "runs": []}
+    assert client.get(f"/ui-api/pipelines/{space.project}/pipe/state").json() == {"blocks": {}, "clones": {}, "clones_run": None, "runs": []}
     run = run_pipeline(space.ref, workspace=space.root)
     assert run.ok
     states = client.get(f"/ui-api/pipelines/{space.project}/pipe/state").json()
     assert {k: v["status"] for k, v in states["blocks"].items()} == {"load": "completed", "square": "completed", "frame": "completed"}
     assert states["runs"][0]["id"] == run.run_id
+    assert states["clones"] == {} and states["clones_run"] == run.run_id  # no dynamic block
     # a chart widget on `frame`, added through the API like the UI does
     client.get("/ui-api/session")
     r = client.post(f"/api/projects/{space.project}/pipelines/pipe/blocks",
@@ -89,3 +90,25 @@ def test_block_states_and_chart_data(tmp_path):
     assert chart.json()["type"] == "bar chart" and chart.json()["data"]["x"] == ["u", "v"]
     dash = client.get("/ui-api/dashboard", params={"days": 7}).json()
     assert sum(dash["by_status"]["completed"]) == 1 and len(dash["days"]) == 7
+
+
+def test_block_states_count_dynamic_clones_of_the_last_run(tmp_path):
+    from blockyard.engine.api import run_pipeline
+    from wsbuilder import block, write_pipeline
+
+    client, space = client_for(tmp_path)
+    write_pipeline(space.root, space.project, "fan", [
+        block("items", "@data_loader\ndef items(**kwargs):\n    n = int(kwargs.get('n', 3))\n"
+                       "    return [list(range(n)), [dict(block_uuid=f'i{i}') for i in range(n)]]\n",
+              type="data_loader", config={"dynamic": True}),
+        block("work", "@transformer\ndef work(x, **kwargs):\n    return x * 2\n", type="transformer", upstream=["items"]),
+    ])
+    url = f"/ui-api/pipelines/{space.project}/fan/state"
+    first = run_pipeline(f"{space.project}/fan", workspace=space.root)
+    assert first.ok, first.error
+    states = client.get(url).json()
+    assert states["clones"] == {"work": 3} and states["clones_run"] == first.run_id
+    assert set(states["blocks"]) == {"items", "work"}  # clones are not blocks of the graph
+    second = run_pipeline(f"{space.project}/fan", workspace=space.root, variables={"n": 5})
+    assert second.ok, second.error
+    assert client.get(url).json()["clones"] == {"work": 5}  # the newest run's count

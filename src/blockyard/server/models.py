@@ -61,6 +61,12 @@ class PipelineCreate(BaseModel):
     tags: list[str] = Field(default_factory=list)
 
 
+class PipelinePatch(BaseModel):
+    name: Optional[str] = Field(None, description="New display name (not empty).")
+    description: Optional[str] = Field(None, description="New description; \"\" or null clears it.")
+    tags: Optional[list[str]] = Field(None, description="Replaces the tags.")
+
+
 class PipelineSummary(BaseModel):
     project: str
     uuid: str

@@ -169,12 +169,24 @@ def _block_states(st: Any, project: str, pipeline: str) -> dict:
                       br.c.completed_at, br.c.error, br.c.cache_hit, br.c.output_ref, br.c.tests, br.c.attempts)
             .where(br.c.id.in_(sa.select(latest.c.id)))
         ).all()
+        # dynamic clones (block runs with a dynamic_index) per block, in the newest run
+        clones = {}
+        if runs:
+            clones = {
+                base: n for base, n in conn.execute(
+                    sa.select(br.c.base_block_uuid, sa.func.count())
+                    .where(br.c.pipeline_run_id == runs[0].id, br.c.dynamic_index.is_not(None))
+                    .group_by(br.c.base_block_uuid)
+                ).all() if base
+            }
     blocks = {}
     for r in rows:
         d = dict(r._mapping)
         blocks[d["block_uuid"]] = {k: _iso(v) for k, v in d.items()}
     return {
         "blocks": blocks,
+        "clones": clones,
+        "clones_run": runs[0].id if runs else None,
         "runs": [{"id": r.id, "status": r.status, "created_at": _iso(r.created_at),
                   "completed_at": _iso(r.completed_at), "error": r.error} for r in runs],
     }

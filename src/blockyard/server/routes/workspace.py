@@ -6,7 +6,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from blockyard.server.deps import check_name, get_pipeline, get_project, inside, state
-from blockyard.server.errors import NotFound, Unprocessable
+from blockyard.server.errors import Forbidden, NotFound, Unprocessable
 from blockyard.server.models import (
     BlockCreate,
     BlockOut,
@@ -16,6 +16,7 @@ from blockyard.server.models import (
     EdgeIn,
     PipelineCreate,
     PipelineOut,
+    PipelinePatch,
     PipelineSummary,
     ProjectCreate,
     ProjectOut,
@@ -142,6 +143,48 @@ def create_pipeline(project: str, body: PipelineCreate, request: Request):
 def get_pipeline_route(project: str, pipeline: str, request: Request):
     st = state(request)
     return pipeline_out(st, get_pipeline(st, project, pipeline))
+
+
+@router.patch(PIPELINE, response_model=PipelineOut, summary="Edit a pipeline's name, description and tags")
+def patch_pipeline(project: str, pipeline: str, body: PipelinePatch, request: Request):
+    """Only the fields sent change; 422 for an empty name, 404 for an unknown pipeline."""
+    st = state(request)
+    sent = body.model_fields_set
+    with st.edit_lock:
+        spec = get_pipeline(st, project, pipeline)
+        if "name" in sent:
+            name = (body.name or "").strip()
+            if not name:
+                raise Unprocessable("the pipeline name must not be empty")
+            spec.name = name
+        if "description" in sent:
+            description = (body.description or "").strip()
+            spec.description = description or None
+        if "tags" in sent:
+            tags = [t.strip() for t in (body.tags or []) if t and t.strip()]
+            spec.tags = list(dict.fromkeys(tags))
+        spec.save()
+        spec = spec.reload()
+    return pipeline_out(st, spec)
+
+
+@router.delete(PIPELINE, status_code=204, summary="Delete a pipeline (its pipelines/<uuid>/ folder)")
+def delete_pipeline(project: str, pipeline: str, request: Request):
+    """Removes pipelines/<uuid>/ only: block code files stay (other pipelines may share
+    them); runs and triggers in the database are kept. 404 for an unknown pipeline."""
+    import shutil
+
+    from fastapi import Response
+
+    st = state(request)
+    with st.edit_lock:
+        spec = get_pipeline(st, project, pipeline)
+        folder = spec.path.parent
+        if folder.is_symlink():
+            raise Forbidden(f"pipeline folder {st.relative(folder)} is a symlink; refusing to delete it")
+        inside(st, folder, "pipeline folder")
+        shutil.rmtree(folder)
+    return Response(status_code=204)
 
 
 @router.put(PIPELINE + "/variables", response_model=PipelineOut, summary="Replace a pipeline's variables")

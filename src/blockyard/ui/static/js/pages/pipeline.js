@@ -47,12 +47,15 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
           last ? h("span", "Last run ", h("a", { href: `/runs/${last.id}` }, `#${last.id}`), " ", statusBadge(last.status), " ", h("span.muted", ago(last.created_at))) : h("span.muted", "Never run"),
           " ", h("a", { href: `/runs?pipeline=${ref}` }, "All runs"), " · ", h("a", { href: `/triggers?pipeline=${ref}` }, "Triggers"))),
       h("div.actions",
-        button("Run @once", (e) => runOnce(e.currentTarget), "primary", { id: "run-once", title: "Queue one run of the whole pipeline now" })));
+        button("Run @once", (e) => runOnce(e.currentTarget), "primary", { id: "run-once", title: "Queue one run of the whole pipeline now" }),
+        button("With variables…", () => runWithVariables(), "secondary", { id: "run-with-variables", title: "Run @once with runtime variables (prefilled with the global variables)" }),
+        button("Edit", () => editPipeline(), "secondary", { id: "edit-pipeline", title: "Edit the name, description and tags" }),
+        button("Delete", () => deletePipeline(), "danger", { id: "delete-pipeline", title: "Delete this pipeline" })));
   }
 
   function drawDagBox() {
     if (!spec.blocks.length) { clear(dagBox, h("p.muted", "No blocks yet.")); return; }
-    clear(dagBox, h("div.dag-scroll", drawDag(spec.blocks, states.blocks, { selected, onSelect: (u) => focusBlock(u) })));
+    clear(dagBox, h("div.dag-scroll", drawDag(spec.blocks, states.blocks, { selected, onSelect: (u) => focusBlock(u), clones: states.clones || {}, clonesRun: states.clones_run })));
   }
 
   function focusBlock(uuid) {
@@ -259,17 +262,51 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
   }
 
   // ------------------------------------------------------------ run @once
-  async function runOnce(btn) {
-    if (!(await saveAll())) { toast("Fix the code errors before running", "error"); return; }
-    await busy(btn, async () => {
+  async function runOnce(btn, variables = {}, onError = null) {
+    if (!(await saveAll())) { toast("Fix the code errors before running", "error"); return false; }
+    return busy(btn, async () => {
       try {
-        const run = await api(`/api/pipelines/${ref}/runs`, { method: "POST", body: { variables: {} } });
+        const run = await api(`/api/pipelines/${ref}/runs`, { method: "POST", body: { variables } });
         toast(`Run #${run.id} queued`, "success");
         watchRun(run);
+        return true;
       } catch (e) {
-        toast(e.message, "error");
+        if (onError) onError(e); else toast(e.message, "error");
+        return false;
       }
     });
+  }
+
+  // Run @once with runtime variables: one labelled input per global variable (prefilled),
+  // plus extra name/value rows; Enter queues the run, Escape cancels.
+  function runWithVariables() {
+    const rows = h("div.var-rows.run-vars");
+    const fixed = Object.entries(spec.variables || {}).map(([k, v]) => {
+      const input = h("input", { name: k, "data-var": k, value: typeof v === "string" ? v : JSON.stringify(v) });
+      return field(k, input);
+    });
+    const addRow = () => {
+      const key = h("input", { "aria-label": "Variable name", placeholder: "name", class: "var-key" });
+      const val = h("input", { "aria-label": "Variable value", placeholder: "value", class: "var-value" });
+      const row = h("div.var-row", key, val, h("button.link", { type: "button", "aria-label": "Remove variable", onclick: () => row.remove() }, "×"));
+      rows.append(row);
+      return key;
+    };
+    const err = h("div");
+    const go = button("Run @once", async () => {
+      const variables = {};
+      for (const input of m.dialog.querySelectorAll("input[data-var]")) variables[input.dataset.var] = parseValue(input.value);
+      for (const row of rows.querySelectorAll(".var-row")) {
+        const k = row.querySelector(".var-key").value.trim();
+        if (k) variables[k] = parseValue(row.querySelector(".var-value").value);
+      }
+      if (await runOnce(go, variables, (e) => clear(err, errorBox(e)))) m.close();
+    }, "primary", { id: "run-with-variables-submit" });
+    const m = modal("Run @once with variables", h("form", { onsubmit: (e) => { e.preventDefault(); go.click(); } },
+      h("p.muted.small", "These values override the global variables for this run only; blocks get them in **kwargs."),
+      fixed.length ? fixed : h("p.muted.small", "This pipeline has no global variables; add runtime variables below."),
+      rows, h("div.actions", button("Add variable", () => addRow().focus(), "small secondary", { id: "run-add-variable" })),
+      h("button", { type: "submit", hidden: true, tabindex: -1 }), err), [go]);
   }
 
   function watchRun(run) {
@@ -309,6 +346,40 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
         refresh();
       }
     });
+  }
+
+  // ------------------------------------------------------------ pipeline name, description, tags; delete
+  function editPipeline() {
+    const name = h("input", { name: "name", value: spec.name || spec.uuid, required: true });
+    const desc = h("textarea", { name: "description", rows: 3 }, spec.description || "");
+    const tags = h("input", { name: "tags", value: (spec.tags || []).join(", "), placeholder: "training, daily" });
+    const err = h("div");
+    const go = button("Save", () => busy(go, async () => {
+      try {
+        spec = await api(base, { method: "PATCH", body: {
+          name: name.value.trim(), description: desc.value.trim(),
+          tags: tags.value.split(",").map((t) => t.trim()).filter(Boolean) } });
+        m.close(); toast("Pipeline saved", "success"); drawHead();
+      } catch (e) { clear(err, errorBox(e)); }
+    }), "primary", { id: "save-pipeline" });
+    const m = modal(`Edit ${spec.uuid}`, h("form", { onsubmit: (e) => { e.preventDefault(); go.click(); } },
+      field("Name", name), field("Description", desc), field("Tags", tags, "Comma-separated."),
+      h("button", { type: "submit", hidden: true, tabindex: -1 }), err), [go]);
+  }
+
+  function deletePipeline() {
+    const err = h("div");
+    const go = button("Delete pipeline", () => busy(go, async () => {
+      try {
+        await api(base, { method: "DELETE" });
+        m.close(); toast(`Pipeline ${spec.uuid} deleted`, "success");
+        navigate("/projects/" + enc(project));
+      } catch (e) { clear(err, errorBox(e)); }
+    }), "danger", { id: "confirm-delete-pipeline" });
+    const m = modal(`Delete ${spec.uuid}?`, h("div",
+      h("p", "Its folder ", h("code", `${project}/pipelines/${spec.uuid}/`), " is removed. Block code files stay (other pipelines may use them); past runs stay in the runs list."),
+      err), [go]);
+    setTimeout(() => go.focus(), 0);
   }
 
   // ------------------------------------------------------------ editing
@@ -393,11 +464,8 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
       const variables = {};
       for (const row of rows.querySelectorAll(".var-row")) {
         const k = row.querySelector(".var-key").value.trim();
-        const raw = row.querySelector(".var-value").value;
         if (!k) continue;
-        let v = raw;
-        if (/^(-?\d+(\.\d+)?([eE][-+]?\d+)?|true|false|null|\[.*\]|\{.*\})$/s.test(raw.trim())) { try { v = JSON.parse(raw.trim()); } catch { v = raw; } }
-        variables[k] = v;
+        variables[k] = parseValue(row.querySelector(".var-value").value);
       }
       try {
         spec = await api(`${base}/variables`, { method: "PUT", body: { variables } });
@@ -494,3 +562,9 @@ function legend() {
     h("span.legend-item", h("i.dashed"), "dynamic"));
 }
 void navigate;
+
+// Values that parse as JSON (numbers, true/false/null, lists, objects) keep their type.
+function parseValue(raw) {
+  if (/^(-?\d+(\.\d+)?([eE][-+]?\d+)?|true|false|null|\[.*\]|\{.*\})$/s.test(raw.trim())) { try { return JSON.parse(raw.trim()); } catch { return raw; } }
+  return raw;
+}

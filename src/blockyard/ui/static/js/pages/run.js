@@ -41,8 +41,44 @@ export default async function runPage(root, { id, query }) {
       h("div.actions", acts));
   }
 
+  // Dynamic clones (block runs with a dynamic_index, uuid "block:label") are grouped under
+  // their block: one summary row "block ×N clones" (click or Enter to expand/collapse).
+  const expanded = new Set(); // base uuids whose clones are shown
+  const collapsedByUser = new Set();
+  const cloneBase = (b) => (b.dynamic_index !== null && b.dynamic_index !== undefined) || (b.block_uuid.includes(":") && b.base_block_uuid && b.base_block_uuid !== b.block_uuid)
+    ? (b.base_block_uuid && b.base_block_uuid !== b.block_uuid ? b.base_block_uuid : b.block_uuid.split(":")[0]) : null;
+
+  function ganttRows() {
+    const groups = new Map(); // base -> clone block runs
+    for (const b of blockRuns) { const base = cloneBase(b); if (base) (groups.get(base) || groups.set(base, []).get(base)).push(b); }
+    const rows = [], placed = new Set();
+    const pushGroup = (base, own) => {
+      const clones = groups.get(base);
+      placed.add(base);
+      const open = expanded.has(base) || (clones.length <= 5 && !collapsedByUser.has(base));
+      rows.push({ kind: "group", base, own, clones, open });
+      if (open) for (const c of clones) rows.push({ kind: "block", b: c, indent: true });
+    };
+    for (const b of blockRuns) {
+      if (cloneBase(b)) { const base = cloneBase(b); if (!placed.has(base) && !blockRuns.some((x) => x.block_uuid === base && !cloneBase(x))) pushGroup(base, null); continue; }
+      if (groups.has(b.block_uuid)) pushGroup(b.block_uuid, b);
+      else rows.push({ kind: "block", b });
+    }
+    return rows;
+  }
+
+  function groupStatus(clones, own) {
+    const sts = clones.map((c) => c.status);
+    for (const s of ["failed", "running", "upstream_failed", "cancelled", "queued", "initial"]) if (sts.includes(s)) return s;
+    return own && own.status !== "initial" ? own.status : sts[0] || "initial";
+  }
+
+  function toggleGroup(base, open) {
+    if (open) { expanded.delete(base); collapsedByUser.add(base); } else { expanded.add(base); collapsedByUser.delete(base); }
+    drawGantt();
+  }
+
   function drawGantt() {
-    const rows = blockRuns.filter((b) => b.started_at || b.status !== "initial");
     if (!blockRuns.length) { clear(gantt, h("p.muted", run.status === "queued" ? "Queued: waiting for a worker to claim it." : "No block ran.")); return; }
     const t0 = Math.min(...blockRuns.filter((b) => b.started_at).map((b) => +new Date(b.started_at)), run.started_at ? +new Date(run.started_at) : Infinity);
     const now = Date.now();
@@ -51,19 +87,48 @@ export default async function runPage(root, { id, query }) {
     const span = Math.max(1, t1 - (isFinite(t0) ? t0 : t1));
     const L = 190, RH = 24, top = 22;
     const W = Math.max(240, (gantt.clientWidth || 640) - L - 80);
-    const all = blockRuns;
+    const all = ganttRows();
     const s = svg("svg", { class: "gantt", width: L + W + 70, height: top + all.length * RH + 8, role: "img", "aria-label": "Timeline of block runs" });
     for (let i = 0; i <= 4; i++) {
       const x = L + (W * i) / 4;
       s.append(svg("line", { x1: x, x2: x, y1: top - 6, y2: top + all.length * RH, class: "grid" }), svg("text", { x, y: 12, "text-anchor": "middle" }, fmtSpan((span * i) / 4)));
     }
-    all.forEach((b, i) => {
+    const xOf = (t) => L + ((t - t0) / span) * W;
+    all.forEach((row, i) => {
       const y = top + i * RH;
-      const name = b.block_uuid.length > 26 ? b.block_uuid.slice(0, 25) + "…" : b.block_uuid;
-      s.append(svg("text", { x: 4, y: y + 16, "data-row": b.block_uuid }, name));
+      if (row.kind === "group") {
+        const { base, own, clones, open } = row;
+        const n = clones.length;
+        const label = `${open ? "▾" : "▸"} ${base.length > 16 ? base.slice(0, 15) + "…" : base} ×${n}`;
+        const toggle = () => toggleGroup(base, open);
+        s.append(svg("text", { x: 4, y: y + 16, class: "group-label", "data-group": base, "data-clones": n, tabindex: 0, role: "button",
+          "aria-expanded": String(open), "aria-label": `${base}: ${n} dynamic clones, ${open ? "collapse" : "expand"}`,
+          onclick: toggle, onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); toggle(); } } },
+          svg("title", {}, `${base}: ${n} dynamic clone${n === 1 ? "" : "s"}`), label));
+        const members = [own, ...clones].filter((b) => b && b.started_at);
+        if (members.length && isFinite(t0)) {
+          const start = Math.min(...members.map((b) => +new Date(b.started_at)));
+          const end = Math.max(...members.map((b) => (b.completed_at ? +new Date(b.completed_at) : now)));
+          const st = groupStatus(clones, own);
+          const done = clones.filter((c) => c.status === "completed").length;
+          s.append(svg("rect", { class: "bar group-bar", x: xOf(start), y: y + 4, width: Math.max(3, xOf(end) - xOf(start)), height: RH - 8, fill: STATUS_COLORS[st] || "#9ca3af",
+            "data-group-bar": base, tabindex: 0, onclick: () => pick(own ? own.block_uuid : clones[0].block_uuid),
+            onkeydown: (e) => { if (e.key === "Enter") pick(own ? own.block_uuid : clones[0].block_uuid); } },
+            svg("title", {}, `${base}: ${done}/${n} clones completed, ${duration(new Date(start).toISOString(), new Date(end).toISOString())}`)));
+          s.append(svg("text", { x: Math.min(xOf(end) + 4, L + W + 2), y: y + 16 }, `${done}/${n}`));
+        } else {
+          s.append(svg("text", { x: L + 4, y: y + 16, fill: "#9ca3af" }, `${n} clones, ${groupStatus(clones, own).replace(/_/g, " ")}`));
+        }
+        return;
+      }
+      const b = row.b;
+      const indent = row.indent ? 14 : 0;
+      const max = row.indent ? 24 : 26;
+      const name = b.block_uuid.length > max ? b.block_uuid.slice(0, max - 1) + "…" : b.block_uuid;
+      s.append(svg("text", { x: 4 + indent, y: y + 16, "data-row": b.block_uuid, class: row.indent ? "clone-label" : null }, name));
       if (b.started_at && isFinite(t0)) {
-        const x0 = L + ((+new Date(b.started_at) - t0) / span) * W;
-        const x1 = L + (((b.completed_at ? +new Date(b.completed_at) : now) - t0) / span) * W;
+        const x0 = xOf(+new Date(b.started_at));
+        const x1 = xOf(b.completed_at ? +new Date(b.completed_at) : now);
         s.append(svg("rect", { class: "bar", x: x0, y: y + 4, width: Math.max(3, x1 - x0), height: RH - 8, fill: STATUS_COLORS[b.status] || "#9ca3af", "data-bar": b.block_uuid, tabindex: 0,
           onclick: () => pick(b.block_uuid), onkeydown: (e) => { if (e.key === "Enter") pick(b.block_uuid); } },
           svg("title", {}, `${b.block_uuid}: ${b.status}, ${duration(b.started_at, b.completed_at)}${b.cache_hit ? " (cached)" : ""}`)));
@@ -73,7 +138,6 @@ export default async function runPage(root, { id, query }) {
       }
     });
     clear(gantt, h("div.table-wrap", s));
-    void rows;
   }
 
   function fmtSpan(ms) { return ms < 1000 ? Math.round(ms) + " ms" : ms < 60000 ? (ms / 1000).toFixed(1) + " s" : (ms / 60000).toFixed(1) + " min"; }
