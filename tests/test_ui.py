@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mirror import MIRROR
-from ui_support import REPO, UiServer, browser_page, copy_workspace, screenshot, set_code, skip_reason
+from ui_support import REPO, SCREENSHOTS, UiServer, browser_page, copy_workspace, screenshot, set_code, skip_reason
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
 
@@ -439,3 +439,117 @@ def test_dynamic_clones_grouped_in_gantt_and_counted_in_graph(server, page):
     assert "×7" in node.text_content()
     assert "7 dynamic clones in the last run" in node.get_attribute("aria-label")
     assert page.get_attribute("svg.dag .node[data-block=fan_models]", "data-clones") is None
+
+
+def test_dashboards_show_mlflow_training_metrics(server, page, monkeypatch):
+    """Training runs in the workspace's MLflow store (recorded like the course's training
+    blocks do, with blockyard.ml.tracking) show on the Dashboards page: RMSE per model over
+    time and runs per model, drawn with Plotly."""
+    import json
+    import time
+    import urllib.request
+
+    import mlflow
+
+    from blockyard.ml import tracking
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from mlflow.tracking._tracking_service import utils as mlflow_uri
+
+    previous_uri = mlflow_uri._tracking_uri  # None unless set: get_tracking_uri() would resolve a default
+    linreg, xgb = "sklearn.linear_model.LinearRegression", "xgboost.Booster"
+    try:
+        for model, rmse in ((linreg, 6.0), (linreg, 5.9), (xgb, 5.1)):
+            tracking.track_experiment(
+                run_name=model.rsplit(".", 1)[-1], model_class=model, kind="final",
+                params={"fit_intercept": True}, metrics={"rmse": rmse},
+                context={"pipeline_uuid": "sklearn_training", "block_uuid": "train", "project_uuid": "unit_2_training"},
+                workspace=server.root, experiment_name=tracking.EXPERIMENT_NAME)
+            time.sleep(0.05)  # runs at different times
+    finally:
+        # setup_mlflow sets MLflow's process-wide URI (and MLFLOW_TRACKING_URI, which the
+        # server would then read): put both back
+        mlflow.set_tracking_uri(previous_uri)
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    with urllib.request.urlopen(server.url + "/ui-api/mlflow") as r:
+        m = json.loads(r.read())
+    assert m["available"] is True, m
+    runs = [r for r in m["runs"] if r["experiment"] == "nyc-taxi-experiment"]
+    over_time: dict[str, list] = {}
+    for r in sorted(runs, key=lambda r: r["start_time"]):
+        over_time.setdefault(r["model"], []).append(r["rmse"])
+    assert over_time == {linreg: [6.0, 5.9], xgb: [5.1]}  # RMSE per model over time
+    assert {k: len(v) for k, v in over_time.items()} == {linreg: 2, xgb: 1}  # runs per model
+    times = [r["start_time"] for r in runs]
+    assert len(set(times)) == 3
+    assert all(r["kind"] == "final" and r["pipeline"] == "sklearn_training" for r in runs)
+
+    page.goto(server.url + "/dashboards")
+    page.wait_for_selector("#mlflow-rmse.js-plotly-plot .main-svg")
+    page.wait_for_selector("#mlflow-runs.js-plotly-plot .main-svg")
+    rmse_traces = page.evaluate("() => document.getElementById('mlflow-rmse').data.map(t => [t.name, Array.from(t.y)])")
+    assert sorted(rmse_traces) == [[linreg, [6.0, 5.9]], [xgb, [5.1]]]
+    legend = page.locator("#mlflow-rmse .legend .legendtext").all_text_contents()
+    assert sorted(legend) == [linreg, xgb]
+    bars = page.evaluate("() => { const t = document.getElementById('mlflow-runs').data[0];"
+                         " return Object.fromEntries(Array.from(t.y).map((n, i) => [n, t.x[i]])); }")
+    assert bars == {linreg: 2, xgb: 1}
+    # the legend is readable: not drawn over the x axis' (rotated) date labels
+    legend_box = page.locator("#mlflow-rmse .legend").bounding_box()
+    for tick in page.locator("#mlflow-rmse .xtick text").all():
+        box = tick.bounding_box()
+        assert box["y"] >= legend_box["y"] + legend_box["height"] or box["y"] + box["height"] <= legend_box["y"]
+    labels = page.locator("#mlflow-runs .ytick text").all_text_contents()
+    assert linreg in labels and xgb in labels
+    assert page.locator("#mlflow-rmse .scatterlayer .trace").count() == 2
+    page.locator("#mlflow-rmse").scroll_into_view_if_needed()
+    screenshot(page, "17-dashboards-mlflow")
+
+
+def test_course_chart_widgets_render_with_plotly(server, page):
+    """After a run of unit_1_data_preparation/data_preparation, its chart widgets draw on the
+    pipeline page: a histogram, a horizontal bar chart, a time series and a table."""
+    import json
+    import time
+    import urllib.request
+
+    def call(method, path, body=None):
+        req = urllib.request.Request(server.url + path, method=method, headers={"Content-Type": "application/json"},
+                                     data=json.dumps(body).encode() if body is not None else None)
+        with urllib.request.urlopen(req) as r:
+            return json.loads(r.read() or b"null")
+
+    run = call("POST", "/api/pipelines/unit_1_data_preparation/data_preparation/runs", {"variables": {}})
+    deadline = time.time() + 120
+    while run["status"] not in ("completed", "failed", "cancelled") and time.time() < deadline:
+        time.sleep(0.3)
+        run = call("GET", f"/api/runs/{run['id']}")
+    assert run["status"] == "completed", run
+
+    page.goto(server.url + "/pipelines/unit_1_data_preparation/data_preparation")
+    expected = {
+        "prepare_histogram_u9": "histogram",
+        "missing_values_for_ingest": "bar chart",
+        "ingest_time_series_bar_chart_d1": "time series bar chart",
+        "summary_overview_for_ingest": "table",
+    }
+    for uuid, kind in expected.items():
+        plot = f'.chart-box[data-chart="{uuid}"] .chart-plot'
+        page.wait_for_selector(f'{plot}.js-plotly-plot[data-chart-type="{kind}"] .main-svg', timeout=60_000)
+        assert page.locator(f"{plot} .main-svg").first.is_visible()
+    hist = '.chart-box[data-chart="prepare_histogram_u9"] .chart-plot'
+    assert page.locator(f"{hist} .barlayer .point").count() > 1
+    missing = '.chart-box[data-chart="missing_values_for_ingest"] .chart-plot'
+    assert page.evaluate(f"() => document.querySelector('{missing}').data[0].orientation") == "h"
+    assert page.locator(f"{missing} .barlayer .point").count() >= 1
+    series = '.chart-box[data-chart="ingest_time_series_bar_chart_d1"] .chart-plot'
+    assert page.locator(f"{series} .barlayer .point").count() > 1
+    table = '.chart-box[data-chart="summary_overview_for_ingest"] .chart-plot'
+    page.wait_for_selector(f"{table} .table .cell-text")
+    assert page.locator(f"{table} .table .cell-text").count() > 2
+    # the whole Charts section (all the widgets) in one picture
+    page.set_viewport_size({"width": 1280, "height": 2400})
+    page.wait_for_timeout(300)  # Plotly's responsive resize
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator(".charts-section").screenshot(path=str(SCREENSHOTS / "16-course-charts.png"))

@@ -48,7 +48,7 @@ export default async function dashboards(root, { query }) {
       await plot(rmse, Object.entries(models).map(([name, rs]) => {
         rs.sort((a, b) => a.start_time.localeCompare(b.start_time));
         return { type: "scatter", mode: "lines+markers", name, x: rs.map((r) => r.start_time), y: rs.map((r) => r.rmse) };
-      }), { yaxis: { title: { text: "RMSE" } }, height: 320 });
+      }), { yaxis: { title: { text: "RMSE" } }, height: 320, legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" } });
       const count = {};
       for (const r of m.runs) count[r.model] = (count[r.model] || 0) + 1;
       const names = Object.keys(count).sort((a, b) => count[a] - count[b]);
