@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blockyard.errors import ProjectError
+from blockyard.project.validate import find_cycle
 
 # Block types that are part of the file layout but never run in a pipeline run.
 NOT_RUN = {"markdown", "scratchpad", "chart", "callback", "conditional", "extension"}
@@ -88,7 +89,8 @@ def _toposort(blocks: dict[str, PlannedBlock], file: Any, pipeline: str) -> list
             if indegree[d] == 0:
                 heapq.heappush(heap, (position[d], d))
     if len(out) != len(blocks):
-        cycle = find_cycle({u: b.upstream for u, b in blocks.items() if u not in out})
+        left = [u for u in blocks if u not in out]
+        cycle = find_cycle(left, {u: blocks[u].upstream for u in left}) or []
         raise ProjectError(
             f"the pipeline has a cycle: {' -> '.join(cycle)}",
             file=file,
@@ -97,36 +99,6 @@ def _toposort(blocks: dict[str, PlannedBlock], file: Any, pipeline: str) -> list
             hint="remove one of these upstream links",
         )
     return out
-
-
-def find_cycle(upstream: dict[str, list[str]]) -> list[str]:
-    """One cycle among the given nodes, as a closed path [a, b, ..., a] in data-flow order."""
-    color: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(u: str) -> list[str] | None:
-        color[u] = 1
-        stack.append(u)
-        for v in upstream.get(u, []):
-            if v not in upstream:
-                continue
-            if color.get(v) == 1:
-                cyc = stack[stack.index(v):] + [v]
-                return list(reversed(cyc))
-            if color.get(v) is None:
-                found = visit(v)
-                if found:
-                    return found
-        stack.pop()
-        color[u] = 2
-        return None
-
-    for u in upstream:
-        if color.get(u) is None:
-            found = visit(u)
-            if found:
-                return found
-    return []
 
 
 def _lineage(

@@ -707,18 +707,7 @@ def _remember_signature(db: Any, path: Path) -> None:
         _signatures.pop(key, None)
 
 
-_ENTRY_ORDER = (
-    "name",
-    "schedule_type",
-    "schedule_interval",
-    "start_time",
-    "status",
-    "variables",
-    "settings",
-    "sla",
-    "last_enabled_at",
-    "token",
-)
+_ENTRY_ORDER = KNOWN_KEYS  # the order Mage writes a trigger's keys in
 
 
 def _ordered_entry(entry: dict, like: list | None = None) -> dict:
