@@ -77,15 +77,30 @@ def load_block(
         return loaded
 
 
+_compiled: dict[tuple[str, str], types.CodeType] = {}
+
+
+def compile_block(path: Path, block_uuid: str | None, source: str, code_hash: str) -> types.CodeType:
+    """The block file's code object (compiled once per content); a syntax error becomes a
+    BlockLoadError naming the file, line and block. The runner calls it to check every
+    block before a run starts, the loader to execute it."""
+    key = (str(path), code_hash)
+    code = _compiled.get(key)
+    if code is None:
+        try:
+            code = compile(source, str(path), "exec")
+        except SyntaxError as exc:
+            raise BlockLoadError(
+                f"syntax error: {exc.msg}", file=path, line=exc.lineno, block=block_uuid
+            ) from None
+        _compiled[key] = code
+    return code
+
+
 def _exec_block(
     path: Path, block_uuid: str | None, source: str, code_hash: str, require_main: bool
 ) -> LoadedBlock:
-    try:
-        code = compile(source, str(path), "exec")
-    except SyntaxError as exc:
-        raise BlockLoadError(
-            f"syntax error: {exc.msg}", file=path, line=exc.lineno, block=block_uuid
-        ) from None
+    code = compile_block(path, block_uuid, source, code_hash)
     module = types.ModuleType(f"blockyard_block_{code_hash}")
     module.__file__ = str(path)
     module.__dict__.update(decorators.INJECTED)
@@ -197,6 +212,7 @@ def positional_capacity(fn: Callable) -> tuple[int, int | None, bool, set[str]]:
 def clear_cache() -> None:
     with _cache_lock:
         _cache.clear()
+        _compiled.clear()
 
 
 def ensure_import_paths(*paths: Path) -> None:

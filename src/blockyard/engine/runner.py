@@ -21,7 +21,7 @@ from urllib.parse import quote
 from blockyard.engine import cache as cache_mod
 from blockyard.engine.execute import BlockTask, Outcome
 from blockyard.engine.executors import Executor, make_executor
-from blockyard.engine.loader import read_source
+from blockyard.engine.loader import compile_block, read_source
 from blockyard.engine.plan import PlannedBlock, clone_labels, parse_dynamic_output, plan_pipeline
 from blockyard.errors import BlockLoadError, BlockyardError
 from blockyard.runtime import BlockContext
@@ -241,12 +241,7 @@ class PipelineRunner:
                     f"block type '{pb.type}' has no file to run", block=uuid, file=self.spec.path
                 )
             source, code_hash = read_source(Path(path), uuid)
-            try:
-                compile(source, str(path), "exec")
-            except SyntaxError as exc:
-                raise BlockLoadError(
-                    f"syntax error: {exc.msg}", file=path, line=exc.lineno, block=uuid
-                ) from None
+            compile_block(Path(path), uuid, source, code_hash)
             sources[uuid] = (source, code_hash, Path(path))
         return sources
 
