@@ -478,3 +478,51 @@ def test_block_with_upstream_runs_only_its_ancestors(ws):
     assert result.output("b") == 11
     with pytest.raises(BlockyardError):
         run(ws, block="nope", with_upstream=True, raise_on_failure=True)
+
+
+@pytest.mark.parametrize("executor", ["inline", "thread"])
+def test_outputs_are_freed_once_their_last_reader_started(ws, executor, monkeypatch):
+    """Peak memory stays near a plain script's: a block's live outputs are dropped (by
+    reference counting, not a later garbage collection) once every reader has started,
+    and nothing of a finished run keeps them."""
+    import gc
+    import sys
+    import types
+
+    probe = types.ModuleType("_release_probe")
+    probe.refs = []
+    monkeypatch.setitem(sys.modules, "_release_probe", probe)
+    write_pipeline(ws, "p", "pipe", [
+        block("a", """
+            import weakref
+            import numpy as np
+            import _release_probe
+
+            @custom
+            def a():
+                big = np.arange(1_000_000)
+                _release_probe.refs.append(weakref.ref(big))
+                return big
+            """),
+        block("b", """
+            @custom
+            def b(x):
+                return int(x[-1])
+            """, upstream=["a"]),
+        block("c", """
+            import _release_probe
+
+            @custom
+            def c(n):
+                return [n, _release_probe.refs[0]() is None]
+            """, upstream=["b"]),
+    ])
+    gc.disable()
+    try:
+        result = run(ws, executor=executor, use_cache=False)
+        assert result.ok, result.error
+        assert result.output("c") == [999_999, True]
+        assert probe.refs[0]() is None
+        assert list(result.output("a")[:3]) == [0, 1, 2]  # still readable: from the store
+    finally:
+        gc.enable()

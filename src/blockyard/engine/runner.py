@@ -633,7 +633,9 @@ class PipelineRunner:
             outcome = result
         node.outcome = outcome
         if outcome.status == "completed":
-            node.outputs = outcome.outputs
+            # The node holds the live outputs from here on (and drops them once its last
+            # reader started); the outcome must not keep a second reference to them.
+            node.outputs, outcome.outputs = outcome.outputs, None
             node.output_ref = outcome.output_ref
             node.digest = outcome.digest
         fields: dict[str, Any] = {
