@@ -526,3 +526,99 @@ def test_outputs_are_freed_once_their_last_reader_started(ws, executor, monkeypa
         assert list(result.output("a")[:3]) == [0, 1, 2]  # still readable: from the store
     finally:
         gc.enable()
+
+
+BIG_FRAME = """
+    import numpy as np
+    import pandas as pd
+
+    @data_loader
+    def load(**kwargs):
+        n = 200_000  # ~3 MB: written in the background
+        return pd.DataFrame({'x': np.arange(n, dtype='float64'), 'k': np.arange(n) % 7,
+                             's': pd.Series(['a', 'b'] * (n // 2), dtype='str')})
+    """
+
+
+def _db(ws):
+    from blockyard.engine.session import session_for
+    from blockyard.project import Workspace
+
+    return session_for(Workspace.open(ws)).db
+
+
+@pytest.mark.parametrize("executor", ["inline", "thread"])
+def test_background_write_stores_the_output_as_returned(ws, executor):
+    """Frames are written in the background while downstream blocks run on the live
+    objects: what a downstream block does to them in place never reaches the store."""
+    write_pipeline(ws, "p", "pipe", [
+        block("load", BIG_FRAME, type="data_loader"),
+        block("mutate", """
+            @transformer
+            def mutate(df):
+                df['x'] *= -1
+                df.loc[0, 'k'] = 99
+                df['extra'] = 1
+                del df['s']
+                return float(df['x'].sum())
+            """, type="transformer", upstream=["load"]),
+    ])
+    result = run(ws, executor=executor, use_cache=False)
+    assert result.ok, result.error
+    n = 200_000
+    assert result.output("mutate") == -float(n * (n - 1) // 2)
+    stored = result.output("load")  # released after `mutate` started: read from the store
+    assert list(stored.columns) == ["x", "k", "s"]
+    assert stored["x"].iloc[5] == 5.0 and stored["k"].iloc[0] == 0
+    assert stored["s"].iloc[:3].tolist() == ["a", "b", "a"]
+    row = _db(ws).get_block_run(result.run_id, "load")
+    assert row["status"] == "completed" and row["digest"] and row["output_ref"]
+
+
+def test_background_write_keeps_cache_keys_exact(ws):
+    """Downstream cache keys use the upstream digest, so they wait for the write."""
+    write_pipeline(ws, "p", "pipe", [
+        block("load", BIG_FRAME, type="data_loader"),
+        block("total", """
+            @transformer
+            def total(df):
+                return float(df['x'].sum())
+            """, type="transformer", upstream=["load"]),
+    ])
+    first = run(ws)
+    assert first.ok, first.error
+    second = run(ws)
+    assert second.block_runs["load"].cache_hit and second.block_runs["total"].cache_hit
+    assert second.output("total") == first.output("total")
+    rows = {r["block_uuid"]: r for r in _db(ws).get_block_runs(first.run_id)}
+    assert rows["load"]["digest"] and rows["total"]["cache_key"]
+
+
+def test_failed_background_write_fails_the_block_and_run(ws, monkeypatch):
+    """A write that fails after downstream blocks started (here: the disk refuses it)
+    still fails the block, with the reason, and the run."""
+    from blockyard.store import ArtifactStore
+
+    real = ArtifactStore.save_outputs
+
+    def refuse_load(self, run_id, node_uuid, outputs):
+        if node_uuid == "load":
+            raise OSError(28, "No space left on device")
+        return real(self, run_id, node_uuid, outputs)
+
+    monkeypatch.setattr(ArtifactStore, "save_outputs", refuse_load)
+    write_pipeline(ws, "p", "pipe", [
+        block("load", BIG_FRAME, type="data_loader"),
+        block("total", """
+            @transformer
+            def total(df):
+                return float(df['x'].sum())
+            """, type="transformer", upstream=["load"]),
+    ])
+    result = run(ws, use_cache=False)
+    assert result.status == "failed"
+    assert result.block_runs["load"].status == "failed"
+    assert result.block_runs["total"].status == "completed"  # it ran on the live frame
+    assert "No space left on device" in result.error and "'load'" in result.error
+    row = _db(ws).get_block_run(result.run_id, "load")
+    assert row["status"] == "failed" and "No space left" in row["error"] and row["output_ref"] is None
