@@ -135,14 +135,14 @@ class ArtifactStore:
     """
 
     def __init__(self, url_or_path: str | os.PathLike, *, storage_options: dict | None = None, fsync: bool = False):
-        import fsspec
-        import fsspec.implementations.local  # noqa: F401  (codecs check LocalFileSystem)
-
         text = os.fspath(url_or_path)
         if "://" in text or "::" in text:
+            import fsspec
+            import fsspec.implementations.local  # noqa: F401  (codecs check LocalFileSystem)
+
             fs, root = fsspec.core.url_to_fs(text, **(storage_options or {}))
         else:
-            fs = fsspec.filesystem("file")
+            fs = _codecs.LocalFS()
             root = os.path.abspath(os.path.expanduser(text))
         self.url = text
         self.fs = fs
