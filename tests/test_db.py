@@ -1,4 +1,8 @@
-"""blockyard.db against a real SQLite file and a real PostgreSQL database."""
+"""blockyard.db against a real SQLite file and a real PostgreSQL database.
+
+Every test that takes `db_url` or `db` runs three times: `Database` (SQLAlchemy) on
+SQLite, `LiteDatabase` (stdlib sqlite3, "sqlite-lite") on SQLite, and `Database` on
+PostgreSQL."""
 from __future__ import annotations
 
 import os
@@ -14,7 +18,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from blockyard.db import Database
+from blockyard.db import Database, LiteDatabase
 from blockyard.db.migrate import current_revision, script_head
 from blockyard.db.recorder import RecorderError
 from blockyard.db.schema import HEAD_REVISION, metadata
@@ -33,10 +37,15 @@ def _reset_pg(url: str) -> None:
         engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
+@pytest.fixture(params=["sqlite", "sqlite-lite", "postgresql"])
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def db_url(backend, request, tmp_path):
     """An empty database: a SQLite file in tmp_path, or a wiped PostgreSQL database."""
-    if request.param == "sqlite":
+    if backend.startswith("sqlite"):
         return f"sqlite:///{tmp_path / 'nested' / 'dir' / 'blockyard.db'}"
     url = request.getfixturevalue("pg_url")
     _reset_pg(url)
@@ -44,8 +53,14 @@ def db_url(request, tmp_path):
 
 
 @pytest.fixture
-def db(db_url):
-    database = Database(db_url)
+def db_cls(backend):
+    """The implementation under test: LiteDatabase for "sqlite-lite", else Database."""
+    return LiteDatabase if backend == "sqlite-lite" else Database
+
+
+@pytest.fixture
+def db(db_url, db_cls):
+    database = db_cls(db_url)
     database.migrate()
     yield database
     database.close()
@@ -72,10 +87,24 @@ def _dead_pid() -> int:
 class StatementCounter:
     """Counts the SQL statements sent to the database (executemany counts once)."""
 
-    def __init__(self, engine):
+    def __init__(self, db, monkeypatch):
         self.statements: list[tuple[str, bool]] = []
         self._lock = threading.Lock()
-        sa.event.listen(engine, "before_cursor_execute", self._on_execute)
+        if isinstance(db, LiteDatabase):
+            # LiteDatabase sends every statement through these two functions.
+            from blockyard.db import lite
+
+            for name, many in (("_execute", False), ("_executemany", True)):
+                monkeypatch.setattr(lite, name, self._wrap(getattr(lite, name), many))
+        else:
+            sa.event.listen(db.engine, "before_cursor_execute", self._on_execute)
+
+    def _wrap(self, function, many):
+        def counted(conn, statement, *args):
+            self._on_execute(conn, None, statement, None, None, many)
+            return function(conn, statement, *args)
+
+        return counted
 
     def _on_execute(self, conn, cursor, statement, parameters, context, executemany):
         with self._lock:
@@ -87,8 +116,8 @@ class StatementCounter:
 
 
 # ---------------------------------------------------------------- migrations
-def test_migrate_creates_schema_and_is_idempotent(db_url):
-    db = Database(db_url)
+def test_migrate_creates_schema_and_is_idempotent(db_url, db_cls):
+    db = db_cls(db_url)
     try:
         assert db.migrate() is True
         inspector = sa.inspect(db.engine)
@@ -106,7 +135,7 @@ def test_migrate_creates_schema_and_is_idempotent(db_url):
         assert db.migrate() is False
     finally:
         db.close()
-    again = Database(db_url)
+    again = db_cls(db_url)
     try:
         assert again.migrate() is False
         assert again.get_pipeline_run(run_id)["pipeline_uuid"] == "pipe"  # data survived
@@ -131,29 +160,30 @@ def test_migrated_schema_matches_table_definitions(db):
     assert diff == []
 
 
-def test_fast_path_does_not_import_alembic(db_url):
+def test_fast_path_does_not_import_alembic(db_url, db_cls):
     code = """
         import sys
-        from blockyard.db import Database
-        db = Database(sys.argv[1])
+        import blockyard.db
+        db = getattr(blockyard.db, sys.argv[2])(sys.argv[1])
         changed = db.migrate()
-        print(changed, 'alembic' in sys.modules)
+        print(changed, 'alembic' in sys.modules, 'sqlalchemy' in sys.modules)
     """
-    first = _run_py(code, db_url)
+    first = _run_py(code, db_url, db_cls.__name__)
     assert first.returncode == 0, first.stderr
     # Control: migrating an empty database does need alembic.
-    assert first.stdout.split() == ["True", "True"]
-    second = _run_py(code, db_url)
+    assert first.stdout.split() == ["True", "True", "True"]
+    second = _run_py(code, db_url, db_cls.__name__)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.split() == ["False", "False"]
+    # LiteDatabase's fast path does not need SQLAlchemy either.
+    assert second.stdout.split() == ["False", "False", str(db_cls is Database)]
 
 
-def test_concurrent_first_migration(db_url):
+def test_concurrent_first_migration(db_url, db_cls):
     start_at = time.time() + 2.0
     code = """
         import sys, time
-        from blockyard.db import Database
-        db = Database(sys.argv[1])
+        import blockyard.db
+        db = getattr(blockyard.db, sys.argv[3])(sys.argv[1])
         time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
         print(db.migrate())
     """
@@ -161,7 +191,7 @@ def test_concurrent_first_migration(db_url):
     env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(code), db_url, str(start_at)],
+            [sys.executable, "-c", textwrap.dedent(code), db_url, str(start_at), db_cls.__name__],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -319,11 +349,11 @@ def test_foreign_key_cascade(db):
 
 
 # ---------------------------------------------------------------- timestamps
-def test_timestamps_are_utc_and_timezone_aware(db_url):
+def test_timestamps_are_utc_and_timezone_aware(db_url, db_cls):
     if db_url.startswith("postgresql"):
         # A session time zone far from UTC: values must still come back in UTC.
         db_url += "?options=-c%20timezone%3DAsia/Tokyo"
-    db = Database(db_url)
+    db = db_cls(db_url)
     try:
         db.migrate()
         tokyo = timezone(timedelta(hours=9))
@@ -352,9 +382,9 @@ def test_timestamps_are_utc_and_timezone_aware(db_url):
 
 
 # ------------------------------------------------------------------ recorder
-def test_recorder_coalesces_and_flush_writes_everything(db):
+def test_recorder_coalesces_and_flush_writes_everything(db, monkeypatch):
     run_id = db.create_pipeline_run("p", "pipe", {}, None, ["a", "b", "c"])
-    counter = StatementCounter(db.engine)
+    counter = StatementCounter(db, monkeypatch)
     t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
     rec = db.recorder(interval=30)  # nothing is written until flush()
     try:
@@ -395,9 +425,9 @@ def test_recorder_coalesces_and_flush_writes_everything(db):
     assert counter.count("INSERT INTO BLOCK_RUNS") == 1
 
 
-def test_recorder_groups_by_column_set_and_keeps_order(db):
+def test_recorder_groups_by_column_set_and_keeps_order(db, monkeypatch):
     run_id = db.create_pipeline_run("p", "pipe", {}, None, ["a", "b", "c", "d"])
-    counter = StatementCounter(db.engine)
+    counter = StatementCounter(db, monkeypatch)
     with db.recorder(interval=30) as rec:
         rec.update_block_run(run_id, "a", status="running")
         rec.update_block_run(run_id, "b", status="running")
@@ -490,10 +520,10 @@ def test_recorder_is_thread_safe(db):
     assert {r["attempts"] for r in rows} == {1}
 
 
-def test_recorder_flush_is_visible_to_other_connections(db_url):
-    db = Database(db_url)
+def test_recorder_flush_is_visible_to_other_connections(db_url, db_cls):
+    db = db_cls(db_url)
     db.migrate()
-    reader = Database(db_url)
+    reader = db_cls(db_url)
     try:
         run_id = db.create_pipeline_run("p", "pipe", {}, None, ["a"])
         rec = db.recorder(interval=0.02)

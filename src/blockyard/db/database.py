@@ -1,10 +1,8 @@
 """`Database`: run history on SQLite (default) or PostgreSQL, with SQLAlchemy Core."""
 from __future__ import annotations
 
-import json
 import os
 import socket
-import sys
 import weakref
 from datetime import datetime
 from pathlib import Path
@@ -15,36 +13,26 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.engine.url import URL
 
+# The value helpers are shared with LiteDatabase (and re-exported from here, where
+# other modules import them from).
+from blockyard.db.common import (  # noqa: F401
+    _check_status,
+    _initial_block_rows,
+    _json_default,
+    _json_dumps,
+    check_block_run_fields,
+    finish_values,
+    pid_alive,
+    set_sqlite_pragmas,
+)
 from blockyard.db.schema import (
-    BLOCK_RUN_FIELDS,
     PIPELINE_RUN_COLUMNS,
-    STATUSES,
     UNFINISHED_STATUSES,
     block_runs,
     pipeline_runs,
     to_utc,
     utcnow,
 )
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item):
-        try:
-            return item()
-        except Exception:
-            pass
-    return str(value)
-
-
-def _json_dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default)
 
 
 def normalize_url(url: str | os.PathLike) -> URL:
@@ -63,79 +51,9 @@ def normalize_url(url: str | os.PathLike) -> URL:
 def _set_sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=5000")
-        cursor.execute("PRAGMA foreign_keys=ON")
+        set_sqlite_pragmas(cursor)
     finally:
         cursor.close()
-
-
-def _check_status(status: str) -> str:
-    if status not in STATUSES:
-        raise ValueError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
-    return status
-
-
-def _initial_block_rows(run_id: int, uuids: Iterable[str]) -> list[dict[str, Any]]:
-    return [
-        {
-            "pipeline_run_id": run_id,
-            "block_uuid": u,
-            "base_block_uuid": u,
-            "status": "initial",
-            "attempts": 0,
-            "cache_hit": False,
-        }
-        for u in uuids
-    ]
-
-
-def finish_values(
-    status: str, error: "str | BaseException | None", error_details: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """Columns of a finished pipeline run. `error` may be an exception; a BlockyardError
-    also fills `error_details` (file/line/block/hint) unless given."""
-    _check_status(status)
-    if isinstance(error, BaseException):
-        exc = error
-        error = str(exc) or type(exc).__name__
-        if error_details is None and hasattr(exc, "to_dict"):
-            try:
-                error_details = exc.to_dict()
-            except Exception:
-                error_details = None
-    return {
-        "status": status,
-        "completed_at": utcnow(),
-        "error": error,
-        "error_details": dict(error_details) if error_details is not None else None,
-    }
-
-
-def pid_alive(pid: int) -> bool:
-    """True if a process with this pid exists on this machine."""
-    if pid <= 0:
-        return False
-    if pid == os.getpid():
-        return True
-    if sys.platform == "win32":  # pragma: no cover
-        import ctypes
-
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)
-        if not handle:
-            return False
-        ctypes.windll.kernel32.CloseHandle(handle)
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def _row(row) -> dict | None:
@@ -501,13 +419,38 @@ class Database:
         return recovered
 
     # ------------------------------------------------------- used by Recorder
+    check_block_run_fields = staticmethod(check_block_run_fields)
+
+    def block_run_writer(self) -> "_BlockRunWriter":
+        """What a `Recorder` writes its batches of block-run changes with."""
+        return _BlockRunWriter(self.engine)
+
+
+class _BlockRunWriter:
+    """Writes the Recorder's grouped block-run changes through SQLAlchemy (see
+    `blockyard.db.recorder.BlockRunWriter`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._update_stmt = block_runs.update().where(
+            block_runs.c.pipeline_run_id == sa.bindparam("_run_id"),
+            block_runs.c.block_uuid == sa.bindparam("_block_uuid"),
+        )
+
+    def write(self, groups) -> None:
+        with self._engine.begin() as conn:
+            for insert, rows in groups:
+                conn.execute(block_runs.insert() if insert else self._update_stmt, rows)
+
     @staticmethod
-    def check_block_run_fields(fields: Mapping[str, Any]) -> None:
-        unknown = set(fields) - BLOCK_RUN_FIELDS
-        if unknown:
-            raise ValueError(
-                f"unknown block run field(s): {', '.join(sorted(unknown))}; "
-                f"expected some of {', '.join(sorted(BLOCK_RUN_FIELDS))}"
-            )
-        if "status" in fields:
-            _check_status(fields["status"])
+    def is_row_error(exc: BaseException) -> bool:
+        # A duplicate insert, a run that no longer exists, a bad value: worth retrying
+        # the batch's other changes one by one. Anything else (database unreachable,
+        # locked, read-only) would fail for every row alike.
+        if isinstance(exc, (sa.exc.IntegrityError, sa.exc.DataError)):
+            return True
+        # A value that could not be converted for the driver (raised before the database).
+        return isinstance(exc, sa.exc.StatementError) and not isinstance(exc, sa.exc.DBAPIError)
+
+    def close(self) -> None:
+        pass

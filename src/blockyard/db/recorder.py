@@ -12,6 +12,10 @@ queue the change and return. A background thread writes what is queued every
 `flush()` returns once everything queued before it is written; `close()` flushes
 and stops the thread. A failed write is never dropped silently: the error is kept
 and raised (as `RecorderError`) from the next `flush()` or `close()`.
+
+The queueing and batching here import no SQLAlchemy: the write itself is done by
+a `BlockRunWriter` that the database supplies (`db.block_run_writer()`), through
+SQLAlchemy for `Database` and through stdlib sqlite3 for `LiteDatabase`.
 """
 from __future__ import annotations
 
@@ -19,26 +23,36 @@ import atexit
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any, Iterable, Protocol, Sequence
 
-import sqlalchemy as sa
-
-from blockyard.db.schema import block_runs
 from blockyard.errors import BlockyardError
 
-if TYPE_CHECKING:
-    from blockyard.db.database import Database
-
 Key = tuple[int, str]
+# (is_insert, rows): rows sharing one column set, to be sent as one executemany.
+# Insert rows are block_runs rows; update rows hold `_run_id`, `_block_uuid` and
+# the columns to set.
+Group = tuple[bool, list[dict[str, Any]]]
 
-# Errors that concern one row (a duplicate insert, a run that no longer exists, a
-# bad value): worth retrying the other changes of the batch one by one. Anything
-# else (database unreachable, locked, read-only) would fail for every row alike.
-def _is_row_error(exc: BaseException) -> bool:
-    if isinstance(exc, (sa.exc.IntegrityError, sa.exc.DataError)):
-        return True
-    # A value that could not be converted for the driver (raised before the database).
-    return isinstance(exc, sa.exc.StatementError) and not isinstance(exc, sa.exc.DBAPIError)
+
+class BlockRunWriter(Protocol):
+    def write(self, groups: Sequence[Group]) -> None:
+        """Execute the groups in order, all in one transaction (all or nothing)."""
+
+    def is_row_error(self, exc: BaseException) -> bool:
+        """True if `exc` (raised by `write`) concerns one row rather than the database:
+        a duplicate insert, a run that no longer exists, a value that cannot be
+        stored. The other changes of the failed write are then retried one by one;
+        anything else (database unreachable, locked, read-only) would fail for every
+        row alike."""
+
+    def close(self) -> None:
+        """Release what the writer holds (called by the recorder thread as it ends)."""
+
+
+class _RecordingDatabase(Protocol):
+    def check_block_run_fields(self, fields: dict[str, Any]) -> None: ...
+
+    def block_run_writer(self) -> BlockRunWriter: ...
 
 
 class RecorderError(BlockyardError):
@@ -75,10 +89,10 @@ def _close_all_at_exit() -> None:
 
 
 class Recorder:
-    def __init__(self, db: "Database", interval: float = 0.02) -> None:
+    def __init__(self, db: "_RecordingDatabase", interval: float = 0.02) -> None:
         global _atexit_registered
         self._db = db
-        self._engine = db.engine
+        self._writer: BlockRunWriter = db.block_run_writer()
         self._interval = interval
         self._cond = threading.Condition()
         # Ordered batches; within a batch each key has one op. A second insert of a
@@ -90,10 +104,6 @@ class Recorder:
         self._closing = False
         self._closed = False
         self._error: RecorderError | None = None
-        self._update_stmt = block_runs.update().where(
-            block_runs.c.pipeline_run_id == sa.bindparam("_run_id"),
-            block_runs.c.block_uuid == sa.bindparam("_block_uuid"),
-        )
         self._thread = threading.Thread(target=self._run, name="blockyard-db-recorder", daemon=True)
         self._thread.start()
         _live.add(self)
@@ -212,6 +222,15 @@ class Recorder:
                 self._cond.notify_all()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            try:
+                self._writer.close()
+            except Exception:  # noqa: BLE001 - nothing useful to do at this point
+                pass
+
+    def _loop(self) -> None:
         cond = self._cond
         while True:
             with cond:
@@ -238,15 +257,14 @@ class Recorder:
                 cond.notify_all()
 
     def _write(self, batches: list[dict[Key, _Op]]) -> RecorderError | None:
+        writer = self._writer
         try:
-            with self._engine.begin() as conn:
-                for batch in batches:
-                    self._write_ops(conn, batch.items())
+            writer.write([group for batch in batches for group in _groups(batch.items())])
             return None
         except BaseException as exc:  # noqa: BLE001 - kept and raised from flush()
             first = exc
         total = sum(len(b) for b in batches)
-        if not _is_row_error(first):
+        if not writer.is_row_error(first):
             return RecorderError(
                 f"could not record {total} block run change(s): {first}", lost=total, original=first
             )
@@ -256,8 +274,7 @@ class Recorder:
         for batch in batches:
             for key, op in batch.items():
                 try:
-                    with self._engine.begin() as conn:
-                        self._write_ops(conn, [(key, op)])
+                    writer.write(_groups([(key, op)]))
                 except BaseException as exc:  # noqa: BLE001
                     lost += 1
                     if original is None:
@@ -270,17 +287,17 @@ class Recorder:
             original=original,
         )
 
-    def _write_ops(self, conn, ops) -> None:
-        inserts: dict[frozenset, list[dict]] = {}
-        updates: dict[frozenset, list[dict]] = {}
-        for (run_id, block_uuid), op in ops:
-            if op.insert:
-                row = {"pipeline_run_id": run_id, "block_uuid": block_uuid, **op.fields}
-                inserts.setdefault(frozenset(row), []).append(row)
-            else:
-                params = {"_run_id": run_id, "_block_uuid": block_uuid, **op.fields}
-                updates.setdefault(frozenset(op.fields), []).append(params)
-        for rows in inserts.values():
-            conn.execute(block_runs.insert(), rows)
-        for rows in updates.values():
-            conn.execute(self._update_stmt, rows)
+
+def _groups(ops: Iterable[tuple[Key, _Op]]) -> list[Group]:
+    """One batch's changes as executemany groups: inserts by column set, then updates
+    by column set (a batch has one op per key, so their order does not matter)."""
+    inserts: dict[frozenset, list[dict]] = {}
+    updates: dict[frozenset, list[dict]] = {}
+    for (run_id, block_uuid), op in ops:
+        if op.insert:
+            row = {"pipeline_run_id": run_id, "block_uuid": block_uuid, **op.fields}
+            inserts.setdefault(frozenset(row), []).append(row)
+        else:
+            params = {"_run_id": run_id, "_block_uuid": block_uuid, **op.fields}
+            updates.setdefault(frozenset(op.fields), []).append(params)
+    return [(True, rows) for rows in inserts.values()] + [(False, rows) for rows in updates.values()]

@@ -5,39 +5,20 @@ The Alembic scripts under `migrations/versions` create exactly these tables;
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 import sqlalchemy as sa
 
-# Keep in step with the newest script in migrations/versions (a test checks it).
-# `Database.migrate()` compares the database against it without importing alembic.
-HEAD_REVISION = "0003_secrets"
-
-STATUSES = (
-    "initial",
-    "queued",
-    "running",
-    "completed",
-    "failed",
-    "cancelled",
-    "upstream_failed",
-    "condition_failed",
+# The constants and time helpers live in a SQLAlchemy-free module (used by LiteDatabase);
+# they are re-exported here so that existing imports keep working.
+from blockyard.db.columns import (  # noqa: F401
+    FINISHED_STATUSES,
+    HEAD_REVISION,
+    STATUSES,
+    UNFINISHED_STATUSES,
+    to_utc,
+    utcnow,
 )
-UNFINISHED_STATUSES = ("initial", "queued", "running")
-FINISHED_STATUSES = tuple(s for s in STATUSES if s not in UNFINISHED_STATUSES)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def to_utc(value: datetime | None) -> datetime | None:
-    """Aware datetimes are converted to UTC; naive ones are taken to be UTC already."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
 
 
 class UTCDateTime(sa.TypeDecorator):
@@ -244,6 +225,8 @@ orchestrator_heartbeats = sa.Table(
     sa.Index("ix_orchestrator_heartbeats_role", "role"),
 )
 
+# columns.py lists these tables' columns for LiteDatabase; tests/test_db_lite.py
+# checks that the lists agree with the Tables.
 PIPELINE_RUN_COLUMNS = frozenset(c.name for c in pipeline_runs.c)
 BLOCK_RUN_COLUMNS = frozenset(c.name for c in block_runs.c)
 # Columns a caller may set on a block run (the key columns are not among them).

@@ -27,10 +27,11 @@ class Session:
         if self._db is None:
             with self._init_lock:
                 if self._db is None:
-                    from blockyard.db import Database
+                    from blockyard.db import open_database
 
                     self.data_dir.mkdir(parents=True, exist_ok=True)
-                    db = Database(self.database_url)
+                    # SQLite: a LiteDatabase, which keeps SQLAlchemy off the run path.
+                    db = open_database(self.database_url)
                     db.migrate()
                     db.recover_orphans()
                     self._db = db
