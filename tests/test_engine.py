@@ -534,7 +534,7 @@ BIG_FRAME = """
 
     @data_loader
     def load(**kwargs):
-        n = 200_000  # ~3 MB: written in the background
+        n = 200_000
         return pd.DataFrame({'x': np.arange(n, dtype='float64'), 'k': np.arange(n) % 7,
                              's': pd.Series(['a', 'b'] * (n // 2), dtype='str')})
     """
@@ -548,9 +548,9 @@ def _db(ws):
 
 
 @pytest.mark.parametrize("executor", ["inline", "thread"])
-def test_background_write_stores_the_output_as_returned(ws, executor):
-    """Frames are written in the background while downstream blocks run on the live
-    objects: what a downstream block does to them in place never reaches the store."""
+def test_stored_output_is_what_the_block_returned(ws, executor):
+    """Downstream blocks get the live objects; what they change in place never
+    reaches the upstream block's stored output."""
     write_pipeline(ws, "p", "pipe", [
         block("load", BIG_FRAME, type="data_loader"),
         block("mutate", """
@@ -575,28 +575,9 @@ def test_background_write_stores_the_output_as_returned(ws, executor):
     assert row["status"] == "completed" and row["digest"] and row["output_ref"]
 
 
-def test_background_write_keeps_cache_keys_exact(ws):
-    """Downstream cache keys use the upstream digest, so they wait for the write."""
-    write_pipeline(ws, "p", "pipe", [
-        block("load", BIG_FRAME, type="data_loader"),
-        block("total", """
-            @transformer
-            def total(df):
-                return float(df['x'].sum())
-            """, type="transformer", upstream=["load"]),
-    ])
-    first = run(ws)
-    assert first.ok, first.error
-    second = run(ws)
-    assert second.block_runs["load"].cache_hit and second.block_runs["total"].cache_hit
-    assert second.output("total") == first.output("total")
-    rows = {r["block_uuid"]: r for r in _db(ws).get_block_runs(first.run_id)}
-    assert rows["load"]["digest"] and rows["total"]["cache_key"]
-
-
-def test_failed_background_write_fails_the_block_and_run(ws, monkeypatch):
-    """A write that fails after downstream blocks started (here: the disk refuses it)
-    still fails the block, with the reason, and the run."""
+def test_failed_write_fails_the_block_before_downstream_starts(ws, monkeypatch):
+    """A write that fails (here: the disk refuses it) fails the block with the reason,
+    its downstream blocks do not run, and the run fails."""
     from blockyard.store import ArtifactStore
 
     real = ArtifactStore.save_outputs
@@ -618,7 +599,7 @@ def test_failed_background_write_fails_the_block_and_run(ws, monkeypatch):
     result = run(ws, use_cache=False)
     assert result.status == "failed"
     assert result.block_runs["load"].status == "failed"
-    assert result.block_runs["total"].status == "completed"  # it ran on the live frame
+    assert result.block_runs["total"].status == "upstream_failed"
     assert "No space left on device" in result.error and "'load'" in result.error
     row = _db(ws).get_block_run(result.run_id, "load")
     assert row["status"] == "failed" and "No space left" in row["error"] and row["output_ref"] is None

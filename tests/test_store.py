@@ -821,28 +821,3 @@ def test_register_codec_last_goes_before_pickle(store):
         unregister_codec("test_tuple")
     with pytest.raises(TypeError):
         register_codec(object())
-
-
-def test_snapshots_are_independent_of_the_live_outputs():
-    import numpy as np
-    import pandas as pd
-    import scipy.sparse as sp
-
-    from blockyard.store.snapshot import snapshot_outputs
-
-    df = pd.DataFrame({"a": np.arange(200_000, dtype="float64")})
-    arr = np.ones(300_000)
-    mat = sp.random(1000, 1000, density=0.05, format="csr", random_state=0)
-    snaps = snapshot_outputs([df, arr, mat, 3, "s", None])
-    assert snaps is not None and snaps[3:] == [3, "s", None]
-    df.loc[0, "a"] = -1.0
-    df["b"] = 1
-    arr[0] = 7.0
-    mat.data[:] = 0
-    assert snaps[0]["a"].iloc[0] == 0.0 and list(snaps[0].columns) == ["a"]
-    assert snaps[1][0] == 1.0
-    assert snaps[2].data.min() > 0
-    # no cheap snapshot: written before downstream blocks start
-    assert snapshot_outputs([df, {"model": object()}]) is None
-    assert snapshot_outputs([pd.DataFrame({"o": [[1], [2]] * 100_000})]) is None  # object cells
-    assert snapshot_outputs([np.arange(10)]) is None  # too small to be worth a thread hop

@@ -56,9 +56,6 @@ class BlockTask:
     import_paths: list[str] = field(default_factory=list)
     context: Any = None  # blockyard.runtime.BlockContext
     progress: Any = None  # callable(dict) for runtime.report_progress (in-process only)
-    # In-process only: an executor (`submit(fn, *args) -> Future`) that writes outputs in
-    # the background while downstream blocks start on the live objects (see _persist).
-    persister: Any = None
 
 
 @dataclass
@@ -87,9 +84,6 @@ class Outcome:
     tests: list[TestResult] = field(default_factory=list)
     summaries: list[dict] | None = None
     log_path: str | None = None
-    # Set when the outputs are being written in the background: a Future of the
-    # store's OutputManifest. `digest` and `summaries` are filled from it later.
-    persisting: Any = None
 
     @property
     def duration(self) -> float | None:
@@ -351,25 +345,9 @@ def _persist(task: BlockTask, outputs: list[Any], outcome: Outcome) -> None:
         store = ArtifactStore(task.store_url)
     if store is None:
         return
-    if task.persister is not None:
-        from blockyard.store.snapshot import snapshot_outputs
-
-        # Frames and arrays are written from snapshots that the downstream code
-        # cannot change, while it already works on the live objects.
-        snapshot = snapshot_outputs(outputs)
-        if snapshot is not None:
-            outcome.output_ref = f"{task.run_id}/{task.node_uuid}"
-            outcome.persisting = task.persister.submit(
-                store.save_outputs, task.run_id, task.node_uuid, snapshot
-            )
-            return
     manifest = store.save_outputs(task.run_id, task.node_uuid, outputs)
-    apply_manifest(outcome, manifest)
-    outcome.output_ref = f"{task.run_id}/{task.node_uuid}"
-
-
-def apply_manifest(outcome: Outcome, manifest: Any) -> None:
     outcome.digest = manifest.digest
+    outcome.output_ref = f"{task.run_id}/{task.node_uuid}"
     outcome.summaries = [o.get("summary") for o in manifest.outputs]
 
 

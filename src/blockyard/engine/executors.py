@@ -88,8 +88,7 @@ class ProcessExecutor:
         store = task.store
         url = task.store_url or (getattr(store, "url", None) if store is not None else None)
         child_task = replace(
-            task, store=None, store_url=url, keep_outputs_in_memory=False, progress=None,
-            persister=None,
+            task, store=None, store_url=url, keep_outputs_in_memory=False, progress=None
         )
         return self._pool.submit(_execute_in_child, child_task)
 

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from urllib.parse import quote
 
 from blockyard.engine import cache as cache_mod
-from blockyard.engine.execute import BlockTask, Outcome, apply_manifest
+from blockyard.engine.execute import BlockTask, Outcome
 from blockyard.engine.executors import Executor, make_executor
 from blockyard.engine.loader import compile_block, read_source
 from blockyard.engine.plan import PlannedBlock, clone_labels, parse_dynamic_output, plan_pipeline
@@ -27,7 +27,6 @@ from blockyard.errors import BlockLoadError, BlockyardError
 from blockyard.runtime import BlockContext
 
 GOOD = ("completed", "condition_failed")
-_PERSISTED = object()  # a done-queue marker: a node's background write finished
 
 
 @dataclass
@@ -59,10 +58,6 @@ class Node:
     items: list[Any] | None = None  # parsed fan-out of a dynamic node
     cache_key: str | None = None
     pending: int = 0  # dependents that have not read this node's outputs yet
-    # Outputs still being written in the background (a Future of the manifest), and
-    # the block-run row update that waits for it (see _apply_persisted).
-    persisting: Any = None
-    record: dict | None = None
 
 
 @dataclass
@@ -190,19 +185,10 @@ class PipelineRunner:
         self._import_paths = [str(ws.root.parent), str(ws.root)]
         self._emit(type="run_started", run_id=self.run_id, blocks=list(self.selected))
         self.executor = make_executor(self.executor_kind, self.max_workers)
-        self.persister = None
-        if getattr(self.executor, "in_process", False):
-            from concurrent.futures import ThreadPoolExecutor
-
-            # One writer thread: outputs are written in the background, in block order,
-            # while downstream blocks already run on the live objects.
-            self.persister = ThreadPoolExecutor(1, thread_name_prefix="blockyard-persist")
         try:
             self._loop()
         finally:
             self.executor.shutdown()
-            if self.persister is not None:
-                self.persister.shutdown(wait=True)
         return self._finish()
 
     def _selection_from_run_settings(self) -> None:
@@ -305,10 +291,9 @@ class PipelineRunner:
     def _loop(self) -> None:
         self.ready: list[Node] = []
         self.running = 0
-        self.persisting = 0
         self._create_nodes()
         limit = getattr(self.executor, "max_workers", None) or 10_000
-        while self.ready or self.running or self.persisting:
+        while self.ready or self.running:
             while self.ready and not self._cancel.is_set():
                 node = self.ready.pop()
                 self._start(node)
@@ -316,15 +301,11 @@ class PipelineRunner:
                 for node in self.ready:
                     self._settle(node, "cancelled")
                 self.ready.clear()
-                if not self.running and not self.persisting:
+                if not self.running:
                     break
-            if not self.running and not self.persisting:
+            if not self.running:
                 continue
             node, result = self._done_q.get()
-            if result is _PERSISTED:
-                self.persisting -= 1
-                self._apply_persisted(node)
-                continue
             self.running -= 1
             self._complete(node, result)
         if self._cancel.is_set():
@@ -452,20 +433,14 @@ class PipelineRunner:
         self.ready.append(node)
 
     def _outputs_of(self, node: Node) -> list[Any]:
-        if node.outputs is None and node.persisting is not None:
-            self._apply_persisted(node)  # a late reader waits for the background write
         if node.outputs is None and node.output_ref:
             run_id, node_uuid = node.output_ref.split("/", 1)
             node.outputs = self.store.load_outputs(int(run_id), node_uuid)
         return node.outputs if node.outputs is not None else []
 
-    def _digests(self, node: Node) -> list[Any]:
-        """Content digests of the node's inputs (what its cache key depends on); waits
-        for upstream outputs still being written, since the digest comes from the write."""
-        for inp in node.inputs:
-            for dep in inp.nodes:
-                if dep.persisting is not None:
-                    self._apply_persisted(dep)
+    @staticmethod
+    def _digests(node: Node) -> list[Any]:
+        """Content digests of the node's inputs (what its cache key depends on)."""
         digests: list[Any] = []
         for inp in node.inputs:
             if inp.kind == "external":
@@ -568,7 +543,6 @@ class PipelineRunner:
             import_paths=self._import_paths,
             context=self._context(pb.uuid),
             progress=self._progress_sink(node) if self.on_event is not None else None,
-            persister=None if pb.dynamic else self.persister,
         )
         node.status = "running"
         self.rec.update_block_run(
@@ -607,12 +581,7 @@ class PipelineRunner:
                 self._maybe_release(dep)
 
     def _maybe_release(self, node: Node) -> None:
-        if (
-            node.pending <= 0
-            and node.output_ref
-            and node.status in GOOD
-            and not node.block.dynamic
-        ):
+        if node.pending <= 0 and node.output_ref and node.status in GOOD and not node.block.dynamic:
             node.outputs = None
 
     def _ref_exists(self, ref: str) -> bool:
@@ -685,15 +654,7 @@ class PipelineRunner:
             fields["cache_key"] = node.cache_key
         if outcome.started_at:
             fields["started_at"] = outcome.started_at
-        if outcome.status == "completed" and outcome.persisting is not None:
-            # Downstream blocks may start now; the row says completed (with the
-            # digest) only once the outputs are really stored.
-            node.persisting, node.record = outcome.persisting, fields
-            outcome.persisting = None
-            self.persisting += 1
-            node.persisting.add_done_callback(lambda _f, n=node: self._done_q.put((n, _PERSISTED)))
-        else:
-            self.rec.update_block_run(self.run_id, node.uuid, **fields)
+        self.rec.update_block_run(self.run_id, node.uuid, **fields)
         if outcome.status == "failed" and self.error is None:
             self.error = outcome.error
             self.error_details = outcome.error_details
@@ -701,44 +662,6 @@ class PipelineRunner:
             self._completed(node)
         else:
             self._after(node, outcome.status)
-
-    def _apply_persisted(self, node: Node) -> None:
-        """Record a node whose outputs were written in the background (waiting for the
-        write if needed). A failed write fails the block and so the run."""
-        fut, fields = node.persisting, node.record
-        if fut is None:
-            return  # already applied
-        try:
-            manifest = fut.result()
-        except BaseException as exc:  # noqa: BLE001 - recorded as the block's failure
-            import traceback
-
-            error = str(exc) if isinstance(exc, BlockyardError) else (
-                f"block '{node.uuid}': its outputs could not be stored: {type(exc).__name__}: {exc}"
-            )
-            node.persisting = node.record = None
-            node.status = "failed"
-            node.output_ref = None
-            fields = dict(fields, status="failed", error=error, output_ref=None, digest=None)
-            fields["traceback"] = "".join(traceback.format_exception(exc))
-            fields.pop("cache_key", None)
-            if node.outcome is not None:
-                node.outcome.status, node.outcome.error = "failed", error
-                node.outcome.output_ref = None
-            if self.error is None:
-                self.error = error
-                self.error_details = (
-                    exc.to_dict() if isinstance(exc, BlockyardError) else {"block": node.uuid}
-                )
-            self.rec.update_block_run(self.run_id, node.uuid, **fields)
-            self._emit(type="block", node=node.uuid, block=node.block.uuid, status="failed", error=error)
-            return
-        node.persisting = node.record = None
-        node.digest = fields["digest"] = manifest.digest
-        if node.outcome is not None:
-            apply_manifest(node.outcome, manifest)
-        self.rec.update_block_run(self.run_id, node.uuid, **fields)
-        self._maybe_release(node)
 
     def _completed(self, node: Node) -> None:
         """A node finished well (ran, or hit the cache): expand it if it is dynamic."""
