@@ -603,3 +603,30 @@ def test_failed_write_fails_the_block_before_downstream_starts(ws, monkeypatch):
     assert "No space left on device" in result.error and "'load'" in result.error
     row = _db(ws).get_block_run(result.run_id, "load")
     assert row["status"] == "failed" and "No space left" in row["error"] and row["output_ref"] is None
+
+
+def test_a_run_executes_the_code_it_read_at_start(ws):
+    """Block files are read (and the cache keyed) once, before anything runs: an edit
+    during the run takes effect in the next run, never half-way through this one."""
+    target = ws / "p" / "custom" / "b.py"
+    write_pipeline(ws, "p", "pipe", [
+        block("a", f"""
+            @custom
+            def a():
+                path = {str(target)!r}
+                text = open(path).read()
+                open(path, 'w').write(text.replace("'old'", "'new'"))
+                return 1
+            """),
+        block("b", """
+            @custom
+            def b(x):
+                return 'old'
+            """, upstream=["a"]),
+    ])
+    first = run(ws)
+    assert first.ok, first.error
+    assert first.output("b") == "old"
+    second = run(ws)
+    assert second.ok, second.error
+    assert second.output("b") == "new" and not second.block_runs["b"].cache_hit

@@ -56,6 +56,9 @@ class BlockTask:
     import_paths: list[str] = field(default_factory=list)
     context: Any = None  # blockyard.runtime.BlockContext
     progress: Any = None  # callable(dict) for runtime.report_progress (in-process only)
+    # The source the runner read (and keyed the cache on): run exactly that code.
+    source: str | None = None
+    code_hash: str | None = None
 
 
 @dataclass
@@ -211,7 +214,9 @@ def execute_block(task: BlockTask) -> Outcome:
         with routed(log):
             log.line(f"start block {task.node_uuid} (run {task.run_id})", hold=True)
             try:
-                loaded = load_block(task.file_path, task.block_uuid)
+                loaded = load_block(
+                    task.file_path, task.block_uuid, source=task.source, code_hash=task.code_hash
+                )
                 extras = _load_extra(task.condition_files, task.block_uuid)
                 if not _conditions_pass(loaded, extras, task, kwargs):
                     outcome.status = "condition_failed"

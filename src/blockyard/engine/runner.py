@@ -476,7 +476,7 @@ class PipelineRunner:
         if pb.type == "global_data_product":
             self._start_gdp(node)
             return
-        _source, code_hash, file_path = self._sources[pb.uuid]
+        source, code_hash, file_path = self._sources[pb.uuid]
         key = None
         if self.use_cache and pb.type != "sensor" and not cache_mod.cache_disabled(
             pb.spec.configuration
@@ -543,6 +543,8 @@ class PipelineRunner:
             import_paths=self._import_paths,
             context=self._context(pb.uuid),
             progress=self._progress_sink(node) if self.on_event is not None else None,
+            source=source,
+            code_hash=code_hash,
         )
         node.status = "running"
         self.rec.update_block_run(
