@@ -94,6 +94,31 @@ def _initial_block_rows(run_id: int, uuids: Iterable[str]) -> list[dict[str, Any
     ]
 
 
+def new_run_values(
+    project: str,
+    pipeline_uuid: str,
+    variables: Mapping[str, Any] | None,
+    execution_date: datetime | None,
+    block_count: int,
+    status: str,
+    **columns: Any,
+) -> dict[str, Any]:
+    """Columns of a new pipeline run (both database implementations insert exactly this)."""
+    _check_status(status)
+    now = utcnow()
+    return {
+        "project": project,
+        "pipeline_uuid": pipeline_uuid,
+        "status": status,
+        "variables": dict(variables) if variables is not None else {},
+        "execution_date": execution_date if execution_date is not None else now,
+        "created_at": now,
+        "started_at": now if status == "running" else None,
+        "block_count": block_count,
+        **columns,
+    }
+
+
 def finish_values(
     status: str, error: "str | BaseException | None", error_details: Mapping[str, Any] | None
 ) -> dict[str, Any]:

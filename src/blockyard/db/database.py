@@ -15,7 +15,8 @@ from sqlalchemy.engine.url import URL
 
 # The value helpers are shared with LiteDatabase (and re-exported from here, where
 # other modules import them from).
-from blockyard.db.common import (  # noqa: F401
+from blockyard.db.common import (
+    new_run_values,  # noqa: F401
     _check_status,
     _initial_block_rows,
     _json_default,
@@ -145,23 +146,11 @@ class Database:
         backfill_id: int | None = None,
     ) -> int:
         """Insert a pipeline run and one 'initial' block run per block uuid, in one transaction."""
-        _check_status(status)
-        now = utcnow()
         uuids = list(block_uuids)
-        values = {
-            "project": project,
-            "pipeline_uuid": pipeline_uuid,
-            "status": status,
-            "variables": dict(variables) if variables is not None else {},
-            "execution_date": execution_date if execution_date is not None else now,
-            "created_at": now,
-            "started_at": now if status == "running" else None,
-            "trigger_id": trigger_id,
-            "backfill_id": backfill_id,
-            "pid": pid,
-            "hostname": hostname,
-            "block_count": len(uuids),
-        }
+        values = new_run_values(
+            project, pipeline_uuid, variables, execution_date, len(uuids), status,
+            trigger_id=trigger_id, backfill_id=backfill_id, pid=pid, hostname=hostname,
+        )
         with self.engine.begin() as conn:
             run_id = conn.execute(pipeline_runs.insert().values(values)).inserted_primary_key[0]
             if uuids:

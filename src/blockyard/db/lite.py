@@ -48,6 +48,7 @@ from blockyard.db.columns import (
     utcnow,
 )
 from blockyard.db.common import (
+    new_run_values,
     _check_status,
     _initial_block_rows,
     _json_dumps,
@@ -458,23 +459,11 @@ class LiteDatabase:
         backfill_id: int | None = None,
     ) -> int:
         """Insert a pipeline run and one 'initial' block run per block uuid, in one transaction."""
-        _check_status(status)
-        now = utcnow()
         uuids = list(block_uuids)
-        values = {
-            "project": project,
-            "pipeline_uuid": pipeline_uuid,
-            "status": status,
-            "variables": dict(variables) if variables is not None else {},
-            "execution_date": execution_date if execution_date is not None else now,
-            "created_at": now,
-            "started_at": now if status == "running" else None,
-            "trigger_id": trigger_id,
-            "backfill_id": backfill_id,
-            "pid": pid,
-            "hostname": hostname,
-            "block_count": len(uuids),
-        }
+        values = new_run_values(
+            project, pipeline_uuid, variables, execution_date, len(uuids), status,
+            trigger_id=trigger_id, backfill_id=backfill_id, pid=pid, hostname=hostname,
+        )
         with _transaction(self._conn()) as conn:
             run_id = _insert(conn, _PR, [values]).lastrowid
             if uuids:
