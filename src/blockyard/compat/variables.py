@@ -88,9 +88,9 @@ def get_variable(
     if db_file is not None and not db_file.exists():
         raise VariableNotFound(f"{where} has no completed run: no run database at {db_file}")
 
-    from blockyard.db import Database
+    from blockyard.db import open_database
 
-    db = Database(url)
+    db = open_database(url)  # sqlite3 only for a SQLite file: no SQLAlchemy import in a block
     try:
         run = db.latest_block_run(project, spec.uuid, block_uuid)
     finally:
