@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -630,3 +631,41 @@ def test_a_run_executes_the_code_it_read_at_start(ws):
     second = run(ws)
     assert second.ok, second.error
     assert second.output("b") == "new" and not second.block_runs["b"].cache_hit
+
+
+def test_blocks_wrapped_by_one_decorator_keep_their_own_signatures(ws):
+    """A user decorator (functools.wraps) shares one wrapper function body between
+    blocks: each block still gets its own arguments (signatures are not mixed up)."""
+    deco = """
+        import functools
+
+        def traced(fn):
+            @functools.wraps(fn)
+            def wrapper(*args, **kwargs):
+                return fn(*args, **kwargs)
+            return wrapper
+        """
+    (ws / "p" / "utils").mkdir(parents=True)
+    (ws / "p" / "utils" / "__init__.py").write_text("")
+    (ws / "p" / "utils" / "tracing.py").write_text(textwrap.dedent(deco))
+    write_pipeline(ws, "p", "pipe", [
+        block("a", """
+            from p.utils.tracing import traced
+
+            @custom
+            @traced
+            def a():
+                return 2
+            """),
+        block("b", """
+            from p.utils.tracing import traced
+
+            @custom
+            @traced
+            def b(x, *, pipeline_uuid):
+                return [x * 10, pipeline_uuid]
+            """, upstream=["a"]),
+    ])
+    result = run(ws, use_cache=False)
+    assert result.ok, result.error
+    assert result.output("b") == [20, "pipe"]

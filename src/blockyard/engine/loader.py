@@ -195,7 +195,14 @@ def positional_capacity(fn: Callable) -> tuple[int, int | None, bool, frozenset[
     Memoized per code object and number of positional defaults (all it depends on for
     a plain function): inspect.signature costs ~25 us, on every block run."""
     code = getattr(fn, "__code__", None)
-    if code is None or not isinstance(fn, types.FunctionType):
+    if (
+        code is None
+        or not isinstance(fn, types.FunctionType)
+        # inspect.signature follows these: one decorator's wrapper code serves many
+        # functions of different signatures
+        or hasattr(fn, "__wrapped__")
+        or hasattr(fn, "__signature__")
+    ):
         return _capacity(fn)
     key = (code, len(fn.__defaults__ or ()))
     found = _capacities.get(key)
