@@ -19,7 +19,7 @@ from blockyard.db.common import (
     new_run_values,  # noqa: F401
     _check_status,
     _initial_block_rows,
-    _json_default,
+    _json_default,  # noqa: F401  (re-exported)
     _json_dumps,
     check_block_run_fields,
     finish_values,

@@ -109,7 +109,6 @@ def run_pipeline(
     """
     from blockyard.engine.runner import PipelineRunner
     from blockyard.engine.session import session_for
-    from blockyard.project import Workspace
 
     if isinstance(pipeline, str):
         ws = _workspace(workspace)
