@@ -16,7 +16,7 @@ from sqlalchemy.engine.url import URL
 # The value helpers are shared with LiteDatabase (and re-exported from here, where
 # other modules import them from).
 from blockyard.db.common import (
-    new_run_values,  # noqa: F401
+    new_run_values,
     _check_status,
     _initial_block_rows,
     _json_default,  # noqa: F401  (re-exported)
