@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from blockyard.db.columns import BLOCK_RUN_FIELDS, STATUSES, utcnow
+from blockyard.db.columns import BLOCK_RUN_FIELDS, PIPELINE_RUN_COLUMNS, STATUSES, utcnow
 
 # Set on every new SQLite connection, by Database and LiteDatabase alike.
 SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000", "foreign_keys=ON")
@@ -119,8 +119,37 @@ def new_run_values(
     }
 
 
+def start_values(block_count: int, pid: int | None, hostname: str | None) -> dict[str, Any]:
+    """Columns of a (queued) run moved to running by the process that claimed it."""
+    return {
+        "status": "running",
+        "started_at": utcnow(),
+        "pid": pid,
+        "hostname": hostname,
+        "block_count": block_count,
+        "error": None,
+        "completed_at": None,
+    }
+
+
+def check_pipeline_run_fields(fields: Mapping[str, Any]) -> None:
+    unknown = set(fields) - (PIPELINE_RUN_COLUMNS - {"id"})
+    if unknown:
+        raise ValueError(f"unknown pipeline run field(s): {', '.join(sorted(unknown))}")
+    if "status" in fields:
+        _check_status(fields["status"])
+
+
+def orphan_message(pid: int) -> str:
+    """The error of a run whose process died (recover_orphans)."""
+    return f"the process running it (pid {pid}) exited before it finished"
+
+
 def finish_values(
-    status: str, error: "str | BaseException | None", error_details: Mapping[str, Any] | None
+    status: str,
+    error: "str | BaseException | None",
+    error_details: Mapping[str, Any] | None,
+    metrics: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Columns of a finished pipeline run. `error` may be an exception; a BlockyardError
     also fills `error_details` (file/line/block/hint) unless given."""
@@ -133,12 +162,15 @@ def finish_values(
                 error_details = exc.to_dict()
             except Exception:
                 error_details = None
-    return {
+    values = {
         "status": status,
         "completed_at": utcnow(),
         "error": error,
         "error_details": dict(error_details) if error_details is not None else None,
     }
+    if metrics is not None:
+        values["metrics"] = dict(metrics)
+    return values
 
 
 def pid_alive(pid: int) -> bool:

@@ -16,10 +16,11 @@ from sqlalchemy.engine.url import URL
 # The value helpers are shared with LiteDatabase (and re-exported from here, where
 # other modules import them from).
 from blockyard.db.common import (
+    check_pipeline_run_fields,
     new_run_values,
-    _check_status,
+    orphan_message,
+    start_values,
     _initial_block_rows,
-    _json_default,  # noqa: F401  (re-exported)
     _json_dumps,
     check_block_run_fields,
     finish_values,
@@ -27,7 +28,6 @@ from blockyard.db.common import (
     set_sqlite_pragmas,
 )
 from blockyard.db.schema import (
-    PIPELINE_RUN_COLUMNS,
     UNFINISHED_STATUSES,
     block_runs,
     pipeline_runs,
@@ -178,15 +178,7 @@ class Database:
             conn.execute(
                 pipeline_runs.update()
                 .where(pipeline_runs.c.id == run_id)
-                .values(
-                    status="running",
-                    started_at=utcnow(),
-                    pid=pid,
-                    hostname=hostname,
-                    block_count=len(uuids),
-                    error=None,
-                    completed_at=None,
-                )
+                .values(start_values(len(uuids), pid, hostname))
             )
             missing = [u for u in uuids if u not in have]
             if missing:
@@ -197,11 +189,7 @@ class Database:
 
     def update_pipeline_run(self, run_id: int, **fields: Any) -> None:
         """Set columns of a pipeline run (e.g. status='running', started_at=..., metrics=...)."""
-        unknown = set(fields) - (PIPELINE_RUN_COLUMNS - {"id"})
-        if unknown:
-            raise ValueError(f"unknown pipeline run field(s): {', '.join(sorted(unknown))}")
-        if "status" in fields:
-            _check_status(fields["status"])
+        check_pipeline_run_fields(fields)
         if not fields:
             return
         with self.engine.begin() as conn:
@@ -217,9 +205,7 @@ class Database:
     ) -> None:
         """Mark a run finished. `error` may be an exception; a BlockyardError also fills
         `error_details` (file/line/block/hint) unless given."""
-        values = finish_values(status, error, error_details)
-        if metrics is not None:
-            values["metrics"] = dict(metrics)
+        values = finish_values(status, error, error_details, metrics)
         with self.engine.begin() as conn:
             conn.execute(pipeline_runs.update().where(pipeline_runs.c.id == run_id).values(values))
 
@@ -385,7 +371,7 @@ class Database:
         recovered = 0
         with self.engine.begin() as conn:
             for run_id, pid in dead:
-                message = f"the process running it (pid {pid}) exited before it finished"
+                message = orphan_message(pid)
                 result = conn.execute(
                     pipeline_runs.update()
                     .where(

@@ -39,7 +39,6 @@ from blockyard.db.columns import (
     HEAD_REVISION,
     PIPELINE_RUN_BOOLEANS,
     PIPELINE_RUN_COLUMN_NAMES,
-    PIPELINE_RUN_COLUMNS,
     PIPELINE_RUN_DATETIMES,
     PIPELINE_RUN_DEFAULTS,
     PIPELINE_RUN_JSON,
@@ -48,8 +47,10 @@ from blockyard.db.columns import (
     utcnow,
 )
 from blockyard.db.common import (
+    check_pipeline_run_fields,
     new_run_values,
-    _check_status,
+    orphan_message,
+    start_values,
     _initial_block_rows,
     _json_dumps,
     check_block_run_fields,
@@ -486,19 +487,7 @@ class LiteDatabase:
                     conn, "SELECT block_uuid FROM block_runs WHERE pipeline_run_id = ?", (run_id,)
                 )
             }
-            self._update_run(
-                conn,
-                run_id,
-                {
-                    "status": "running",
-                    "started_at": utcnow(),
-                    "pid": pid,
-                    "hostname": hostname,
-                    "block_count": len(uuids),
-                    "error": None,
-                    "completed_at": None,
-                },
-            )
+            self._update_run(conn, run_id, start_values(len(uuids), pid, hostname))
             missing = [u for u in uuids if u not in have]
             if missing:
                 _insert(conn, _BR, _initial_block_rows(run_id, missing))
@@ -511,11 +500,7 @@ class LiteDatabase:
 
     def update_pipeline_run(self, run_id: int, **fields: Any) -> None:
         """Set columns of a pipeline run (e.g. status='running', started_at=..., metrics=...)."""
-        unknown = set(fields) - (PIPELINE_RUN_COLUMNS - {"id"})
-        if unknown:
-            raise ValueError(f"unknown pipeline run field(s): {', '.join(sorted(unknown))}")
-        if "status" in fields:
-            _check_status(fields["status"])
+        check_pipeline_run_fields(fields)
         if not fields:
             return
         with _transaction(self._conn()) as conn:
@@ -531,9 +516,7 @@ class LiteDatabase:
     ) -> None:
         """Mark a run finished. `error` may be an exception; a BlockyardError also fills
         `error_details` (file/line/block/hint) unless given."""
-        values = finish_values(status, error, error_details)
-        if metrics is not None:
-            values["metrics"] = dict(metrics)
+        values = finish_values(status, error, error_details, metrics)
         with _transaction(self._conn()) as conn:
             self._update_run(conn, run_id, values)
 
@@ -647,7 +630,7 @@ class LiteDatabase:
         recovered = 0
         with _transaction(self._conn()) as conn:
             for run_id, pid in dead:
-                message = f"the process running it (pid {pid}) exited before it finished"
+                message = orphan_message(pid)
                 cursor = _execute(
                     conn,
                     "UPDATE pipeline_runs SET status = ?, error = ?, completed_at = ?"

@@ -259,7 +259,7 @@ def finish_leased(
     False if the lease was lost (another worker took the run over)."""
     import sqlalchemy as sa
 
-    from blockyard.db.database import finish_values
+    from blockyard.db.common import finish_values
 
     pr, br = _tables()
     values: dict[str, Any] = {

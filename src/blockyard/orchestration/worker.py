@@ -497,7 +497,7 @@ class Worker:
         or the worker process on this host no longer exists. Returns {'requeued', 'failed'}."""
         import sqlalchemy as sa
 
-        from blockyard.db.database import pid_alive
+        from blockyard.db.common import pid_alive
         from blockyard.db.schema import pipeline_runs as pr
         from blockyard.orchestration.runs import fail_lost, get_run, requeue_for_resume
 
