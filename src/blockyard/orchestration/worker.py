@@ -371,10 +371,14 @@ class Worker:
                 except Exception:  # pragma: no cover - database down; the lease expires
                     log.exception("could not record the failure of run %s", ctx.run_id)
         finally:
-            with self._lock:
-                self._active.pop(ctx.run_id, None)
-            self._wake.set()
-            self._after_run(ctx)
+            # The run stays active until its finish hooks (alerts, backfill progress) ran:
+            # shutdown and wait_idle() wait for active runs, so no alert is lost.
+            try:
+                self._after_run(ctx)
+            finally:
+                with self._lock:
+                    self._active.pop(ctx.run_id, None)
+                self._wake.set()
 
     def _on_event(self, ctx: _Active, ev: dict) -> None:
         if ev.get("type") == "block" and ev.get("status") == "failed":
