@@ -27,9 +27,10 @@ async function triggersList(root, query) {
   setTitle("Triggers", "Triggers");
   const filter = query.get("pipeline") || "";
   const body = h("div");
+  // Before the page (and its "New trigger" button) exists: edit() reads refs.
+  const refs = await pipelineRefs();
   clear(root, h("div.page-head", h("div", h("h1", "Triggers"), h("p.muted", "Run pipelines on a schedule, from an HTTP call (API trigger) or when a sensor/event fires.")),
     h("div.actions", button("New trigger", () => edit(null), "primary", { id: "new-trigger" }))), h("section.section", body));
-  const refs = await pipelineRefs();
 
   async function load() {
     try {
@@ -113,9 +114,10 @@ async function triggersList(root, query) {
 async function backfillsPage(root) {
   setTitle("Backfills", "Backfills");
   const body = h("div");
+  // Before the page (and its "New backfill" button) exists: create() reads refs.
+  const refs = await pipelineRefs();
   clear(root, h("div.page-head", h("div", h("h1", "Backfills"), h("p.muted", "Run a pipeline once per interval over a past date range; each run gets interval_start_datetime and interval_end_datetime.")),
     h("div.actions", button("New backfill", () => create(), "primary", { id: "new-backfill" }))), h("section.section", body));
-  const refs = await pipelineRefs();
 
   async function load() {
     try {
