@@ -45,5 +45,8 @@ def find_pipeline(pipeline_uuid: str, project: str | None = None) -> tuple[Any, 
     looked up in `project` when given."""
     ws = discover_workspace()
     if project and "/" not in pipeline_uuid:
-        pipeline_uuid = f"{project}/{pipeline_uuid}"
+        try:
+            return ws, ws.find_pipeline(f"{project}/{pipeline_uuid}")
+        except BlockyardError:
+            pass  # not in that project: look through the whole workspace
     return ws, ws.find_pipeline(pipeline_uuid)

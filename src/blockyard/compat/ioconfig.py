@@ -9,14 +9,28 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ConfigFileLoader", "ProfileNotFound"]
+__all__ = ["ConfigFileLoader", "ConfigKey", "EnvironmentVariableLoader", "ProfileNotFound"]
 
 _TEMPLATE = re.compile(
     r"\{\{\s*(env_var|mage_secret_var)\(\s*['\"]([^'\"]+)['\"]\s*\)\s*\}\}"
 )
+
+
+class ConfigKey(str, Enum):
+    """The io_config.yaml keys of the connectors Blockyard serves (Mage's names)."""
+
+    POSTGRES_CONNECT_TIMEOUT = "POSTGRES_CONNECT_TIMEOUT"
+    POSTGRES_CONNECTION_METHOD = "POSTGRES_CONNECTION_METHOD"
+    POSTGRES_DBNAME = "POSTGRES_DBNAME"
+    POSTGRES_HOST = "POSTGRES_HOST"
+    POSTGRES_PASSWORD = "POSTGRES_PASSWORD"
+    POSTGRES_PORT = "POSTGRES_PORT"
+    POSTGRES_SCHEMA = "POSTGRES_SCHEMA"
+    POSTGRES_USER = "POSTGRES_USER"
 
 
 class ProfileNotFound(KeyError):
@@ -116,3 +130,22 @@ class ConfigFileLoader(Mapping):
     def __repr__(self) -> str:
         # Values are often credentials: show only the keys.
         return f"ConfigFileLoader(profile={self.profile!r}, keys={sorted(map(str, self.config))})"
+
+
+class EnvironmentVariableLoader(Mapping):
+    """Mage's loader that reads each setting from the environment variable of its name."""
+
+    def __getitem__(self, key: Any) -> Any:
+        return os.environ[_key(key)]
+
+    def __contains__(self, key: object) -> bool:
+        return _key(key) in os.environ
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return os.environ.get(_key(key), default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(os.environ)
+
+    def __len__(self) -> int:
+        return len(os.environ)

@@ -1,4 +1,6 @@
-"""`mage_ai.data_preparation.variable_manager`: `set_global_variable`, `get_variable`.
+"""`mage_ai.data_preparation.variable_manager`: global variables (`get_global_variable`,
+`get_global_variables`, `set_global_variable`, `delete_global_variable`) and block
+outputs (`get_variable`).
 
 Global variables live in the pipeline's metadata.yaml (`variables:`), as in Mage.
 Block outputs are read from the newest completed run of the block recorded in the
@@ -10,7 +12,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["set_global_variable", "get_variable", "VariableNotFound"]
+__all__ = [
+    "get_global_variable",
+    "get_global_variables",
+    "set_global_variable",
+    "delete_global_variable",
+    "get_variable",
+    "VariableNotFound",
+]
 
 _OUTPUT_NAME = re.compile(r"output_(\d+)")
 
@@ -30,11 +39,43 @@ def set_global_variable(
     """Set `key: value` in the pipeline's metadata.yaml `variables` and save the file."""
     from blockyard.compat._context import find_pipeline
 
-    _, spec = find_pipeline(pipeline_uuid, project)
+    _, spec = find_pipeline(pipeline_uuid, project or _current_project())
     variables = dict(spec.variables or {})
     variables[key] = _plain(value)
     spec.set_variables(variables)
     spec.save()
+
+
+def get_global_variables(pipeline_uuid: str, project: str | None = None, **_: Any) -> dict:
+    """The pipeline's global variables (metadata.yaml `variables:`), as Mage returns them."""
+    from blockyard.compat._context import find_pipeline
+
+    _, spec = find_pipeline(pipeline_uuid, project or _current_project())
+    return dict(spec.variables or {})
+
+
+def get_global_variable(pipeline_uuid: str, key: str, project: str | None = None, **_: Any) -> Any:
+    """One global variable of the pipeline; None when it is not set (as in Mage)."""
+    return get_global_variables(pipeline_uuid, project).get(key)
+
+
+def delete_global_variable(pipeline_uuid: str, key: str, project: str | None = None, **_: Any) -> None:
+    from blockyard.compat._context import find_pipeline
+
+    _, spec = find_pipeline(pipeline_uuid, project or _current_project())
+    variables = dict(spec.variables or {})
+    if key in variables:
+        del variables[key]
+        spec.set_variables(variables)
+        spec.save()
+
+
+def _current_project() -> str | None:
+    """The running block's project: a bare pipeline uuid means one of its project first."""
+    from blockyard import runtime
+
+    ctx = runtime.get()
+    return ctx.project if ctx is not None else None
 
 
 def _plain(value: Any) -> Any:

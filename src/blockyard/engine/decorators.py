@@ -80,6 +80,16 @@ preprocessor = _simple("preprocessor")
 collect = _simple("collect")
 reduce = _simple("reduce")
 columns = _simple("columns")
+# Mage's chart/extension decorators: accepted and tagged (`@render(render_type="jpeg")`),
+# so blocks using them load; nothing calls the tagged functions. Only `render` is
+# injected into block globals (names like `x` must stay NameErrors there).
+render = _simple("render")
+extension = _simple("extension")
+configuration = _simple("configuration")
+data_source = _simple("data_source")
+x = _simple("x")
+y = _simple("y")
+xy = _simple("xy")
 
 
 def callback(fn_or_status: Callable | str = "success", *more: str) -> Callable:
@@ -103,5 +113,6 @@ INJECTED = {
         "collect",
         "reduce",
         "columns",
+        "render",
     )
 }

@@ -108,6 +108,9 @@ def _exec_block(
         try:
             exec(code, module.__dict__)
         except Exception as exc:  # import errors, NameErrors at module level ...
+            where = getattr(exc, "blockyard_where", None)  # the compat layer's unsupported import
+            if where is not None:
+                raise BlockLoadError(where[2], file=where[0] or path, line=where[1], block=block_uuid) from None
             line = _user_line(exc, str(path))
             raise BlockLoadError(
                 f"error while loading the block: {type(exc).__name__}: {exc}",
