@@ -3,15 +3,27 @@
 - `POST /api/pipeline_schedules/{id}/pipeline_runs/{token}` queues a run of an API
   trigger's pipeline (the token in the URL is the trigger's).
 - `POST /api/runs` runs ONE block now, in this process, and answers with its output.
+- `GET /api/pipeline_schedules[/{id}]`, `GET /api/pipeline_runs[/{id}]` (and the
+  per-pipeline / per-schedule lists) answer in Mage's envelopes for scripts that poll.
 """
 from __future__ import annotations
 
 from typing import Any, Optional
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
 
-from blockyard.server.deps import TriggerId, call, check_name, get_pipeline, orchestration, resolve_ref, state
-from blockyard.server.errors import Conflict, NotFound, Unauthorized
+from blockyard.server.deps import (
+    OptionalId,
+    RunId,
+    TriggerId,
+    call,
+    check_name,
+    get_pipeline,
+    orchestration,
+    resolve_ref,
+    state,
+)
+from blockyard.server.errors import BadRequest, Conflict, NotFound, Unauthorized
 from blockyard.server.jsonify import to_jsonable
 from blockyard.server.middleware import bearer_token, token_matches
 from blockyard.server.models import (
@@ -180,3 +192,147 @@ def run_block(body: MageBlockRunIn, request: Request):
         output=output,
         error=error,
     ))
+
+
+# ------------------------------------------------------------------ Mage read endpoints
+# What scripts written for Mage poll: schedules and runs in Mage's envelopes and field
+# names (see server/mage_format.py). Token-protected like the rest of /api.
+MAX_MAGE_LIMIT = 1000
+
+
+def _mage_pipeline_filter(st, ref: Optional[str], project: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+    """(project, pipeline uuid) from `pipeline_uuid` (bare or 'project/uuid') and `project`."""
+    if project is not None:
+        check_name(project, "project name")
+    if not ref:
+        return project, None
+    ref = ref.strip().strip("/")
+    check_name(ref, "pipeline_uuid", allow_slash=True)
+    if "/" in ref:
+        project, ref = ref.split("/", 1)
+        check_name(ref, "pipeline_uuid")
+    return project, ref
+
+
+def _repo_path(st, project: Optional[str]):
+    try:
+        return st.workspace.project(project).path if project else None
+    except Exception:  # noqa: BLE001 - a trigger of a project no longer in the workspace
+        return None
+
+
+def _mage_schedules(st, project: Optional[str], pipeline: Optional[str], status: Optional[str],
+                    schedule_type: Optional[str]) -> dict:
+    from blockyard.server import mage_format
+
+    triggers = orchestration("triggers")
+    rows = call(triggers.TriggerStore(st.workspace, st.db).list, project=project, pipeline=pipeline)
+    rows = [r for r in rows if (status is None or r.get("status") == status)
+            and (schedule_type is None or r.get("schedule_type") == schedule_type)]
+    counts = mage_format.schedule_run_counts(st.db, [r["id"] for r in rows])
+    items = [mage_format.pipeline_schedule(r, _repo_path(st, r.get("project")), counts) for r in rows]
+    return {"pipeline_schedules": items, "metadata": {"count": len(items), "next": False}}
+
+
+@router.get("/pipeline_schedules", summary="Mage: list triggers as pipeline_schedules (filter by pipeline_uuid)")
+def mage_list_pipeline_schedules(
+    request: Request,
+    pipeline_uuid: Optional[str] = Query(None, description="Bare uuid or project/uuid."),
+    project: Optional[str] = Query(None),
+    status: Optional[str] = Query(None, description="active or inactive"),
+    schedule_type: Optional[str] = Query(None, description="time, event or api"),
+):
+    """`{"pipeline_schedules": [...], "metadata": {"count", "next"}}` with Mage's fields."""
+    st = state(request)
+    project, pipeline = _mage_pipeline_filter(st, pipeline_uuid, project)
+    return _mage_schedules(st, project, pipeline, status, schedule_type)
+
+
+@router.get("/pipelines/{pipeline:path}/pipeline_schedules", summary="Mage: a pipeline's triggers as pipeline_schedules")
+def mage_pipeline_pipeline_schedules(pipeline: str, request: Request,
+                                     status: Optional[str] = Query(None),
+                                     schedule_type: Optional[str] = Query(None)):
+    st = state(request)
+    project, uuid = resolve_ref(st, pipeline)
+    return _mage_schedules(st, project, uuid, status, schedule_type)
+
+
+@router.get("/pipeline_schedules/{schedule_id}", summary="Mage: one trigger as {\"pipeline_schedule\": {...}}")
+def mage_get_pipeline_schedule(schedule_id: TriggerId, request: Request):
+    from blockyard.server import mage_format
+
+    st = state(request)
+    trigger = call(orchestration("triggers").TriggerStore(st.workspace, st.db).get, schedule_id)
+    if not trigger:
+        raise NotFound(f"no pipeline schedule (trigger) {schedule_id}")
+    return {"pipeline_schedule": mage_format.pipeline_schedule(trigger, _repo_path(st, trigger.get("project")))}
+
+
+def _mage_runs(st, *, project, pipeline, status, trigger_id, backfill_id, limit, offset) -> dict:
+    from blockyard.server import mage_format, queries
+
+    statuses = None
+    if status:
+        from blockyard.db.schema import STATUSES
+
+        statuses = mage_format.blockyard_statuses(status)
+        if not any(s in STATUSES for s in statuses):
+            raise BadRequest(f"unknown status {status!r}; use one of: initial, {', '.join(STATUSES)}")
+    rows, total = queries.list_runs(st.db, limit=limit, offset=offset, project=project, pipeline_uuid=pipeline,
+                                    status=statuses, trigger_id=trigger_id, backfill_id=backfill_id)
+    blocks = mage_format.block_runs_of(st.db, [r["id"] for r in rows])
+    get_trigger = orchestration("triggers").get_trigger_row
+    schedules = {tid: get_trigger(st.db, tid) for tid in {r["trigger_id"] for r in rows if r.get("trigger_id")}}
+    items = [mage_format.pipeline_run(r, schedules.get(r.get("trigger_id")), blocks[r["id"]]) for r in rows]
+    return {"pipeline_runs": items, "metadata": {"count": total, "next": offset + len(items) < total}}
+
+
+@router.get("/pipeline_runs", summary="Mage: list runs as pipeline_runs (filter by pipeline_uuid, status ...)")
+def mage_list_pipeline_runs(
+    request: Request,
+    pipeline_uuid: Optional[str] = Query(None, description="Bare uuid or project/uuid."),
+    project: Optional[str] = Query(None),
+    status: Optional[str] = Query(None),
+    pipeline_schedule_id: OptionalId = None,
+    backfill_id: OptionalId = None,
+    limit: int = Query(100, alias="_limit", ge=1, le=MAX_MAGE_LIMIT),
+    offset: int = Query(0, alias="_offset", ge=0, le=2_147_483_647),
+):
+    """`{"pipeline_runs": [...], "metadata": {"count": total, "next": bool}}`, newest first,
+    each with its block_runs; Mage's `_limit`/`_offset` paginate."""
+    st = state(request)
+    project, pipeline = _mage_pipeline_filter(st, pipeline_uuid, project)
+    return _mage_runs(st, project=project, pipeline=pipeline, status=status, trigger_id=pipeline_schedule_id,
+                      backfill_id=backfill_id, limit=limit, offset=offset)
+
+
+@router.get("/pipelines/{pipeline:path}/pipeline_runs", summary="Mage: a pipeline's runs as pipeline_runs")
+def mage_pipeline_pipeline_runs(pipeline: str, request: Request, status: Optional[str] = Query(None),
+                                limit: int = Query(100, alias="_limit", ge=1, le=MAX_MAGE_LIMIT),
+                                offset: int = Query(0, alias="_offset", ge=0, le=2_147_483_647)):
+    st = state(request)
+    project, uuid = resolve_ref(st, pipeline)
+    return _mage_runs(st, project=project, pipeline=uuid, status=status, trigger_id=None, backfill_id=None,
+                      limit=limit, offset=offset)
+
+
+@router.get("/pipeline_schedules/{schedule_id}/pipeline_runs", summary="Mage: a trigger's runs as pipeline_runs")
+def mage_schedule_pipeline_runs(schedule_id: TriggerId, request: Request, status: Optional[str] = Query(None),
+                                limit: int = Query(100, alias="_limit", ge=1, le=MAX_MAGE_LIMIT),
+                                offset: int = Query(0, alias="_offset", ge=0, le=2_147_483_647)):
+    st = state(request)
+    return _mage_runs(st, project=None, pipeline=None, status=status, trigger_id=schedule_id, backfill_id=None,
+                      limit=limit, offset=offset)
+
+
+@router.get("/pipeline_runs/{run_id}", summary="Mage: one run as {\"pipeline_run\": {...}} with its block_runs")
+def mage_get_pipeline_run(run_id: RunId, request: Request):
+    from blockyard.server import mage_format
+
+    st = state(request)
+    row = st.db.get_pipeline_run(run_id)
+    if row is None:
+        raise NotFound(f"no pipeline run {run_id}")
+    schedule = orchestration("triggers").get_trigger_row(st.db, row["trigger_id"]) if row.get("trigger_id") else None
+    blocks = mage_format.block_runs_of(st.db, [run_id])[run_id]
+    return {"pipeline_run": mage_format.pipeline_run(row, schedule, blocks)}
