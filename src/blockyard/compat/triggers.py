@@ -165,29 +165,27 @@ def _status_of(result: Any, default: str) -> tuple[int | None, str, str | None]:
     return run_id, str(getattr(status, "value", status)), (str(error) if error else None)
 
 
-def _local_ref(pipeline_uuid: str) -> str:
-    """A bare uuid means the running block's project first (Mage has one project)."""
-    from blockyard import runtime
+def _local_target(pipeline_uuid: str) -> tuple[str, Any]:
+    """(pipeline ref, workspace root or None) for an in-process run. A bare uuid means
+    the running block's project first (Mage has one project); an unknown pipeline
+    raises here, in the caller, not in the background run."""
+    from blockyard.compat._context import find_pipeline, workspace_root_or_none
+    from blockyard.compat.variables import _current_project
 
-    ctx = runtime.get()
-    if ctx is None or "/" in pipeline_uuid:
-        return pipeline_uuid
-    try:
-        from blockyard.project import Workspace
-
-        project = Workspace.open(ctx.workspace_root).project(ctx.project)
-        if (project.pipelines_dir / pipeline_uuid / "metadata.yaml").is_file():
-            return f"{ctx.project}/{pipeline_uuid}"
-    except Exception:  # noqa: BLE001 - the workspace-wide lookup reports problems
-        pass
-    return pipeline_uuid
+    root = workspace_root_or_none()
+    if root is None:
+        return pipeline_uuid, None
+    _, spec = find_pipeline(pipeline_uuid, _current_project())
+    return f"{spec.project.name}/{spec.uuid}", root
 
 
-def _run_into(run: TriggeredRun, run_pipeline: Any, ref: str, verbose: bool, raise_config: bool) -> None:
+def _run_into(run: TriggeredRun, run_pipeline: Any, ref: str, root: Any, verbose: bool,
+              raise_config: bool) -> None:
     from blockyard.errors import ProjectError
 
     try:
-        result = run_pipeline(ref, variables=run.variables)
+        kwargs = {"workspace": root} if root is not None else {}
+        result = run_pipeline(ref, variables=run.variables, **kwargs)
     except Exception as exc:
         if raise_config and isinstance(exc, ProjectError):
             raise  # unknown pipeline, broken metadata: the caller's mistake
@@ -204,13 +202,15 @@ def _trigger_local(pipeline_uuid: str, variables: dict, check_status: bool,
     from blockyard.engine.api import run_pipeline
 
     run = TriggeredRun(pipeline_uuid, variables=variables, mode="local")
-    ref = _local_ref(pipeline_uuid)
+    ref, root = _local_target(pipeline_uuid)
+    if root is not None:
+        run.project = ref.split("/", 1)[0]
     if check_status and poll_timeout is None:
-        _run_into(run, run_pipeline, ref, verbose, raise_config=True)
+        _run_into(run, run_pipeline, ref, root, verbose, raise_config=True)
         return run
     thread = threading.Thread(
         target=_run_into,
-        args=(run, run_pipeline, ref, verbose, False),
+        args=(run, run_pipeline, ref, root, verbose, False),
         name=f"trigger-{pipeline_uuid}",
         daemon=False,  # the process waits for a triggered run before exiting
     )
