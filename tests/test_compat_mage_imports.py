@@ -269,6 +269,41 @@ def test_trigger_pipeline_through_a_worker(ws, tmp_path, monkeypatch, request, b
     db.close()
 
 
+def test_trigger_pipeline_through_a_real_server(ws, monkeypatch):
+    """A script with BLOCKYARD_SERVER_URL: the server queues the run, its worker runs it,
+    check_status polls over HTTP (with the API token) and error_on_failure raises."""
+    pytest.importorskip("uvicorn")
+    from blockyard.compat.triggers import PipelineRunFailed
+    from mage_ai.orchestration.triggers.api import trigger_pipeline
+    from ui_support import UiServer
+
+    root, project = ws
+    _trigger_workspace(root, project)
+    server = UiServer(root, token="script-token").start()
+    try:
+        monkeypatch.setenv("BLOCKYARD_SERVER_URL", server.url)
+        monkeypatch.setenv("BLOCKYARD_API_TOKEN", "script-token")
+        run = trigger_pipeline(f"{project}/child", variables={"n": 3}, check_status=True, error_on_failure=True,
+                               poll_interval=0.05, poll_timeout=120, schedule_name="nightly", verbose=False)
+        assert (run.status, run.mode, run.variables) == ("completed", "server", {"n": 3})
+        from blockyard.orchestration.triggers import TriggerStore
+
+        st = server.app.state.blockyard
+        nightly = TriggerStore(st.workspace, st.db).find(project, "child", "nightly")
+        assert nightly is not None and run.pipeline_schedule_id == nightly["id"]
+        with pytest.raises(PipelineRunFailed, match=f"of '{project}/child' ended failed"):
+            trigger_pipeline(f"{project}/child", variables={"fail": True}, check_status=True,
+                             error_on_failure=True, poll_interval=0.05, poll_timeout=120, verbose=False)
+        # Without check_status the call returns at once with the queued run.
+        queued = trigger_pipeline(f"{project}/child", verbose=False)
+        assert queued.id is not None and queued.status in ("queued", "running", "completed")
+        monkeypatch.setenv("BLOCKYARD_API_TOKEN", "wrong")
+        with pytest.raises(RuntimeError, match="HTTP 401"):
+            trigger_pipeline(f"{project}/child", verbose=False)
+    finally:
+        server.stop()
+
+
 # ----------------------------------------------------------------- mage_ai.io.postgres
 def _io_config(path: Path, pg_url: str, monkeypatch) -> None:
     import sqlalchemy as sa

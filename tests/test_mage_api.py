@@ -167,3 +167,17 @@ def test_mage_read_endpoints_need_the_token_when_one_is_set(tmp_path):
         run_id = fired.json()["pipeline_run"]["id"]
         assert c.get(f"/api/pipeline_runs/{run_id}").status_code == 401
         assert c.get(f"/api/pipeline_runs/{run_id}", headers=ok).json()["pipeline_run"]["id"] == run_id
+
+
+def test_run_with_schedule_name_is_filed_under_that_api_trigger(client):
+    """What Mage's trigger_pipeline(schedule_name=...) sends: the trigger is created once."""
+    space = client.space
+    first = client.post(f"/api/pipelines/{space.project}/echo/runs", json={"schedule_name": "from code"})
+    second = client.post("/api/pipelines/echo/runs", json={"schedule_name": "from code", "variables": {"n": 1}})
+    assert first.status_code == second.status_code == 201, first.text + second.text
+    schedules = client.get("/api/pipelines/echo/pipeline_schedules").json()["pipeline_schedules"]
+    assert [(s["name"], s["schedule_type"], s["status"]) for s in schedules] == [("from code", "api", "active")]
+    assert first.json()["trigger_id"] == second.json()["trigger_id"] == schedules[0]["id"]
+    assert schedules[0]["pipeline_runs_count"] == 2
+    plain = client.post("/api/pipelines/echo/runs", json={"variables": {}})
+    assert plain.json()["trigger_id"] is None

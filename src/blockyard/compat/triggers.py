@@ -266,18 +266,20 @@ def _live_worker_target(pipeline_uuid: str) -> _Target | None:
     return _Target(ws, db, spec.project.name, spec.uuid)
 
 
-def _schedule_id(target: _Target, name: str) -> int:
+def schedule_id_for_name(workspace: Any, db: Any, project: str, pipeline_uuid: str, name: str) -> int:
     """The id of the pipeline's trigger `name`, created as an active API trigger if missing."""
     from blockyard.orchestration.triggers import TriggerError, TriggerStore
 
-    store = TriggerStore(target.workspace, target.db)
-    found = store.find(target.project, target.pipeline_uuid, name)
+    store = TriggerStore(workspace, db)
+    found = store.find(project, pipeline_uuid, name)
     if found is None:
         try:
-            found = store.create({"project": target.project, "pipeline_uuid": target.pipeline_uuid,
+            found = store.create({"project": project, "pipeline_uuid": pipeline_uuid,
                                   "name": name, "schedule_type": "api", "status": "active"})
         except TriggerError:  # created meanwhile by another run
-            found = store.find(target.project, target.pipeline_uuid, name)
+            found = store.find(project, pipeline_uuid, name)
+            if found is None:
+                raise
     return int(found["id"])
 
 
@@ -298,7 +300,8 @@ def _trigger_queued(target: _Target, pipeline_uuid: str, variables: dict, schedu
     from blockyard.orchestration import runs
 
     try:
-        trigger_id = _schedule_id(target, schedule_name) if schedule_name else None
+        trigger_id = (schedule_id_for_name(target.workspace, target.db, target.project, target.pipeline_uuid,
+                                           schedule_name) if schedule_name else None)
         row = runs.enqueue_run(target.db, project=target.project, pipeline_uuid=target.pipeline_uuid,
                                variables=variables, trigger_id=trigger_id)
         run = TriggeredRun(pipeline_uuid, project=target.project, mode="worker")

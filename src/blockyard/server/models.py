@@ -176,7 +176,10 @@ class RunList(BaseModel):
 
 class RunCreate(BaseModel):
     variables: JSONDict = Field(default_factory=dict, description="Runtime variables (override the pipeline's).")
-    schedule_name: Optional[str] = Field(None, description="Accepted for Mage's trigger_pipeline; recorded nowhere.")
+    schedule_name: Optional[str] = Field(
+        None, max_length=255,
+        description="Mage's trigger_pipeline: the run is filed under the pipeline's trigger of this name "
+                    "(created as an active API trigger when missing).")
     execution_date: Optional[datetime] = None
     block: Optional[str] = Field(
         None, description="Run only this block, on the stored outputs of its upstream blocks "

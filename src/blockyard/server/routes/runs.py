@@ -160,8 +160,16 @@ def create_run(
             raise NotFound(f"no block {body.block!r} in pipeline '{project}/{uuid}'; blocks: "
                            + (", ".join(b.uuid for b in spec.blocks) or "none"))
         settings = {"block": body.block, "with_upstream": bool(body.with_upstream)}
+    trigger_id = None
+    if body.schedule_name and body.schedule_name.strip():
+        # Mage's trigger_pipeline: the run is filed under the trigger of that name.
+        from blockyard.compat.triggers import schedule_id_for_name
+
+        orchestration("triggers")  # 503 when the orchestration layer is missing
+        with st.edit_lock:
+            trigger_id = call(schedule_id_for_name, st.workspace, st.db, project, uuid, body.schedule_name.strip())
     row = enqueue(st, project=project, pipeline_uuid=uuid, variables=body.variables,
-                  execution_date=body.execution_date,
+                  execution_date=body.execution_date, trigger_id=trigger_id,
                   idempotency_key=check_idempotency_key(idempotency_key), settings=settings)
     return run_out(row)
 
