@@ -154,7 +154,7 @@ class _PackageLoader:
         def __getattr__(attr: str) -> Any:
             # `from mage_ai.io import snowflake`: Python swallows the submodule's
             # ModuleNotFoundError and asks the package; answer with the same message.
-            if attr.startswith("__") and attr.endswith("__"):
+            if attr.startswith("_"):  # dunder and private probes by tools stay AttributeErrors
                 raise AttributeError(f"module '{name}' has no attribute '{attr}'")
             child = f"{name}.{attr}"
             if child in MODULES or child in PACKAGES:
