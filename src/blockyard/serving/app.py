@@ -12,6 +12,8 @@ Every answer carries `X-Model-Version`. Bad input is a 400/413/422 naming the fi
 
 
 import collections
+import contextlib
+import signal
 import json
 import logging
 import time
@@ -236,7 +238,23 @@ def run_server(workspace_root: Path, *, host: str = "127.0.0.1", port: int = 679
     app = create_serving_app(ctx)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                             lifespan="off", server_header=False, http="httptools", loop="uvloop")
-    server = uvicorn.Server(config)
+    class _Server(uvicorn.Server):
+        # uvicorn re-raises SIGTERM/SIGINT after its shutdown, which would kill the process
+        # before the prediction log is flushed: stop on the signal, exit normally.
+        @contextlib.contextmanager
+        def capture_signals(self):
+            def handler(signum, frame):
+                self.force_exit = self.should_exit  # a second signal: no graceful wait
+                self.should_exit = True
+
+            previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, old in previous.items():
+                    signal.signal(sig, old)
+
+    server = _Server(config)
     current = holder.current
     echo(f"Blockyard serving {model}@{alias} "
          + (f"v{current.version}" if current else "(no version yet: waiting)")
