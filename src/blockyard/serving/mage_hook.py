@@ -101,29 +101,30 @@ def flush_logs() -> None:
 
 # ------------------------------------------------------------- the routes' two calls
 
-_conf_cache: dict[str, tuple[int, dict | None]] = {}
+_conf_cache: dict[str, tuple[int, dict | None, dict]] = {}
 
 
-def _conf_for(workspace: Any, project: str, uuid: str) -> dict | None:
-    """served_config of project/uuid, re-read only when its metadata.yaml changes."""
+def _conf_for(workspace: Any, project: str, uuid: str) -> tuple[dict | None, dict]:
+    """(served_config, the pipeline's variables) of project/uuid; metadata.yaml is parsed
+    again only when it changes (parsing it costs more than a prediction)."""
     path = workspace.project(project).pipelines_dir / uuid / "metadata.yaml"
     try:
         mtime = path.stat().st_mtime_ns
     except OSError:
-        return None
+        return None, {}
     cached = _conf_cache.get(str(path))
-    if cached is not None and cached[0] == mtime:
-        return cached[1]
-    conf = served_config(workspace.project(project).pipeline(uuid))
-    _conf_cache[str(path)] = (mtime, conf)
-    return conf
+    if cached is None or cached[0] != mtime:
+        spec = workspace.project(project).pipeline(uuid)
+        cached = (mtime, served_config(spec), dict(spec.variables or {}))
+        _conf_cache[str(path)] = cached
+    return cached[1], cached[2]
 
 
 def answer_trigger(workspace: Any, project: str, uuid: str, trigger: dict, variables: dict) -> dict | None:
     """The API trigger's answer for a served pipeline (None: not served, queue a run).
     Mage's shape (`pipeline_run`, with `id: null` since no run is queued) plus
     `predictions` and the model version that made them."""
-    conf = _conf_for(workspace, project, uuid)
+    conf, _ = _conf_for(workspace, project, uuid)
     if conf is None:
         return None
     merged = {**(trigger.get("variables") or {}), **(variables or {})}
@@ -138,15 +139,15 @@ def answer_trigger(workspace: Any, project: str, uuid: str, trigger: dict, varia
     }
 
 
-def answer_block_run(workspace: Any, spec: Any, block_uuid: str, variables: dict) -> dict | None:
+def answer_block_run(workspace: Any, project: str, uuid: str, block_uuid: str, variables: dict) -> dict | None:
     """`POST /api/runs` for the served block: the block's output is the predictions."""
-    conf = served_config(spec)
+    conf, defaults = _conf_for(workspace, project, uuid)
     if conf is None or conf["block"] != block_uuid:
         return None
-    merged = {**(spec.variables or {}), **(variables or {})}
+    merged = {**defaults, **(variables or {})}
     result = predict_variables(Path(workspace.root), conf, merged, source="block_run")
     return {"run": {
-        "pipeline_run_id": None, "pipeline_uuid": spec.uuid, "project": spec.project.name,
+        "pipeline_run_id": None, "pipeline_uuid": uuid, "project": project,
         "block_uuid": block_uuid, "status": "completed", "mode": "served",
         "variables": {k: v for k, v in (variables or {}).items() if k != INPUTS},
         "output": result["predictions"], "error": None,

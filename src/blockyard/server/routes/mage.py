@@ -168,15 +168,16 @@ def run_block(body: MageBlockRunIn, request: Request):
     spec_in = body.run
     project, uuid = _authorize_block_run(st, request, spec_in.pipeline_uuid)
     check_name(spec_in.block_uuid, "block uuid", allow_slash=True)
+    served = _served(lambda hook: hook.answer_block_run(st.workspace, project, uuid, spec_in.block_uuid,
+                                                        dict(spec_in.variables)))
+    if served is not None:  # the served block of a served pipeline: the warm model answers
+        return served
     spec = get_pipeline(st, project, uuid)
     if spec_in.block_uuid not in spec.block_uuids():
         raise NotFound(
             f"no block {spec_in.block_uuid!r} in pipeline {project}/{uuid}; blocks: "
             + (", ".join(spec.block_uuids()) or "none")
         )
-    served = _served(lambda hook: hook.answer_block_run(st.workspace, spec, spec_in.block_uuid, dict(spec_in.variables)))
-    if served is not None:
-        return served
     mode = "block" if _upstream_stored(st, spec, spec_in.block_uuid) else "pipeline"
     result = run_pipeline(
         spec,
