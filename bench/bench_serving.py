@@ -258,6 +258,13 @@ def main() -> None:
             ]
             if load["errors"]:
                 lines.append(f"   first errors: {load['errors'][:3]}")
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            sequential = []
+            for _ in range(args.compare):
+                t = time.perf_counter()
+                request("POST", port, "/invocations", {"inputs": [ROW]}, conn)
+                sequential.append((time.perf_counter() - t) * 1000)
+            conn.close()
             par = parity(port)
             lines += ["", f"3. parity with batch_predict ({par['rows']:,} trips of 2023-03): "
                           f"max |diff| /invocations/batch {par['batch_endpoint']:.2e}, "
@@ -274,7 +281,9 @@ def main() -> None:
             f"{summary(cmp['predict_unserved']['times'])}",
             f"   served (serve:, mode {'/'.join(cmp['predict']['modes'])})                 "
             f"{summary(cmp['predict']['times'])}",
-            f"   median ratio {slow / fast:.1f}x; same answer: "
+            f"   blockyard serve POST /invocations (same row, sequential)  {summary(sequential)}",
+            f"   median ratio pipeline-per-request / served: via /api/runs {slow / fast:.1f}x, "
+            f"via /invocations {slow / pct(sequential, 50):.1f}x; same answer: "
             f"{abs(cmp['predict_unserved']['output'] - cmp['predict']['output']) <= 1e-6}",
         ]
     text = "\n".join(lines)
