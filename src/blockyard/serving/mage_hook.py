@@ -87,7 +87,10 @@ def _predlog(workspace_root: Path):
     with _predlogs_lock:
         log = _predlogs.get(key)
         if log is None:
+            import atexit
+
             log = _predlogs[key] = PredictionLog(predictions_dir(Path(key)))
+            atexit.register(log.close)  # the web server's last second of predictions too
     return log
 
 
