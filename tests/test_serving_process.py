@@ -153,3 +153,45 @@ def test_serve_refuses_a_non_loopback_bind_without_a_token(home):
     proc = subprocess.run([str(BIN), "serve", str(COURSE), "--host", "0.0.0.0", "--port", str(free_port())],
                           env=clean_env({"BLOCKYARD_HOME": str(home)}), capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "without a token" in proc.stderr + proc.stdout
+
+
+def test_serving_page_in_chromium(home, v1):
+    """The serving page: model and version, traffic, the prediction form, swaps and the
+    retraining history (a real `blockyard serve` and headless Chromium)."""
+    import httpx
+    from ui_support import browser_page, screenshot, skip_reason
+
+    if skip_reason():
+        pytest.skip(skip_reason())
+    from blockyard.ml.tracking import setup_mlflow
+
+    client = setup_mlflow(COURSE).client
+    version = client.get_model_version_by_alias("nyc-taxi-duration", "champion").version
+    client.set_model_version_tag("nyc-taxi-duration", version, "retraining_decision", "promoted")
+    client.set_model_version_tag("nyc-taxi-duration", version, "retraining_reason", "challenger better on 2023-03")
+    client.set_model_version_tag("nyc-taxi-duration", version, "retraining_month", "2023-03")
+    server = Serving(home, "--poll", "0.5")
+    try:
+        server.wait_ready()
+        for _ in range(5):
+            httpx.post(server.url + "/invocations", json={"inputs": [ROW]})
+        with browser_page() as page:
+            page.goto(server.url + "/")
+            page.wait_for_function(f"document.getElementById('version').textContent === '{version}'")
+            page.wait_for_function("document.getElementById('requests').textContent !== '-'")
+            assert int(page.inner_text("#requests")) >= 5
+            page.wait_for_selector("#history tr")
+            history = page.inner_text("#history")
+            assert "challenger better on 2023-03" in history and "champion" in history
+            page.click("#send")
+            page.wait_for_function("document.getElementById('answer').textContent.startsWith('200')")
+            answer = page.inner_text("#answer")
+            assert f"version {version}" in answer and "predictions" in answer
+            page.fill("#payload", '{"inputs": [{"PULocationID": 1}]}')
+            page.click("#send")
+            page.wait_for_function("document.getElementById('answer').textContent.startsWith('422')")
+            assert "DOLocationID" in page.inner_text("#answer")
+            screenshot(page, "serving-page")
+            assert not page.js_errors, page.js_errors
+    finally:
+        assert server.stop() == 0, server.output()

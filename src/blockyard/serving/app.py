@@ -6,6 +6,8 @@
     POST /invocations          {"dataframe_records"|"dataframe_split"|"inputs": ...} -> {"predictions": [...]}
     POST /invocations/batch    the same payloads, up to `max_batch_rows` rows (bigger bodies)
     GET  /stats                request counts, errors, server-side latency percentiles
+    GET  /retraining           registered versions with their retraining decisions
+    GET  /                     the serving page (see page.py)
 
 Every answer carries `X-Model-Version`. Bad input is a 400/413/422 naming the field.
 """
@@ -217,6 +219,24 @@ def create_serving_app(ctx: ServingContext):
                     swaps=list(ctx.holder.swaps),
                     predictions_logged=ctx.predlog.rows_written if ctx.predlog else None)
         return json_response(snap)
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        from starlette.responses import HTMLResponse
+
+        from blockyard.serving.page import PAGE
+
+        return HTMLResponse(PAGE)
+
+    @app.get("/retraining", summary="The model's registered versions with their retraining decisions")
+    def retraining():  # sync: an MLflow query must not block the event loop
+        from blockyard.serving.page import retraining_history
+
+        try:
+            versions = retraining_history(ctx.root, ctx.holder.name)
+        except Exception as exc:  # noqa: BLE001 - the registry may be unreachable; the page shows it
+            return json_response({"versions": [], "error": f"{type(exc).__name__}: {exc}"})
+        return json_response({"versions": versions})
 
     @app.post("/stats/reset", summary="Forget the latency samples (for benchmarks)")
     async def stats_reset():
