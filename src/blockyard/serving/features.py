@@ -152,7 +152,7 @@ def resolve_transform(workspace_root: Path, name: str | None = None) -> tuple[Op
     from blockyard.engine.loader import ensure_import_paths
 
     root = Path(workspace_root).resolve()
-    ensure_import_paths(root.parent, root)
+    ensure_import_paths(root.parent, root)  # as the engine does for blocks
     explicit = bool(name)
     dotted = name or DEFAULT_TRANSFORM.format(package=root.name)
     module_name, _, func_name = dotted.partition(":") if ":" in dotted else dotted.rpartition(".")

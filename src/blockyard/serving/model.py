@@ -69,13 +69,31 @@ class LoadedModel:
         }
 
 
+_clients: dict[str, Any] = {}
+
+
+def _client(workspace_root: Path):
+    """A registry client for the workspace's store, made once (the poll runs every few
+    seconds and must not touch MLflow's process-wide settings)."""
+    from blockyard.ml.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(workspace_root)
+    client = _clients.get(uri)
+    if client is None:
+        from mlflow.tracking import MlflowClient
+
+        from blockyard.ml.tracking import setup_mlflow
+
+        setup_mlflow(workspace_root)  # once: creates the store (and its folder) when missing
+        client = _clients[uri] = MlflowClient(tracking_uri=uri)
+    return client
+
+
 def resolve_alias(workspace_root: Path, name: str, alias: str) -> Any:
     """The registry's ModelVersion under `name@alias` (ModelNotFound if none)."""
     from mlflow.exceptions import MlflowException
 
-    from blockyard.ml.tracking import setup_mlflow
-
-    client = setup_mlflow(workspace_root).client
+    client = _client(Path(workspace_root))
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
@@ -93,12 +111,11 @@ def load_version(workspace_root: Path, name: str, alias: str, version: Any = Non
 
     from blockyard.ml.tracking import load_dv
 
-    root = Path(workspace_root).resolve()
-    mv = resolve_alias(root, name, alias) if version is None else None
-    if mv is None:
-        from blockyard.ml.tracking import setup_mlflow
+    from blockyard.ml.tracking import setup_mlflow
 
-        mv = setup_mlflow(root).client.get_model_version(name, str(version))
+    root = Path(workspace_root).resolve()
+    setup_mlflow(root)  # models:/ URIs resolve against the process-wide tracking URI
+    mv = resolve_alias(root, name, alias) if version is None else _client(root).get_model_version(name, str(version))
     uri = f"models:/{name}/{mv.version}"
     flavors = mlflow.models.get_model_info(uri).flavors
     if "xgboost" in flavors:
