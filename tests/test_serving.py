@@ -170,6 +170,11 @@ def test_every_prediction_is_logged_to_parquet(serving, home):
     assert (mine["latency_ms"] > 0).all()
     assert list(mine["PULocationID"]) == [74, 74, 74]
     assert read_predictions(COURSE, "no-such-model").empty
+    first = df["ts"].min()
+    assert len(read_predictions(COURSE, since=first)) == len(df)
+    assert read_predictions(COURSE, until=first).empty
+    assert len(read_predictions(COURSE, since=first.tz_convert(None))) == len(df)  # naive = UTC
+    assert read_predictions(COURSE, since="2100-01-01").empty
 
 
 def test_hot_swap_loads_the_new_version_beside_the_old_one(serving, home):

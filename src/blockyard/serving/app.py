@@ -105,12 +105,10 @@ class ServingContext:
         model = self.holder.current  # read once: a swap during this request changes nothing here
         if model is None:
             raise RequestError(f"no model {self.holder.name}@{self.holder.alias} is registered yet", status=503)
-        if len(records) <= BATCH_CHUNK:
-            predictions = model.predict(records, field)
-        else:
-            predictions = []
-            for i in range(0, len(records), BATCH_CHUNK):
-                predictions.extend(model.predict(records[i:i + BATCH_CHUNK], field))
+        rows = model.spec.prepare(records, field)  # all validated first: error indexes are the request's
+        predictions = []
+        for i in range(0, len(rows), BATCH_CHUNK):
+            predictions.extend(model.predict_rows(rows[i:i + BATCH_CHUNK]))
         latency_ms = (time.perf_counter() - started) * 1000
         if self.predlog is not None:
             self.predlog.record(model.name, model.version, records, predictions, latency_ms, source)

@@ -142,12 +142,19 @@ def read_predictions(workspace_root: Path, model: str | None = None, *, since: A
         return pd.DataFrame(columns=list(SCHEMA_FIELDS))
     df = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
     if since is not None:
-        df = df[df["ts"] >= pd.Timestamp(since, tz="UTC") if pd.Timestamp(since).tzinfo is None else pd.Timestamp(since)]
+        df = df[df["ts"] >= _utc(since)]
     if until is not None:
-        df = df[df["ts"] < pd.Timestamp(until, tz="UTC") if pd.Timestamp(until).tzinfo is None else pd.Timestamp(until)]
+        df = df[df["ts"] < _utc(until)]
     df = df.sort_values(["ts", "request_id", "row"], kind="stable").reset_index(drop=True)
     if expand and len(df):
         inputs = pd.DataFrame([json.loads(s) for s in df["inputs"]], index=df.index)
         inputs = inputs[[c for c in inputs.columns if c not in df.columns]]
         df = pd.concat([df, inputs], axis=1)
     return df
+
+
+def _utc(value: Any):
+    import pandas as pd
+
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
