@@ -26,6 +26,14 @@ def _drop(watch, month):
     (watch / name).symlink_to(MIRROR / "taxi" / "green" / name)
 
 
+def _release_claim(watch):
+    from mlops.unit_4_triggering.utils.retraining import load_state, save_state
+
+    state = load_state(watch)
+    state.pop("claimed"), state.pop("claimed_at")
+    save_state(watch, state)
+
+
 def test_new_month_retrains_and_the_served_champion_never_gets_worse(tmp_path, monkeypatch):
     from blockyard import run_pipeline
     from blockyard.engine.session import reset_sessions
@@ -38,7 +46,7 @@ def test_new_month_retrains_and_the_served_champion_never_gets_worse(tmp_path, m
     for name in ("MLFLOW_TRACKING_URI", "BLOCKYARD_DATABASE_URL", "BLOCKYARD_STORE_URL"):
         monkeypatch.delenv(name, raising=False)
     reset_sessions()
-    from mlops.unit_4_triggering.utils.retraining import new_month
+    from mlops.unit_4_triggering.utils.retraining import claim, new_month
 
     watch = tmp_path / "incoming"
     watch.mkdir()
@@ -69,6 +77,9 @@ def test_new_month_retrains_and_the_served_champion_never_gets_worse(tmp_path, m
         assert new_month(watch) is None
         _drop(watch, "2023-03")
         assert new_month(watch) == "2023-03"
+        assert claim(watch) == "2023-03" and claim(watch) is None  # one claim per month...
+        assert new_month(watch) is None  # ...and the sensor stays quiet while it is held
+        _release_claim(watch)
         result = run_pipeline("unit_4_triggering/automatic_retraining", workspace=COURSE, use_cache=False,
                               variables={"watch_dir": str(watch), "cooldown_seconds": 0, "num_boost_round": 30})
         assert result.ok, (result.error, {u: b.error for u, b in result.block_runs.items()})
@@ -92,6 +103,9 @@ def test_new_month_retrains_and_the_served_champion_never_gets_worse(tmp_path, m
         assert holder.current.version == str(champion.version)
         time.sleep(0.2)
         assert new_month(watch) is None  # 2023-03 is seen: no second retraining
+        again = run_pipeline("unit_4_triggering/automatic_retraining", workspace=COURSE, use_cache=False,
+                             variables={"watch_dir": str(watch), "cooldown_seconds": 0})
+        assert again.ok and again.output("retrain")["skipped"] is True
     finally:
         stop.set()
         thread.join(10)

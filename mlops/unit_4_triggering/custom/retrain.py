@@ -1,7 +1,7 @@
 import time
 from typing import Dict
 
-from mlops.unit_4_triggering.utils.retraining import new_month, training_months, watch_dir
+from mlops.unit_4_triggering.utils.retraining import claim, training_months, watch_dir
 
 if 'custom' not in globals():
     from mage_ai.data_preparation.decorators import custom
@@ -13,13 +13,14 @@ def retrain(*args, **kwargs) -> Dict:
     `trigger_pipeline('train_challenger', check_status=True, error_on_failure=True)`.
 
     Returns {'month', 'train_months', 'retraining_id'} ({'skipped': True} when there is
-    nothing new: a run started by hand, or a sensor that did not wait)."""
+    nothing new — a run started by hand, a sensor that did not wait — or when another
+    retraining already claimed the month)."""
     from mage_ai.orchestration.triggers.api import trigger_pipeline
 
     folder = watch_dir(kwargs)
-    month = new_month(folder, float(kwargs.get('cooldown_seconds') or 0))
+    month = claim(folder, float(kwargs.get('cooldown_seconds') or 0))  # one retraining per month
     if month is None:
-        return {'skipped': True, 'reason': f'no new monthly file in {folder}'}
+        return {'skipped': True, 'reason': f'no new monthly file in {folder} (or being retrained)'}
     months = training_months(folder, month, int(kwargs.get('train_month_count') or 2))
     retraining_id = f'{month}-{int(time.time())}'
     trigger_pipeline(

@@ -4,7 +4,9 @@ New data is a new monthly file `green_tripdata_YYYY-MM.parquet` appearing in a w
 folder (variable `watch_dir`, default `<workspace>/.blockyard/incoming/`). The first
 look at a folder records what is there (the baseline); a month newer than every month
 seen before is new. A month counts as seen once a retraining evaluated it, so it fires
-once. State: `<workspace>/.blockyard/retraining/state.json`.
+once, and `claim` takes a month under a file lock so two retrainings (two schedulers, a
+manual run) never train for the same month. State:
+`<workspace>/.blockyard/retraining/state.json`.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import hashlib
 import json
 import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -68,6 +71,39 @@ def save_state(folder: Path, state: Dict) -> None:
     tmp.replace(path)
 
 
+CLAIM_SECONDS = 3600  # a claimed month whose retraining died is retried after this
+
+
+@contextmanager
+def _locked():
+    """An exclusive lock on the state file (one retraining at a time per workspace)."""
+    path = _state_path().with_suffix('.lock')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'a+') as fh:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield
+            return
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def claim(folder: Path, cooldown_seconds: float = 0) -> Optional[str]:
+    """Atomically take the new month for retraining (None: nothing new, or another
+    retraining holds it). The claim ends with `mark_seen`, or after CLAIM_SECONDS."""
+    with _locked():
+        month = new_month(folder, cooldown_seconds)
+        if month is None:
+            return None
+        state = load_state(folder) or {}
+        save_state(folder, {**state, 'claimed': month, 'claimed_at': time.time()})
+        return month
+
+
 def new_month(folder: Path, cooldown_seconds: float = 0) -> Optional[str]:
     """The newest month in `folder` newer than all seen ones (None: nothing new, in
     cooldown, or no earlier month to train on). The first call records the baseline."""
@@ -83,13 +119,16 @@ def new_month(folder: Path, cooldown_seconds: float = 0) -> Optional[str]:
     newer = [m for m in months if not seen or m > max(seen)]
     if not newer or len(months) < 2:
         return None
+    if state.get('claimed') == newer[-1] and time.time() - (state.get('claimed_at') or 0) < CLAIM_SECONDS:
+        return None  # being retrained right now
     return newer[-1]
 
 
 def mark_seen(folder: Path, month: str) -> None:
-    state = load_state(folder) or {'seen': []}
-    seen = sorted(set(state.get('seen') or []) | {month})
-    save_state(folder, {'seen': seen, 'last_retraining': time.time()})
+    with _locked():
+        state = load_state(folder) or {'seen': []}
+        seen = sorted(set(state.get('seen') or []) | {month})
+        save_state(folder, {'seen': seen, 'last_retraining': time.time()})  # and the claim ends
 
 
 def training_months(folder: Path, month: str, count: int = 2) -> List[str]:
