@@ -20,7 +20,7 @@ def register(app: typer.Typer, workspace_getter: Callable[[], Any], fail: Callab
         port: int = typer.Option(6789, "--port", "-p", help="Port to listen on."),
         role: str = typer.Option(
             "all", "--role",
-            help="all (web + scheduler + worker), or one of web, scheduler, worker to split them across processes sharing BLOCKYARD_DATABASE_URL.",
+            help="all (web + scheduler + worker), or one of web, scheduler, worker to split them across processes sharing BLOCKYARD_DATABASE_URL; serve: online inference only (see docs/serving.md).",
         ),
         workers: int = typer.Option(4, "--workers", help="Runs the worker executes at the same time (its threads)."),
         token: Optional[str] = typer.Option(
@@ -58,6 +58,10 @@ def register(app: typer.Typer, workspace_getter: Callable[[], Any], fail: Callab
                 fail(str(exc))
         else:
             ws = workspace_getter()
+        if role == "serve":
+            from blockyard.serving.cli import run_role
+
+            raise typer.Exit(run_role(ws, host=host, port=port, token=token, fail=fail))
         from blockyard.server.service import serve
 
         try:

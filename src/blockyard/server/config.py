@@ -9,7 +9,7 @@ ENV_API_TOKEN = "BLOCKYARD_API_TOKEN"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 6789
 DEFAULT_MAX_BODY = 5 * 1024 * 1024
-ROLES = ("all", "web", "scheduler", "worker")
+ROLES = ("all", "web", "scheduler", "worker", "serve")  # serve: blockyard.serving (online inference)
 
 
 @dataclass

@@ -69,6 +69,9 @@ def fire_api_trigger(
     project = trigger.get("project")
     ref = f"{project}/{trigger['pipeline_uuid']}" if project else trigger["pipeline_uuid"]
     project, uuid = resolve_ref(st, ref)
+    served = _served(lambda hook: hook.answer_trigger(st.workspace, project, uuid, trigger, variables))
+    if served is not None:  # a served pipeline (metadata.yaml `serve:`): the warm model answers
+        return served
     row = enqueue(st, project=project, pipeline_uuid=uuid, variables=variables, trigger_id=schedule_id,
                   idempotency_key=check_idempotency_key(idempotency_key))
     return MageTriggerOut(pipeline_run=MagePipelineRunOut(
@@ -83,6 +86,23 @@ def fire_api_trigger(
         started_at=row.get("started_at"),
         completed_at=row.get("completed_at"),
     ))
+
+
+def _served(answer):
+    """Served pipelines answer from blockyard.serving's warm model (None: run as usual).
+    Returned as a plain JSON response: it adds `predictions`/`version` to Mage's shape."""
+    from fastapi.responses import JSONResponse
+
+    from blockyard.serving import mage_hook
+    from blockyard.serving.features import RequestError
+
+    try:
+        body = answer(mage_hook)
+    except RequestError as exc:
+        from blockyard.server.errors import ApiError
+
+        raise ApiError(exc.message, status_code=exc.status, extra={"field": exc.field}) from None
+    return None if body is None else JSONResponse(body)
 
 
 def _authorize_block_run(st, request: Request, ref: str) -> tuple[str, str]:
@@ -160,6 +180,10 @@ def run_block(body: MageBlockRunIn, request: Request):
     spec_in = body.run
     project, uuid = _authorize_block_run(st, request, spec_in.pipeline_uuid)
     check_name(spec_in.block_uuid, "block uuid", allow_slash=True)
+    served = _served(lambda hook: hook.answer_block_run(st.workspace, project, uuid, spec_in.block_uuid,
+                                                        dict(spec_in.variables)))
+    if served is not None:  # the served block of a served pipeline: the warm model answers
+        return served
     spec = get_pipeline(st, project, uuid)
     if spec_in.block_uuid not in spec.block_uuids():
         raise NotFound(

@@ -1,0 +1,39 @@
+import time
+from typing import Dict
+
+from mlops.unit_4_triggering.utils.retraining import claim, training_months, watch_dir
+
+if 'custom' not in globals():
+    from mage_ai.data_preparation.decorators import custom
+
+
+@custom
+def retrain(*args, **kwargs) -> Dict:
+    """Train a challenger on the newest months before the new one, through
+    `trigger_pipeline('train_challenger', check_status=True, error_on_failure=True)`.
+
+    Returns {'month', 'train_months', 'retraining_id'} ({'skipped': True} when there is
+    nothing new — a run started by hand, a sensor that did not wait — or when another
+    retraining already claimed the month)."""
+    from mage_ai.orchestration.triggers.api import trigger_pipeline
+
+    folder = watch_dir(kwargs)
+    month = claim(folder, float(kwargs.get('cooldown_seconds') or 0))  # one retraining per month
+    if month is None:
+        return {'skipped': True, 'reason': f'no new monthly file in {folder} (or being retrained)'}
+    months = training_months(folder, month, int(kwargs.get('train_month_count') or 2))
+    retraining_id = f'{month}-{int(time.time())}'
+    trigger_pipeline(
+        'unit_4_triggering/train_challenger',
+        variables={
+            'watch_dir': str(folder),
+            'train_months': months,
+            'retraining_id': retraining_id,
+            'model_name': kwargs.get('model_name') or 'nyc-taxi-duration',
+            'num_boost_round': kwargs.get('num_boost_round') or 60,
+        },
+        check_status=True,
+        error_on_failure=True,
+        verbose=False,
+    )
+    return {'skipped': False, 'month': month, 'train_months': months, 'retraining_id': retraining_id}

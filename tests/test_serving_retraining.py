@@ -1,0 +1,115 @@
+"""Course unit 4's automatic retraining on the mirror data: a champion trained on
+2023-01 is served; 2023-03 lands in the watched folder (2023-01/02 already there); the
+sensor fires, `retrain` trains a challenger through trigger_pipeline, `promote` keeps or
+replaces the champion on 2023-03 with its reason, and the served model follows."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("mlflow")
+pytest.importorskip("xgboost")
+from mirror import MIRROR  # noqa: E402
+from test_serving_support import COURSE, ROW, train_and_register  # noqa: E402
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (MIRROR / "taxi/green/green_tripdata_2023-03.parquet").is_file(),
+                       reason="course data mirror not present"),
+]
+
+
+def _drop(watch, month):
+    name = f"green_tripdata_{month}.parquet"
+    (watch / name).symlink_to(MIRROR / "taxi" / "green" / name)
+
+
+def _release_claim(watch):
+    from mlops.unit_4_triggering.utils.retraining import load_state, save_state
+
+    state = load_state(watch)
+    state.pop("claimed"), state.pop("claimed_at")
+    save_state(watch, state)
+
+
+def test_new_month_retrains_and_the_served_champion_never_gets_worse(tmp_path, monkeypatch):
+    from blockyard import run_pipeline
+    from blockyard.engine.session import reset_sessions
+    from blockyard.ml.tracking import setup_mlflow
+    from blockyard.serving.model import ModelHolder
+
+    monkeypatch.setenv("BLOCKYARD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("BLOCKYARD_WORKSPACE", str(COURSE))
+    monkeypatch.setenv("BLOCKYARD_DATA_MIRROR", str(MIRROR))
+    for name in ("MLFLOW_TRACKING_URI", "BLOCKYARD_DATABASE_URL", "BLOCKYARD_STORE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    reset_sessions()
+    from mlops.unit_4_triggering.utils.retraining import claim, new_month
+
+    watch = tmp_path / "incoming"
+    watch.mkdir()
+    for month in ("2023-01", "2023-02"):
+        _drop(watch, month)
+    before = train_and_register(COURSE, month="2023-01", rounds=8)
+    holder = ModelHolder(COURSE, poll_seconds=0.2)
+    holder.load()
+    holder.start()
+    errors: list[str] = []
+    served: list[str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            model = holder.current
+            try:
+                assert model.predict([ROW])[0] > 0
+                served.append(model.version)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(repr(exc))
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        assert new_month(watch) is None  # the first look records the baseline (01, 02)
+        assert new_month(watch) is None
+        _drop(watch, "2023-03")
+        assert new_month(watch) == "2023-03"
+        assert claim(watch) == "2023-03" and claim(watch) is None  # one claim per month...
+        assert new_month(watch) is None  # ...and the sensor stays quiet while it is held
+        _release_claim(watch)
+        result = run_pipeline("unit_4_triggering/automatic_retraining", workspace=COURSE, use_cache=False,
+                              variables={"watch_dir": str(watch), "cooldown_seconds": 0, "num_boost_round": 30})
+        assert result.ok, (result.error, {u: b.error for u, b in result.block_runs.items()})
+        retraining = result.output("retrain")
+        assert retraining["month"] == "2023-03" and retraining["train_months"] == ["2023-01", "2023-02"]
+        decision = result.output("promote")
+        client_ = setup_mlflow(COURSE).client
+        tags = client_.get_model_version("nyc-taxi-duration", decision["challenger_version"]).tags
+        assert tags["retraining_decision"] == ("promoted" if decision["promoted"] else "kept")
+        assert tags["retraining_reason"] == decision["reason"] and "2023-03" in decision["reason"]
+        assert decision["champion_version"] == before
+        champion = client_.get_model_version_by_alias("nyc-taxi-duration", "champion")
+        if decision["promoted"]:
+            assert decision["challenger_rmse"] < decision["champion_rmse"]
+            assert str(champion.version) == decision["challenger_version"]
+        else:
+            assert str(champion.version) == before
+        deadline = time.monotonic() + 60
+        while holder.current.version != str(champion.version) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert holder.current.version == str(champion.version)
+        time.sleep(0.2)
+        assert new_month(watch) is None  # 2023-03 is seen: no second retraining
+        again = run_pipeline("unit_4_triggering/automatic_retraining", workspace=COURSE, use_cache=False,
+                             variables={"watch_dir": str(watch), "cooldown_seconds": 0})
+        assert again.ok and again.output("retrain")["skipped"] is True
+    finally:
+        stop.set()
+        thread.join(10)
+        holder.stop()
+        reset_sessions()
+    assert not errors, errors[:3]
+    assert served[0] == before and served[-1] == str(champion.version)
