@@ -114,6 +114,7 @@ class ReferenceProfile:
     rows: int  # rows of the training data the profile was built from
     sample_rows: int  # rows kept in reference.parquet
     baseline: dict = field(default_factory=dict)  # e.g. {"rmse": validation rmse}
+    model_version: str | None = None  # the model version the reference was scored with
     created_at: str = ""
     path: Path | None = None
     _data: Any = field(default=None, repr=False)
@@ -179,6 +180,7 @@ def build_reference(
     target: str | None = None,
     prediction: str | None = None,
     baseline: Mapping[str, float] | None = None,
+    model_version: str | None = None,
     sample_rows: int = REFERENCE_SAMPLE_ROWS,
     seed: int = 42,
     workspace: str | Path | None = None,
@@ -221,6 +223,7 @@ def build_reference(
         rows=rows,
         sample_rows=len(frame),
         baseline=figures,
+        model_version=str(model_version) if model_version is not None else None,
         created_at=datetime.now(timezone.utc).isoformat(),
         path=folder,
         _data=frame,
