@@ -215,7 +215,7 @@ def evaluate_rules(
     root = _workspace(workspace)
     ws = Workspace.open(root)
     config = load_notification_config(ws, project, pipeline)
-    rules = parse_rules(config.raw.get("rules"), file=config.sources.get("rules"))
+    rules = config.rules()
     if not rules:
         return []
     db = MonitoringStore.for_workspace(root, db=db).db
