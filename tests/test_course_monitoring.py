@@ -65,7 +65,7 @@ def champion(home):
 def _monitor(month: str) -> dict:
     from blockyard import run_pipeline
 
-    result = run_pipeline("unit_3_observability/monitoring", workspace=WORKSPACE, variables={"month": month})
+    result = run_pipeline("unit_3_observability/monitoring", workspace=WORKSPACE, variables={"month": month, "reference_months": "2023-01"})
     failed = {u: (b.status, b.error) for u, b in result.block_runs.items() if b.status != "completed"}
     assert result.ok and not failed, (result.error, failed)
     tests = [t for b in result.block_runs.values() for t in b.tests]

@@ -50,7 +50,7 @@ def check_drift(df: pd.DataFrame, *args, **kwargs) -> Dict:
 
     month = month_of(kwargs)
     info = champion_info()
-    ref = reference_for(info, kwargs.get('reference_months') or '2023-01')
+    ref = reference_for(info, kwargs.get('reference_months') or '2024-01')
     result = monitoring.check(df, ref, period=month, model_version=info['version'])
     figures = result.to_dict()
     try:
