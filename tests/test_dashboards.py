@@ -149,3 +149,23 @@ def test_course_monitoring_dashboard_reads_the_stored_figures(tmp_path, monkeypa
     assert charts["drift_share_by_month"]["data"]["y"] == [[0.0, 0.0, 0.25]]
     assert charts["rmse_vs_baseline"]["data"]["y"] == [[6.1, 6.2, 7.4], [6.0, 6.0, 6.0]]
     assert charts["feature_drift_by_month"]["data"]["y"][2] == [0.05, 0.08, 0.14]
+
+
+def test_dashboards_over_http(ws, monkeypatch):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from blockyard.server.app import create_app
+
+    monkeypatch.delenv("BLOCKYARD_HOME", raising=False)
+    monkeypatch.delenv("BLOCKYARD_DATABASE_URL", raising=False)
+    with TestClient(create_app(ws)) as c:
+        assert c.get("/api/dashboards").json() == {"dashboards": ["overview"]}
+        body = c.get("/api/dashboards/overview").json()
+        assert body["name"] == "overview"
+        [first, second], [third] = body["rows"]
+        assert first["type"] == "bar chart" and first["data"]["y"] == [[2, 1]]
+        assert second["title"] == "RMSE values" and "ZeroDivisionError" in third["error"]
+        missing = c.get("/api/dashboards/nope")
+        assert missing.status_code == 404 and "no dashboard 'nope'" in missing.text
+        assert c.get("/api/dashboards/..%2F..%2Fetc").status_code == 404

@@ -124,7 +124,9 @@ def compute_dashboard(root: str | Path, board: Dashboard, variables: dict | None
         for item in row if isinstance(row, list) else [row]:
             uuid = item["block_uuid"]
             try:
-                chart = _chart(root, board, uuid, dict(variables or {}))
+                # `workspace_root` lets chart code find the workspace's data (run history,
+                # monitoring figures) whatever the process's working directory.
+                chart = _chart(root, board, uuid, {"workspace_root": str(root), **(variables or {})})
             except ChartError as exc:
                 chart = {"uuid": uuid, "title": (board.blocks[uuid] or {}).get("name") or uuid, "error": str(exc)}
             chart["width"] = float(item.get("width") or 1)

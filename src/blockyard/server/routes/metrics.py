@@ -201,3 +201,25 @@ def report(request: Request, check_id: int):
     if not row["report_path"] or not path.resolve().is_relative_to(folder) or not path.is_file():
         raise HTTPException(404, f"the report of monitoring check {check_id} is not available")
     return FileResponse(path, media_type="text/html")
+
+
+# -------------------------------------------------------------- dashboards (files)
+@router.get("/api/dashboards", summary="The workspace's dashboards (presenters/<name>/dashboard/block_layout.yaml)")
+def dashboards(request: Request):
+    from blockyard.charts.dashboard import list_dashboards
+
+    return {"dashboards": list_dashboards(state(request).workspace.root)}
+
+
+@router.get("/api/dashboards/{name:path}", summary="A dashboard's charts, computed (rows of chart data)")
+def dashboard(request: Request, name: str):
+    from blockyard.charts.compute import ChartError
+    from blockyard.charts.dashboard import compute_dashboard, load_dashboard
+
+    root = state(request).workspace.root
+    try:
+        board = load_dashboard(root, name)
+    except ChartError as exc:
+        raise HTTPException(404, str(exc)) from None
+    board = compute_dashboard(root, board, {})
+    return {"name": board.name, "rows": board.charts}
