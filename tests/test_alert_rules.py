@@ -202,3 +202,26 @@ def test_slow_and_unreachable_channels_do_not_hold_up_the_check(env, caplog):
         assert any(f"cannot reach http://127.0.0.1:{closed}" in r.getMessage() for r in caplog.records), caplog.text
     finally:
         slow.close()
+
+
+def test_rules_and_their_state_over_http(env, monkeypatch):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from blockyard.server.app import create_app
+
+    set_config(env.root, {"rules": [{"name": "drift", "metric": "drift_share", "op": ">", "threshold": 0.3},
+                                    {"metric": "rmse", "op": ">", "threshold": "1.1 * baseline_rmse"}]})
+    model = f"http-{uuid.uuid4().hex[:6]}"
+    checked(env, result(model, "2023-02", drift_share=0.75, rmse=1.0))
+    monkeypatch.setenv("BLOCKYARD_DATABASE_URL", env.db.url.render_as_string(hide_password=False))
+    with TestClient(create_app(env.root)) as c:
+        body = c.get("/api/monitoring/rules", params={"project": PROJECT}).json()
+        rules = {r["name"]: r for r in body["rules"]}
+        assert rules["rmse > 1.1 * baseline_rmse"]["threshold"] == "1.1 * baseline_rmse"
+        [drift] = [s for s in rules["drift"]["states"] if s["scope"] == model]
+        assert drift["firing"] is True and drift["last_value"] == 0.75
+        assert c.get("/api/monitoring/rules", params={"project": "nope"}).status_code == 404
+        set_config(env.root, {"rules": [{"metric": "rmse", "op": "=>", "threshold": 1}]})
+        bad = c.get("/api/monitoring/rules", params={"project": PROJECT})
+        assert 400 <= bad.status_code < 500 and "rules[0].op" in bad.text
