@@ -23,7 +23,6 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from blockyard.charts.compute import ChartError
 
