@@ -472,7 +472,8 @@ def _register_extensions() -> None:
     import-light (import its heavy parts inside the commands)."""
     import importlib
 
-    for name in ("blockyard.server.cli", "blockyard.orchestration.cli", "blockyard.serving.cli"):
+    for name in ("blockyard.server.cli", "blockyard.orchestration.cli", "blockyard.serving.cli",
+                 "blockyard.charts.dashboard_cli"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:

@@ -254,3 +254,62 @@ secrets = sa.Table(
         postgresql_where=sa.text("project IS NULL"),
     ),
 )
+
+# ---------------------------------------------------------------- monitoring
+# One row per monitoring check (blockyard.ml.monitoring.check): a batch compared with a
+# model's reference profile. `period` is what the batch covers ("2023-02" for a month).
+monitoring_checks = sa.Table(
+    "monitoring_checks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(255), nullable=False),
+    sa.Column("model_version", sa.String(64)),
+    sa.Column("project", sa.String(255)),
+    sa.Column("pipeline_uuid", sa.String(255)),
+    sa.Column("pipeline_run_id", sa.Integer),
+    sa.Column("period", sa.String(64)),
+    sa.Column("rows", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("report_path", sa.String(1024)),
+    sa.Column("summary", JSONType()),  # every figure, the sampling used, the drift methods
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_monitoring_checks_model_created_at", "model", "created_at"),
+    sa.Index("ix_monitoring_checks_pipeline_run_id", "pipeline_run_id"),
+)
+
+# The figures of every check as a time series per (model, metric[, feature]).
+monitoring_metrics = sa.Table(
+    "monitoring_metrics",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "check_id",
+        sa.Integer,
+        sa.ForeignKey("monitoring_checks.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("model", sa.String(255), nullable=False),
+    sa.Column("metric", sa.String(128), nullable=False),
+    sa.Column("feature", sa.String(255)),  # per-feature figures (drift score, missing share)
+    sa.Column("value", sa.Float),
+    sa.Column("period", sa.String(64)),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_monitoring_metrics_model_metric_created_at", "model", "metric", "created_at"),
+    sa.Index("ix_monitoring_metrics_check_id", "check_id"),
+)
+
+# The state of each alert rule per scope, so that an alert is sent once per episode
+# (when the condition starts to hold) and a recovery notice once when it clears.
+alert_rule_states = sa.Table(
+    "alert_rule_states",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(255), nullable=False),
+    sa.Column("rule", sa.String(255), nullable=False),
+    sa.Column("scope", sa.String(255), nullable=False),  # the model the rule was evaluated for
+    sa.Column("firing", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    sa.Column("since", UTCDateTime()),
+    sa.Column("last_value", sa.Float),
+    sa.Column("last_check_id", sa.Integer),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("project", "rule", "scope", name="uq_alert_rule_states_project_rule_scope"),
+)

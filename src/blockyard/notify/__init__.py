@@ -8,6 +8,8 @@ results = notify_sla_passed(workspace, db, run_row)     # once, when a run passe
 results = send_test_alert(workspace, "unit_1", pipeline=None, db=db)
 [r.to_dict() for r in results]   # {channel, ok, event, target, error}
 ```
+Rules on monitoring figures (`notification_config.rules`, one alert per episode and a
+recovery notice): `blockyard.notify.rules.evaluate_rules(result)`; see docs/observability.md.
 None of them raises; failures are logged (logger "blockyard.notify", without secrets)
 and reported in the results. See docs/alerts-and-secrets.md.
 """

@@ -99,6 +99,14 @@ class NotificationConfig:
             out.append(item)
         return out
 
+    # ---------------------------------------------------------------- rules
+    def rules(self) -> list:
+        """Blockyard's alert rules on monitoring figures (`rules:`), parsed; see
+        blockyard.notify.rules. ProjectError names the file and the rule at fault."""
+        from blockyard.notify.rules import parse_rules
+
+        return parse_rules(self.raw.get("rules"), file=self.sources.get("rules"))
+
     # ---------------------------------------------------------- templates
     def message_template(self, kind: str, *, store: Any = None, resolved: list | None = None) -> dict:
         """`message_templates.<kind>` ({title, summary, details}, each may be missing), rendered."""

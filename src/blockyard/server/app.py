@@ -58,6 +58,10 @@ def create_app(
     app.include_router(triggers.router)
     app.include_router(backfills.router)
 
+    from blockyard.server.routes import metrics
+
+    app.include_router(metrics.router)  # /metrics (Prometheus) and /api/monitoring
+
     from blockyard.ui import mount
 
     mount(app)  # the web UI at / (pages, static files, /ui-api)

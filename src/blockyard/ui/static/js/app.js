@@ -11,6 +11,7 @@ const routes = [
   [/^\/triggers\/?$/, () => import("./pages/triggers.js"), () => ({})],
   [/^\/backfills\/?$/, () => import("./pages/triggers.js"), () => ({ backfills: true })],
   [/^\/dashboards\/?$/, () => import("./pages/dashboards.js"), () => ({})],
+  [/^\/dashboards\/files(?:\/(.+?))?\/?$/, () => import("./pages/file_dashboards.js"), (m) => ({ name: m[1] ? decodeURIComponent(m[1]) : "" })],
   [/^\/settings\/?$/, () => import("./pages/settings.js"), () => ({})],
   [/^\/login\/?$/, () => import("./pages/login.js"), () => ({})],
 ];
