@@ -66,8 +66,10 @@ def mount(app: FastAPI) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="blockyard-ui-static")
 
     from blockyard.ui.api import router
+    from blockyard.ui.files_api import router as files_router
 
     app.include_router(router)
+    app.include_router(files_router)
     return app
 
 
