@@ -358,3 +358,29 @@ async def test_alert(body: TestAlertIn, request: Request):
     get_project(st, body.project)
     results = await run_in_threadpool(send_test_alert, st.workspace, body.project, body.pipeline, db=st.db)
     return {"results": [r.to_dict() for r in results]}
+
+
+# ------------------------------------------------------------ block templates (inline add buttons)
+@router.get("/block-templates", dependencies=guarded())
+def block_templates():
+    """The template choices per block type (generic, file path, URL, SQL, API request)."""
+    from blockyard.ui.block_templates import choices
+
+    return choices()
+
+
+class TemplateIn(BaseModel):
+    type: str
+    template: str = "generic"
+    params: dict[str, str] = {}
+
+
+@router.post("/block-templates/render", dependencies=guarded())
+def render_block_template(body: TemplateIn):
+    from blockyard.server.errors import BadRequest
+    from blockyard.ui.block_templates import render
+
+    try:
+        return {"code": render(body.type, body.template, body.params)}
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None

@@ -1,11 +1,12 @@
 // Triggers (schedule / API / sensor-event) and backfills with progress.
 import { h, clear, api, statusBadge, errorBox, fmtTime, empty, field, button, modal, toast, busy, table } from "../lib.js";
-import { setTitle } from "../app.js";
+import { setTitle, state } from "../app.js";
 
 const INTERVALS = ["@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly"];
 
 async function pipelineRefs() {
-  try { return (await api("/api/pipelines")).map((p) => `${p.project}/${p.uuid}`); } catch { return []; }
+  // scoped by the project selector
+  try { return (await api("/api/pipelines")).filter((p) => !state.project || p.project === state.project).map((p) => `${p.project}/${p.uuid}`); } catch { return []; }
 }
 
 export default async function triggersPage(root, { backfills, query }) {
@@ -36,6 +37,7 @@ async function triggersList(root, query) {
     try {
       let list = await api("/api/triggers");
       if (filter) list = list.filter((t) => `${t.project}/${t.pipeline_uuid}` === filter);
+      if (state.project) list = list.filter((t) => t.project === state.project);
       draw(list);
       const editId = Number(query.get("edit"));
       if (editId) { const t = list.find((x) => x.id === editId); if (t) { query.delete("edit"); edit(t); } }
@@ -121,7 +123,7 @@ async function backfillsPage(root) {
 
   async function load() {
     try {
-      const list = await api("/api/backfills");
+      const list = (await api("/api/backfills")).filter((b) => !state.project || b.project === state.project);
       if (!list.length) { clear(body, empty("No backfills", "Create one to rerun a pipeline over past dates.", button("New backfill", () => create(), "primary"))); return; }
       clear(body, table(["Backfill", "Pipeline", "Range", "Interval", "Progress", "Status", ""], list.map((b) => [
         h("a", { href: `/runs?backfill_id=${b.id}` }, b.name || `#${b.id}`),
