@@ -66,7 +66,12 @@ def new_file(page, path: str) -> None:
     page.click("#new-file")
     page.fill(".modal input[name=path]", path)
     page.click("#create-path")
-    page.wait_for_selector(f'.file-editor[data-open="{path}"] .CodeMirror')
+    try:
+        page.wait_for_selector(f'.file-editor[data-open="{path}"] .CodeMirror')
+    except Exception:
+        screenshot(page, "debug-new-file")
+        print(page.inner_text("body"))
+        raise
 
 
 def test_files_page_tree_editor_and_python_check(server, page):
@@ -238,10 +243,16 @@ def test_course_unit_1_in_the_browser(server, page):
     page.click("#add-chart")
     page.select_option(".modal select[name=block]", "prepare")
     page.select_option(".modal select[name=chart_type]", "histogram")
+    page.fill(".modal input[name=x]", "x")  # the variable the chart code defines
     page.evaluate("t => document.querySelector('.modal .CodeMirror').CodeMirror.setValue(t)",
                   (UNIT1 / "charts/prepare_histogram_u9.py").read_text())
     page.click("#add-chart-submit")
-    box = page.wait_for_selector(".chart-box .js-plotly-plot .main-svg", timeout=60_000)
+    try:
+        box = page.wait_for_selector(".chart-box .js-plotly-plot .main-svg", timeout=60_000)
+    except Exception:
+        screenshot(page, "debug-chart")
+        print(page.inner_text(".charts-section"), page.inner_text("body")[-2000:])
+        raise
     chart = page.locator(".chart-box").first
     uuid = chart.get_attribute("data-chart")
     bars = lambda: page.evaluate(f"() => document.querySelector('.chart-box[data-chart=\"{uuid}\"] .chart-plot').data[0].y.length")  # noqa: E731

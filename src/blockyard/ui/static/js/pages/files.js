@@ -186,7 +186,6 @@ export default async function filesPage(root, { query }) {
     }), "primary", { id: "create-path" });
     const m = modal(kind === "file" ? "New file" : "New folder", h("form", { onsubmit: (e) => { e.preventDefault(); go.click(); } },
       field("Path", name, "Relative to the workspace; missing folders are created."), err), [go]);
-    setTimeout(() => { name.focus(); name.setSelectionRange(name.value.length, name.value.length); }, 0);
   }
 
   function moveDialog(path, isDir = false) {
@@ -250,7 +249,8 @@ export default async function filesPage(root, { query }) {
   const want = query.get("path");
   if (want) { await reveal(want); await openFile(want, { push: false }); }
   else if (state.project) await reveal(state.project + "/x");
-  const onKey = (e) => { if ((e.ctrlKey || e.metaKey) && e.key === "s" && current) { e.preventDefault(); save(); } };
+  // Ctrl+S outside the editor (the editor handles its own and prevents the default)
+  const onKey = (e) => { if ((e.ctrlKey || e.metaKey) && e.key === "s" && current && !e.defaultPrevented) { e.preventDefault(); save(); } };
   document.addEventListener("keydown", onKey);
   const beforeUnload = (e) => { if (current && current.dirty) { e.preventDefault(); e.returnValue = ""; } };
   window.addEventListener("beforeunload", beforeUnload);

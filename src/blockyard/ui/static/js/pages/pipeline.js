@@ -22,6 +22,7 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
   let stopStream = null, alive = true, pollTimer = null;
   const editors = new Map(); // block uuid -> {cm, dirty, card}
   const pending = new Map(); // block uuid -> unsaved code kept across a redraw of the blocks
+  const editNew = new Set(); // markdown blocks just added: open in the editor, not the preview
 
   setTitle(pipeline, h("a", { href: "/projects/" + enc(project) }, project), pipeline);
   const head = h("div.page-head");
@@ -127,6 +128,7 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
         if (template.value !== "generic") code = (await api("/ui-api/block-templates/render", { method: "POST", body: { type, template: template.value, params } })).code;
         await api(`${base}/blocks`, { method: "POST", body: { uuid, type, upstream_blocks: upstream, code } });
         m.close();
+        if (type === "markdown") editNew.add(uuid);
         toast(`Block ${uuid} added`, "success");
         selected = uuid;
         await refresh();
@@ -229,7 +231,7 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
       cm.on("change", () => { entry.dirty = true; saveBtn.disabled = false; clear(message, "unsaved changes"); clearErrorLine(entry); });
       entry.cm = cm;
       if (pending.has(uuid)) { cm.setValue(pending.get(uuid)); pending.delete(uuid); } // an unsaved edit survives a redraw
-      if (isMd) showEditor(false);
+      if (isMd) { showEditor(editNew.has(uuid)); editNew.delete(uuid); }
     } catch (e) {
       clear(editorBox, errorBox(e, "Could not read the code"));
     }
