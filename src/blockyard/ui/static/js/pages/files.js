@@ -127,7 +127,7 @@ export default async function filesPage(root, { query }) {
     const box = h("div.editor-box.file-editor-box");
     clear(editorPanel, toolbar, box);
     const cm = window.CodeMirror(box, {
-      value: data.content, mode: MODES[data.language] || null, lineNumbers: true, indentUnit: 4, tabSize: 4, indentWithTabs: false,
+      value: data.content, mode: MODES[data.language] || null, lineNumbers: true, inputStyle: "contenteditable", indentUnit: 4, tabSize: 4, indentWithTabs: false,
       matchBrackets: true, autoCloseBrackets: true, styleActiveLine: true, screenReaderLabel: `Contents of ${path}`,
       extraKeys: { "Ctrl-S": () => save(), "Cmd-S": () => save(), Tab: (c) => c.execCommand(c.somethingSelected() ? "indentMore" : "insertSoftTab"), "Shift-Tab": "indentLess", Esc: (c) => c.getInputField().blur() },
     });

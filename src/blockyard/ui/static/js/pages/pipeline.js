@@ -221,7 +221,7 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
       const code = await api(codeUrl(project, pipeline, uuid));
       const mode = { python: "python", sql: "sql", yaml: "yaml", markdown: "markdown" }[code.language] || "python";
       const cm = window.CodeMirror(editorBox, {
-        value: code.code, mode, lineNumbers: true, indentUnit: 4, tabSize: 4, indentWithTabs: false,
+        value: code.code, mode, lineNumbers: true, inputStyle: "contenteditable", indentUnit: 4, tabSize: 4, indentWithTabs: false,
         matchBrackets: true, autoCloseBrackets: true, styleActiveLine: true, viewportMargin: 50,
         screenReaderLabel: `Code of block ${uuid}`,
         extraKeys: { "Ctrl-S": () => save(uuid), "Cmd-S": () => save(uuid),
@@ -654,7 +654,7 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
       field("x", x, "A column of df_1, or a variable defined by the chart code."), field("y", y), field("Buckets", buckets, "Histogram bins / pie slices."),
       h("div.field", h("span.label", { id: "chart-code-label" }, "Code"), codeBox, h("div.help", "Optional: df_1 is the block's output; define x (and y) for the chart.")), err), [go]);
     m.dialog.classList.add("wide");
-    cm = window.CodeMirror(codeBox, { value: oldCode, mode: "python", lineNumbers: true, indentUnit: 4, viewportMargin: Infinity,
+    cm = window.CodeMirror(codeBox, { value: oldCode, mode: "python", lineNumbers: true, inputStyle: "contenteditable", indentUnit: 4, viewportMargin: Infinity,
       screenReaderLabel: "Chart code", extraKeys: { Tab: (c) => c.execCommand("insertSoftTab") } });
     setTimeout(() => cm.refresh(), 0);
   }
