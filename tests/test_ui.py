@@ -81,7 +81,7 @@ def test_seed_walkthrough_run_example_pipeline(server, page):
     assert "Braund, Mr. Owen Harris" in page.inner_text('.output[data-output="output_0"]')
     screenshot(page, "04-run")
 
-    page.click("nav a[href='/runs']")
+    page.click("nav a[data-nav='/runs']")
     page.wait_for_selector("table.runs tbody tr")
     assert "unit_0_setup/example_pipeline" in page.inner_text("table.runs")
     screenshot(page, "05-runs")
@@ -178,12 +178,12 @@ def test_pipeline_editing_flow(server, page):
     page.click('[data-block-card="ingest"] [data-action=execute]')  # saves first, then runs
     card = '[data-block-card="ingest"]'
     page.wait_for_selector(f'{card} .block-status .badge[data-status=completed]', timeout=60_000)
-    page.wait_for_selector(f'{card} .output table')
+    # under the block, as in a notebook: printed lines, the output table, the tests
+    page.wait_for_selector(f'{card} .nb-output table')
     assert "shape 7 × 2" in page.inner_text(f"{card} .output-head")
-    assert page.locator(f"{card} .output tbody tr").count() == 7
-    page.click(f'{card} .tab[data-tab=tests]')
+    assert page.locator(f"{card} .nb-output tbody tr").count() == 7
+    assert page.locator(f"{card} [data-action=more-rows]").is_hidden()  # all 7 rows shown
     page.wait_for_selector(f"{card} >> text=1/1 tests passed")
-    page.click(f'{card} .tab[data-tab=log]')
     page.wait_for_selector(f'{card} pre.log:has-text("loading 7 rows")')
     screenshot(page, "06-block-executed")
 
@@ -249,7 +249,7 @@ def test_triggers_backfills_dashboards_settings(server, page):
     row.query_selector("[data-action=toggle]").click()
     page.wait_for_selector("table.triggers tr:has-text('retrain_api') .badge[data-status=inactive]")
 
-    page.click("nav a[href='/backfills']")
+    page.click("nav a[data-nav='/backfills']")
     page.click("#new-backfill")
     page.select_option(".modal select[name=pipeline]", "unit_0_setup/example_pipeline")
     page.fill(".modal input[name=start]", "2024-01-01")
@@ -259,11 +259,11 @@ def test_triggers_backfills_dashboards_settings(server, page):
     page.wait_for_selector("table.data >> text=/\\d+\\/[23] runs/")
     screenshot(page, "10-backfills")
 
-    page.click("nav a[href='/dashboards']")
+    page.click("nav a[data-nav='/dashboards']")
     page.wait_for_selector("#runs-per-day .main-svg")
     screenshot(page, "11-dashboards")
 
-    page.click("nav a[href='/settings']")
+    page.click("nav a[data-nav='/settings']")
     page.fill("input[name=secret_name]", "SMTP_PASSWORD")
     page.fill("input[name=secret_value]", "hunter2")
     page.click("#save-secret")
