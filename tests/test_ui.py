@@ -322,8 +322,10 @@ def test_run_once_with_runtime_variables(server, page):
 
     page.click("text=Open run details")
     page.wait_for_selector("svg.gantt rect.bar")
-    variables = page.inner_text("section.section:has(h2:text-is('Variables')) pre.value")
-    assert '"sample_size": 25' in variables and '"note": "from the dialog"' in variables
+    # the effective variables with their source: the run's values override the global one
+    row = page.locator("table.vars-table tr[data-var=sample_size]")
+    assert row.locator("td").all_inner_texts() == ["sample_size", "25", "runtime (this run)"]
+    assert page.locator("table.vars-table tr[data-var=note] td").all_inner_texts() == ["note", '"from the dialog"', "runtime (this run)"]
     screenshot(page, "14-run-with-variables")
 
     # the plain click still runs with the global variables only
@@ -333,7 +335,8 @@ def test_run_once_with_runtime_variables(server, page):
     page.wait_for_selector(".run-panel[data-finished]", timeout=120_000)
     page.click("text=Open run details")
     page.wait_for_selector("svg.gantt rect.bar")
-    assert '"sample_size": 25' not in page.inner_text("main")
+    assert page.locator("table.vars-table tr[data-var=sample_size] td").all_inner_texts() == [
+        "sample_size", "10", "pipeline (global variable)"]
 
 
 def test_edit_and_delete_pipeline(server, page):

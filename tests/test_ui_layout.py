@@ -167,3 +167,13 @@ def test_forms_are_keyboard_usable_with_labels(server, page):
                     && !el.closest('.CodeMirror'))
             .map(el => el.outerHTML.slice(0, 80))""")
         assert unlabeled == [], (path, unlabeled)
+
+
+def test_run_page_shows_the_error_once(server, page):
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{server.url}/runs/{server.failed_run}")
+    page.wait_for_selector('[data-block-error="fails"]')
+    page.wait_for_function("() => { const p = document.querySelector('pre.log'); return p && !p.textContent.startsWith('(waiting'); }")
+    text = page.inner_text("main")
+    assert text.count("No such file or directory") == 1, text
+    assert "Block fails failed" in text.replace("\n", " ")
