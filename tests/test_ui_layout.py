@@ -177,3 +177,31 @@ def test_run_page_shows_the_error_once(server, page):
     text = page.inner_text("main")
     assert text.count("No such file or directory") == 1, text
     assert "Block fails failed" in text.replace("\n", " ")
+
+
+def test_triggers_last_and_next_run_and_trigger_page(server, page):
+    from blockyard.engine.session import session_for
+    from blockyard.project import Workspace
+
+    trigger = next(t for t in api(server, "GET", "/api/triggers") if t["name"] == "daily_retrain")
+    db = session_for(Workspace.open(server.root)).db
+    run = db.create_pipeline_run(project="unit_0_setup", pipeline_uuid="example_pipeline", variables={},
+                                 block_uuids=[], status="completed", trigger_id=trigger["id"])
+    run_id = run["id"] if isinstance(run, dict) else run
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(server.url + "/triggers")
+    row = page.wait_for_selector("table.triggers tr:has-text('daily_retrain')")
+    cells = row.query_selector_all("td")
+    assert f"#{run_id}" in cells[5].inner_text() and "completed" in cells[5].inner_text()
+    assert "2026" in cells[6].inner_text() or "202" in cells[6].inner_text()  # a date: the next @daily point
+    row.query_selector("[data-action=open]").click()
+    page.wait_for_url(f"**/triggers/{trigger['id']}")
+    page.wait_for_selector(f"main table.data a:text('#{run_id}')")
+    assert "@daily" in page.inner_text("main dl.kv")
+    # the runs list filtered by the trigger's name
+    page.goto(server.url + "/runs")
+    page.wait_for_selector("select[name=trigger_id] option:has-text('daily_retrain')", state="attached")
+    page.select_option("select[name=trigger_id]", label=f"daily_retrain (unit_0_setup/example_pipeline)")
+    page.wait_for_url(f"**/runs?trigger_id={trigger['id']}*")
+    page.wait_for_selector(f"table.runs tbody tr[data-run='{run_id}']")
+    assert page.locator("table.runs tbody tr").count() == 1

@@ -9,6 +9,7 @@ const routes = [
   [/^\/runs\/?$/, () => import("./pages/runs.js"), () => ({})],
   [/^\/runs\/(\d+)\/?$/, () => import("./pages/run.js"), (m) => ({ id: Number(m[1]) })],
   [/^\/triggers\/?$/, () => import("./pages/triggers.js"), () => ({})],
+  [/^\/triggers\/(\d+)\/?$/, () => import("./pages/triggers.js"), (m) => ({ triggerId: Number(m[1]) })],
   [/^\/backfills\/?$/, () => import("./pages/triggers.js"), () => ({ backfills: true })],
   [/^\/dashboards\/?$/, () => import("./pages/dashboards.js"), () => ({})],
   [/^\/files\/?$/, () => import("./pages/files.js"), () => ({})],

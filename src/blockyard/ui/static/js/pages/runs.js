@@ -13,7 +13,9 @@ export default async function runsPage(root, { query }) {
 
   const pipelines = h("select", { name: "pipeline" }, h("option", { value: "" }, "All pipelines"));
   const status = h("select", { name: "status" }, h("option", { value: "" }, "Any status"), STATUSES.map((s) => h("option", { value: s }, s.replace(/_/g, " "))));
-  const trigger = h("input", { name: "trigger_id", type: "number", min: 1, placeholder: "id", style: { width: "90px" } });
+  // by trigger name (the value is its id)
+  const trigger = h("select", { name: "trigger_id" }, h("option", { value: "" }, "Any trigger"),
+    q.trigger_id ? h("option", { value: q.trigger_id }, `#${q.trigger_id}`) : null);
   const since = h("input", { name: "since", type: "date" });
   const until = h("input", { name: "until", type: "date" });
   status.value = q.status || ""; trigger.value = q.trigger_id || ""; since.value = (q.since || "").slice(0, 10); until.value = (q.until || "").slice(0, 10);
@@ -31,7 +33,12 @@ export default async function runsPage(root, { query }) {
   };
   // single-block executions (Execute / With upstream on the pipeline page) can be hidden
   const single = h("input", { type: "checkbox", name: "single", checked: q.single !== "hide" });
-  for (const el of [pipelines, status, since, until, single]) el.addEventListener("change", apply);
+  for (const el of [pipelines, status, since, until, single, trigger]) el.addEventListener("change", apply);
+  api("/api/triggers").then((list) => {
+    clear(trigger, h("option", { value: "" }, "Any trigger"), list.filter((t) => !project || t.project === project)
+      .map((t) => h("option", { value: String(t.id) }, `${t.name} (${t.project}/${t.pipeline_uuid})`)));
+    trigger.value = q.trigger_id || "";
+  }).catch(() => {});
   const form = h("form.filters", { onsubmit: apply, "aria-label": "Filter runs" },
     field("Pipeline", pipelines), field("Status", status), field("Trigger", trigger), field("Created from", since), field("Created before", until),
     h("div.field", h("span", "\u00a0"), h("label.check", single, " Single-block runs")),
@@ -76,7 +83,7 @@ export default async function runsPage(root, { query }) {
             r.block ? h("div", h("span.tag.single", { title: "A single-block execution" }, r.with_upstream ? `block ${r.block} + upstream` : `block ${r.block}`)) : null),
           h("td", h("a", { href: `/pipelines/${encodeURIComponent(r.project)}/${encodeURIComponent(r.pipeline_uuid)}` }, `${r.project}/${r.pipeline_uuid}`)),
           h("td", statusBadge(r.status), r.error ? h("div.error-text.small.clip", { title: r.error }, r.error.split("\n")[0]) : null),
-          h("td", r.trigger_id ? h("a", { href: `/triggers?edit=${r.trigger_id}` }, `#${r.trigger_id}`) : r.backfill_id ? `backfill #${r.backfill_id}` : h("span.muted", "manual")),
+          h("td", r.trigger_id ? h("a", { href: `/triggers/${r.trigger_id}` }, `trigger #${r.trigger_id}`) : r.backfill_id ? `backfill #${r.backfill_id}` : h("span.muted", "manual")),
           h("td", fmtTime(r.created_at)),
           h("td", r.started_at ? duration(r.started_at, r.completed_at) : "—"),
           h("td", String(r.block_count))))))),
