@@ -185,6 +185,8 @@ def test_pipeline_editing_flow(server, page):
     assert page.locator(f"{card} [data-action=more-rows]").is_hidden()  # all 7 rows shown
     page.wait_for_selector(f"{card} >> text=1/1 tests passed")
     page.wait_for_selector(f'{card} pre.log:has-text("loading 7 rows")')
+    log = page.inner_text(f"{card} pre.log")  # start and end lines with the duration, around what it printed
+    assert re.search(r"start block ingest.*\n(.*\n)*loading 7 rows\n(.*\n)*.*end block ingest: completed in [\d.]+s", log), log
     screenshot(page, "06-block-executed")
 
     page.click('[data-block-card="prepare"] [data-action=execute]')

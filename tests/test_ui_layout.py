@@ -177,6 +177,9 @@ def test_run_page_shows_the_error_once(server, page):
     text = page.inner_text("main")
     assert text.count("No such file or directory") == 1, text
     assert "Block fails failed" in text.replace("\n", " ")
+    log = page.inner_text("pre.log")
+    # start and end lines even for a block that printed nothing (the engine's, else the UI's from the record)
+    assert ("start block fails" in log or "── fails started" in log) and ("end block fails" in log or "── fails failed at" in log), log
 
 
 def test_triggers_last_and_next_run_and_trigger_page(server, page):

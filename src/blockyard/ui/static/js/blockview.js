@@ -1,5 +1,5 @@
 // Pieces shared by the pipeline and run pages: output previews, test results, logs.
-import { h, api, enc, encPath, table, errorBox, ApiError } from "./lib.js";
+import { h, api, enc, encPath, table, errorBox, ApiError, fmtSeconds } from "./lib.js";
 import { marked } from "/static/vendor/marked/marked.esm.js";
 import DOMPurify from "/static/vendor/dompurify/purify.es.mjs";
 
@@ -91,11 +91,25 @@ export function renderTests(tests) {
       t.error ? h("pre.test-error", t.error) : null))));
 }
 
-export async function loadLog(runId, block) {
+// Start and end lines of a block run (from its record): every log shows when the block
+// ran and for how long, even when it printed nothing.
+// (Only where the log lacks the engine's own "start block" / "end block" lines.)
+export function logFrame(br, text = "") {
+  if (!br || !br.started_at) return ["", ""];
+  const hasStart = text.includes(`start block ${br.block_uuid}`), hasEnd = text.includes(`end block ${br.block_uuid}`);
+  const t = (iso) => new Date(iso).toLocaleTimeString();
+  const head = `── ${br.block_uuid} started ${t(br.started_at)}${br.attempts > 1 ? ` (attempt ${br.attempts})` : ""} ──\n`;
+  const tail = br.completed_at ? `── ${br.block_uuid} ${String(br.status || "").replace(/_/g, " ")} at ${t(br.completed_at)} after ${fmtSeconds((new Date(br.completed_at) - new Date(br.started_at)) / 1000)} ──` : "";
+  return [hasStart ? "" : head, hasEnd ? "" : tail];
+}
+
+export async function loadLog(runId, block, blockRun = null) {
   try {
     const r = await api(`/api/runs/${runId}/logs`, { query: { block }, raw: true });
     const text = await r.text();
-    return h("pre.log", { "data-log": block }, text || "(no log output)");
+    const [head, tail] = logFrame(blockRun, text);
+    return h("pre.log", { "data-log": block }, head ? h("span.log-status", head) : null,
+      text || (head ? "" : "(no log output)"), text && !text.endsWith("\n") && tail ? "\n" : "", tail ? h("span.log-status", tail) : null);
   } catch (e) {
     return errorBox(e, "Could not load the log");
   }

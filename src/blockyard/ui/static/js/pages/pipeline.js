@@ -287,7 +287,7 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
       blockRun.status === "failed" && blockRun.error ? h("div.error-box", { role: "alert" }, h("pre", blockRun.error)) : null,
       printed, outputs, tests);
     const [log, out] = await Promise.all([
-      loadLog(runId, uuid),
+      loadLog(runId, uuid, blockRun),
       blockRun.status === "completed" ? outputTables(runId, uuid) : Promise.resolve(null),
     ]);
     printed.replaceChildren(h("h4.results-label", "Output"), log);

@@ -3,7 +3,7 @@
 import { h, clear, api, svg, statusBadge, errorBox, fmtTime, duration, button, toast, busy, streamEvents, enc } from "../lib.js";
 import { navigate, setTitle } from "../app.js";
 import { STATUS_COLORS } from "../dag.js";
-import { loadOutputs, renderTests } from "../blockview.js";
+import { loadOutputs, renderTests, logFrame } from "../blockview.js";
 
 const UNFINISHED = ["initial", "queued", "running"];
 
@@ -165,7 +165,8 @@ export default async function runPage(root, { id, query }) {
         let text = await (await api(`/api/runs/${id}/logs`, { query: { block: br.block_uuid }, raw: true })).text();
         // the error is in the box above: the log does not repeat it
         for (const dup of [br.traceback, br.error]) if (dup && text.includes(dup.trim())) text = text.replace(dup.trim(), "(the error is shown above)");
-        pre.textContent = text || (br.cache_hit ? "(cached: skipped, no log)" : "(no log output)");
+        const [head, tail] = logFrame(br, text);
+        pre.textContent = head + (text || (br.cache_hit ? "(cached: skipped, no log)\n" : "")) + (text && !text.endsWith("\n") ? "\n" : "") + tail;
       }
       catch (e) { pre.textContent = e.message; }
     }
