@@ -208,3 +208,23 @@ def test_triggers_last_and_next_run_and_trigger_page(server, page):
     page.wait_for_url(f"**/runs?trigger_id={trigger['id']}*")
     page.wait_for_selector(f"table.runs tbody tr[data-run='{run_id}']")
     assert page.locator("table.runs tbody tr").count() == 1
+
+
+def test_settings_registers_an_existing_project_folder(server, page):
+    import shutil as _shutil
+
+    _shutil.copytree(server.root / "unit_0_setup", server.root / "copied_unit")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(server.url + "/settings")
+    page.wait_for_selector("section[aria-label=Projects] table.data")
+    page.fill("input[name=register_name]", "copied")
+    page.fill("input[name=register_path]", "copied_unit")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("text=Registered copied (")
+    assert "copied:" in (server.root / "settings.yaml").read_text() and "path: copied_unit" in (server.root / "settings.yaml").read_text()
+    page.wait_for_selector("#project-select option[value=copied]", state="attached")
+    page.wait_for_selector("section[aria-label=Projects] td a:text('copied')")
+    page.fill("input[name=register_name]", "elsewhere")
+    page.fill("input[name=register_path]", "../outside")
+    page.click("#register-project")
+    page.wait_for_selector("section[aria-label=Projects] .error-box:has-text('inside the workspace')")

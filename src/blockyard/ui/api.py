@@ -436,3 +436,28 @@ def triggers_info(request: Request, project: Optional[str] = Query(None, max_len
             "error": row.get("error"),
         }
     return out
+
+
+# ------------------------------------------------------------ settings: register a project
+class RegisterIn(BaseModel):
+    name: str
+    path: Optional[str] = None
+
+
+@router.post("/projects/register", status_code=201, dependencies=guarded())
+def register_project(body: RegisterIn, request: Request):
+    """Register an existing folder of the workspace as a project (settings.yaml `projects:`)."""
+    from blockyard.server.deps import check_name, inside
+    from blockyard.server.errors import NotFound
+
+    st = state(request)
+    name = body.name.strip()
+    check_name(name, "project name")
+    rel = (body.path or name).strip().rstrip("/")
+    check_name(rel, "project folder", allow_slash=True)
+    folder = inside(st, st.root / rel, f"project folder {rel!r}")
+    if not folder.is_dir():
+        raise NotFound(f"no folder {rel!r} in the workspace: create it (Files) or use New project")
+    with st.edit_lock:
+        project = st.workspace.add_project(name, None if rel == name else rel)
+    return {"name": project.name, "path": rel, "pipelines": project.pipeline_uuids()}
