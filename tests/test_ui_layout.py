@@ -6,6 +6,7 @@ sizes goes to test-artifacts/screenshots/."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.request
 
@@ -205,7 +206,7 @@ def test_triggers_last_and_next_run_and_trigger_page(server, page):
     page.goto(server.url + "/runs")
     page.wait_for_selector("select[name=trigger_id] option:has-text('daily_retrain')", state="attached")
     page.select_option("select[name=trigger_id]", label=f"daily_retrain (unit_0_setup/example_pipeline)")
-    page.wait_for_url(f"**/runs?trigger_id={trigger['id']}*")
+    page.wait_for_url(re.compile(rf"/runs\?(.*&)?trigger_id={trigger['id']}(&|$)"))
     page.wait_for_selector(f"table.runs tbody tr[data-run='{run_id}']")
     assert page.locator("table.runs tbody tr").count() == 1
 
