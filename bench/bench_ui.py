@@ -15,6 +15,10 @@ timed one after another and summed; median and p95 over `--repeat` loads.
   (first page, a page at offset 50,000, filtered by pipeline and by status), plus the
   overview and the dashboard queries over the same history.
 
+- Files page over a workspace of 2,000 files (besides the pipelines): the HTML and the
+  root folder's listing, then expanding a folder of 1,000 files, then opening a file in
+  the editor (the tree loads one folder per request).
+
 Target: <= 200 ms per page. Figures are written to bench/RESULTS.md under '## UI (date)'.
 """
 from __future__ import annotations
@@ -50,6 +54,15 @@ def build(tmp: Path, n_blocks: int) -> Path:
         ups = [] if i == 0 else sorted({f"b{(i - 1) // 2:03d}", f"b{max(0, i - 3):03d}"})
         blocks.append(block(f"b{i:03d}", CODE, type="data_loader" if i == 0 else "transformer", upstream=ups if i else None))
     write_pipeline(root, "proj", "big", blocks)
+    # 2,000 more files for the Files page: 1,000 in one folder, 1,000 over 20 folders
+    (root / "data" / "flat").mkdir(parents=True)
+    for i in range(1000):
+        (root / "data" / "flat" / f"part_{i:04d}.csv").write_text("a,b\n1,2\n")
+    for d in range(20):
+        sub = root / "utils" / f"pkg_{d:02d}"
+        sub.mkdir(parents=True)
+        for i in range(50):
+            (sub / f"mod_{i:02d}.py").write_text("def f():\n    return 1\n")
     for k in range(5):
         write_pipeline(root, "proj", f"small_{k}", [block("load", CODE, type="data_loader")])
     return root
@@ -129,7 +142,8 @@ def main() -> int:
         code = [f"/api/projects/proj/pipelines/big/code/b{i:03d}" for i in range(12)]
         lines = [
             f"{args.blocks}-block pipeline, {args.runs:,} runs in SQLite (inserted in {fill_s:.1f} s); "
-            f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs",
+            f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, "
+            f"load average {os.getloadavg()[0]:.1f} at the start",
             "",
             measure(client, f"pipeline page ({args.blocks} blocks): html + spec + states",
                     ["/pipelines/proj/big", "/api/projects/proj/pipelines/big", "/ui-api/pipelines/proj/big/state"], args.repeat),
@@ -137,6 +151,9 @@ def main() -> int:
             measure(client, "  12 editors at once (what a page of <= 12 blocks opens)", code, args.repeat),
             measure(client, "  GET /api/projects/proj/pipelines/big", ["/api/projects/proj/pipelines/big"], args.repeat),
             measure(client, "  GET /ui-api/pipelines/proj/big/state", ["/ui-api/pipelines/proj/big/state"], args.repeat),
+            measure(client, "Files page (2,000-file workspace): html + root folder", ["/files", "/ui-api/files/list"], args.repeat),
+            measure(client, "  expand a folder of 1,000 files", ["/ui-api/files/list?path=data/flat"], args.repeat),
+            measure(client, "  open a file in the editor", ["/ui-api/files/content?path=utils/pkg_07/mod_33.py"], args.repeat),
             measure(client, f"runs list, first page ({args.runs:,} runs)", ["/runs", "/api/runs?limit=50"], args.repeat),
             measure(client, "runs list, page at offset 50,000", [f"/api/runs?limit=50&offset={args.runs // 2}"], args.repeat),
             measure(client, "runs list filtered by pipeline", ["/api/runs?limit=50&pipeline=proj/small_3"], args.repeat),

@@ -81,7 +81,7 @@ def test_seed_walkthrough_run_example_pipeline(server, page):
     assert "Braund, Mr. Owen Harris" in page.inner_text('.output[data-output="output_0"]')
     screenshot(page, "04-run")
 
-    page.click("nav a[href='/runs']")
+    page.click("nav a[data-nav='/runs']")
     page.wait_for_selector("table.runs tbody tr")
     assert "unit_0_setup/example_pipeline" in page.inner_text("table.runs")
     screenshot(page, "05-runs")
@@ -178,13 +178,15 @@ def test_pipeline_editing_flow(server, page):
     page.click('[data-block-card="ingest"] [data-action=execute]')  # saves first, then runs
     card = '[data-block-card="ingest"]'
     page.wait_for_selector(f'{card} .block-status .badge[data-status=completed]', timeout=60_000)
-    page.wait_for_selector(f'{card} .output table')
+    # under the block, as in a notebook: printed lines, the output table, the tests
+    page.wait_for_selector(f'{card} .nb-output table')
     assert "shape 7 × 2" in page.inner_text(f"{card} .output-head")
-    assert page.locator(f"{card} .output tbody tr").count() == 7
-    page.click(f'{card} .tab[data-tab=tests]')
+    assert page.locator(f"{card} .nb-output tbody tr").count() == 7
+    assert page.locator(f"{card} [data-action=more-rows]").is_hidden()  # all 7 rows shown
     page.wait_for_selector(f"{card} >> text=1/1 tests passed")
-    page.click(f'{card} .tab[data-tab=log]')
     page.wait_for_selector(f'{card} pre.log:has-text("loading 7 rows")')
+    log = page.inner_text(f"{card} pre.log")  # start and end lines with the duration, around what it printed
+    assert re.search(r"start block ingest.*\n(.*\n)*loading 7 rows\n(.*\n)*.*end block ingest: completed in [\d.]+s", log), log
     screenshot(page, "06-block-executed")
 
     page.click('[data-block-card="prepare"] [data-action=execute]')
@@ -249,7 +251,7 @@ def test_triggers_backfills_dashboards_settings(server, page):
     row.query_selector("[data-action=toggle]").click()
     page.wait_for_selector("table.triggers tr:has-text('retrain_api') .badge[data-status=inactive]")
 
-    page.click("nav a[href='/backfills']")
+    page.click("nav a[data-nav='/backfills']")
     page.click("#new-backfill")
     page.select_option(".modal select[name=pipeline]", "unit_0_setup/example_pipeline")
     page.fill(".modal input[name=start]", "2024-01-01")
@@ -259,11 +261,11 @@ def test_triggers_backfills_dashboards_settings(server, page):
     page.wait_for_selector("table.data >> text=/\\d+\\/[23] runs/")
     screenshot(page, "10-backfills")
 
-    page.click("nav a[href='/dashboards']")
+    page.click("nav a[data-nav='/dashboards']")
     page.wait_for_selector("#runs-per-day .main-svg")
     screenshot(page, "11-dashboards")
 
-    page.click("nav a[href='/settings']")
+    page.click("nav a[data-nav='/settings']")
     page.fill("input[name=secret_name]", "SMTP_PASSWORD")
     page.fill("input[name=secret_value]", "hunter2")
     page.click("#save-secret")
@@ -322,8 +324,10 @@ def test_run_once_with_runtime_variables(server, page):
 
     page.click("text=Open run details")
     page.wait_for_selector("svg.gantt rect.bar")
-    variables = page.inner_text("section.section:has(h2:text-is('Variables')) pre.value")
-    assert '"sample_size": 25' in variables and '"note": "from the dialog"' in variables
+    # the effective variables with their source: the run's values override the global one
+    row = page.locator("table.vars-table tr[data-var=sample_size]")
+    assert row.locator("td").all_inner_texts() == ["sample_size", "25", "runtime (this run)"]
+    assert page.locator("table.vars-table tr[data-var=note] td").all_inner_texts() == ["note", '"from the dialog"', "runtime (this run)"]
     screenshot(page, "14-run-with-variables")
 
     # the plain click still runs with the global variables only
@@ -333,7 +337,8 @@ def test_run_once_with_runtime_variables(server, page):
     page.wait_for_selector(".run-panel[data-finished]", timeout=120_000)
     page.click("text=Open run details")
     page.wait_for_selector("svg.gantt rect.bar")
-    assert '"sample_size": 25' not in page.inner_text("main")
+    assert page.locator("table.vars-table tr[data-var=sample_size] td").all_inner_texts() == [
+        "sample_size", "10", "pipeline (global variable)"]
 
 
 def test_edit_and_delete_pipeline(server, page):

@@ -358,3 +358,106 @@ async def test_alert(body: TestAlertIn, request: Request):
     get_project(st, body.project)
     results = await run_in_threadpool(send_test_alert, st.workspace, body.project, body.pipeline, db=st.db)
     return {"results": [r.to_dict() for r in results]}
+
+
+# ------------------------------------------------------------ block templates (inline add buttons)
+@router.get("/block-templates", dependencies=guarded())
+def block_templates():
+    """The template choices per block type (generic, file path, URL, SQL, API request)."""
+    from blockyard.ui.block_templates import choices
+
+    return choices()
+
+
+class TemplateIn(BaseModel):
+    type: str
+    template: str = "generic"
+    params: dict[str, str] = {}
+
+
+@router.post("/block-templates/render", dependencies=guarded())
+def render_block_template(body: TemplateIn):
+    from blockyard.server.errors import BadRequest
+    from blockyard.ui.block_templates import render
+
+    try:
+        return {"code": render(body.type, body.template, body.params)}
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+# ------------------------------------------------------------ triggers: last and next run
+def _next_run(row: dict, now: _dt.datetime) -> Any:
+    """The scheduler's next_run_at, else computed from the schedule (active time triggers)."""
+    if row.get("status") != "active" or row.get("schedule_type") != "time":
+        return None
+    if row.get("next_run_at"):
+        return _iso(row["next_run_at"])
+    try:
+        from blockyard.orchestration.schedules import parse_schedule
+
+        settings = row.get("settings") or {}
+        sched = parse_schedule(row.get("schedule_interval"), timezone_name=settings.get("timezone"),
+                               anchor=row.get("start_time"))
+        point = sched.first_at_or_after(max(now, row["start_time"]) if row.get("start_time") else now)
+        return _iso(point)
+    except Exception:  # a bad schedule shows no next run (the trigger page shows its error)
+        return None
+
+
+@router.get("/triggers", dependencies=guarded())
+def triggers_info(request: Request, project: Optional[str] = Query(None, max_length=255)):
+    """Per trigger: its last run (id, status, time), its run count and its next run."""
+    import sqlalchemy as sa
+
+    from blockyard.db.schema import pipeline_runs as pr
+    from blockyard.db.schema import pipeline_schedules as ps
+
+    st = state(request)
+    now = _dt.datetime.now(_dt.timezone.utc)
+    with st.db.engine.connect() as conn:
+        q = sa.select(ps)
+        if project:
+            q = q.where(ps.c.project == project)
+        rows = [dict(r._mapping) for r in conn.execute(q)]
+        stats = {r.trigger_id: (r.last_id, r.n) for r in conn.execute(
+            sa.select(pr.c.trigger_id, sa.func.max(pr.c.id).label("last_id"), sa.func.count().label("n"))
+            .where(pr.c.trigger_id.isnot(None)).group_by(pr.c.trigger_id))}
+        last_ids = [v[0] for v in stats.values()]
+        last = {r.id: r for r in conn.execute(
+            sa.select(pr.c.id, pr.c.status, pr.c.created_at).where(pr.c.id.in_(last_ids)))} if last_ids else {}
+    out = {}
+    for row in rows:
+        last_id, n = stats.get(row["id"], (None, 0))
+        lr = last.get(last_id)
+        out[str(row["id"])] = {
+            "next_run": _next_run(row, now), "runs": int(n),
+            "last_run": {"id": lr.id, "status": lr.status, "created_at": _iso(lr.created_at)} if lr else None,
+            "error": row.get("error"),
+        }
+    return out
+
+
+# ------------------------------------------------------------ settings: register a project
+class RegisterIn(BaseModel):
+    name: str
+    path: Optional[str] = None
+
+
+@router.post("/projects/register", status_code=201, dependencies=guarded())
+def register_project(body: RegisterIn, request: Request):
+    """Register an existing folder of the workspace as a project (settings.yaml `projects:`)."""
+    from blockyard.server.deps import check_name, inside
+    from blockyard.server.errors import NotFound
+
+    st = state(request)
+    name = body.name.strip()
+    check_name(name, "project name")
+    rel = (body.path or name).strip().rstrip("/")
+    check_name(rel, "project folder", allow_slash=True)
+    folder = inside(st, st.root / rel, f"project folder {rel!r}")
+    if not folder.is_dir():
+        raise NotFound(f"no folder {rel!r} in the workspace: create it (Files) or use New project")
+    with st.edit_lock:
+        project = st.workspace.add_project(name, None if rel == name else rel)
+    return {"name": project.name, "path": rel, "pipelines": project.pipeline_uuids()}

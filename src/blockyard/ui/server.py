@@ -66,8 +66,12 @@ def mount(app: FastAPI) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="blockyard-ui-static")
 
     from blockyard.ui.api import router
+    from blockyard.ui.files_api import router as files_router
+    from blockyard.ui.outputs_api import router as outputs_router
 
     app.include_router(router)
+    app.include_router(files_router)
+    app.include_router(outputs_router)
     return app
 
 

@@ -9,9 +9,11 @@ const routes = [
   [/^\/runs\/?$/, () => import("./pages/runs.js"), () => ({})],
   [/^\/runs\/(\d+)\/?$/, () => import("./pages/run.js"), (m) => ({ id: Number(m[1]) })],
   [/^\/triggers\/?$/, () => import("./pages/triggers.js"), () => ({})],
+  [/^\/triggers\/(\d+)\/?$/, () => import("./pages/triggers.js"), (m) => ({ triggerId: Number(m[1]) })],
   [/^\/backfills\/?$/, () => import("./pages/triggers.js"), () => ({ backfills: true })],
   [/^\/dashboards\/?$/, () => import("./pages/dashboards.js"), () => ({})],
   [/^\/dashboards\/files(?:\/(.+?))?\/?$/, () => import("./pages/file_dashboards.js"), (m) => ({ name: m[1] ? decodeURIComponent(m[1]) : "" })],
+  [/^\/files\/?$/, () => import("./pages/files.js"), () => ({})],
   [/^\/settings\/?$/, () => import("./pages/settings.js"), () => ({})],
   [/^\/login\/?$/, () => import("./pages/login.js"), () => ({})],
 ];
@@ -22,6 +24,7 @@ const NAV = [
   ["/runs", "Runs", "M5 4l14 8-14 8z"],
   ["/triggers", "Triggers", "M13 2L4 14h7l-1 8 9-12h-7z"],
   ["/backfills", "Backfills", "M4 4v16h16M8 16l4-5 3 3 5-6"],
+  ["/files", "Files", "M4 4h6l2 2h8v14H4zM4 9h16"],
   ["/dashboards", "Dashboards", "M4 20V10M10 20V4M16 20v-8M22 20H2"],
   ["/settings", "Settings", "M12 8a4 4 0 100 8 4 4 0 000-8zM2 12h3M19 12h3M12 2v3M12 19v3"],
 ];
@@ -29,11 +32,39 @@ const NAV = [
 export const state = { project: localStorage.getItem("blockyard-project") || "", projects: [] };
 let cleanup = null;
 let main, projectSelect, navEl, crumbs;
+// Pages scoped by the project selector: the choice travels in their URL (?project=).
+export const SCOPED = ["/runs", "/triggers", "/backfills", "/dashboards", "/files"];
+// A page with unsaved edits sets a guard: () => true to leave, false to stay.
+let leaveGuard = null;
+let shownUrl = location.pathname + location.search;
+
+export function setLeaveGuard(fn) { leaveGuard = fn; }
+
+function mayLeave() {
+  if (!leaveGuard) return true;
+  return leaveGuard();
+}
 
 export function navigate(path, { replace = false } = {}) {
+  if (!mayLeave()) return false;
   if (replace) history.replaceState({}, "", path);
   else history.pushState({}, "", path);
   render();
+  return true;
+}
+
+// `path` with ?project=<the selected project> when it is a scoped page.
+export function scoped(path) {
+  if (!state.project || !SCOPED.some((p) => path === p || path.startsWith(p + "?"))) return path;
+  const [base, q = ""] = path.split("?");
+  const params = new URLSearchParams(q);
+  params.set("project", state.project);
+  return base + "?" + params.toString();
+}
+
+function updateNavLinks() {
+  if (!navEl) return;
+  for (const a of navEl.querySelectorAll("a")) a.setAttribute("href", scoped(a.dataset.nav));
 }
 
 export function setTitle(title, ...trail) {
@@ -47,6 +78,7 @@ export function setProject(name) {
   if (name) localStorage.setItem("blockyard-project", name);
   else localStorage.removeItem("blockyard-project");
   if (projectSelect) projectSelect.value = state.project;
+  updateNavLinks();
 }
 
 function icon(d) {
@@ -61,9 +93,20 @@ function icon(d) {
 }
 
 function layout() {
-  projectSelect = h("select#project-select", { id: "project-select", "aria-label": "Project", onchange: (e) => {
-    setProject(e.target.value);
-    navigate(e.target.value ? "/projects/" + encodeURIComponent(e.target.value) : "/");
+  projectSelect = h("select#project-select", { id: "project-select", onchange: (e) => {
+    const value = e.target.value;
+    if (!mayLeave()) { e.target.value = state.project; return; }
+    leaveGuard = null;
+    setProject(value);
+    const path = location.pathname;
+    if (SCOPED.some((p) => path === p || path.startsWith(p + "/"))) {
+      // stay on the page, scoped to the new project (kept in the URL)
+      const params = new URLSearchParams(location.search);
+      if (value) params.set("project", value); else params.delete("project");
+      for (const k of ["pipeline", "path", "offset"]) params.delete(k);
+      const q = params.toString();
+      navigate(path + (q ? "?" + q : ""));
+    } else navigate(value ? "/projects/" + encodeURIComponent(value) : "/");
   } });
   navEl = h("nav.nav", { "aria-label": "Main" }, NAV.map(([href, label, d]) =>
     h("a", { href, "data-nav": href }, icon(d), h("span", label))));
@@ -99,7 +142,16 @@ export async function refreshProjects() { await loadProjects(); }
 
 async function render() {
   if (cleanup) { try { cleanup(); } catch { /* page gone */ } cleanup = null; }
+  leaveGuard = null;
   const path = location.pathname;
+  shownUrl = path + location.search;
+  const fromUrl = new URLSearchParams(location.search).get("project");
+  if (fromUrl !== null && fromUrl !== state.project && (!fromUrl || state.projects.some((p) => p.name === fromUrl))) setProject(fromUrl);
+  if (fromUrl === null && state.project && SCOPED.includes(path.replace(/\/$/, ""))) {
+    history.replaceState({}, "", scoped(path + location.search));
+    shownUrl = location.pathname + location.search;
+  }
+  updateNavLinks();
   for (const a of navEl.querySelectorAll("a")) {
     const href = a.dataset.nav;
     const on = href === "/" ? path === "/" || path.startsWith("/projects/") : path.startsWith(href);
@@ -134,7 +186,11 @@ document.addEventListener("click", (e) => {
   e.preventDefault();
   navigate(href);
 });
-window.addEventListener("popstate", render);
+window.addEventListener("popstate", () => {
+  if (!mayLeave()) { history.pushState({}, "", shownUrl); return; }
+  leaveGuard = null;
+  render();
+});
 
 async function boot() {
   await loadSession();

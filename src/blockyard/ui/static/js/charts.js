@@ -17,16 +17,19 @@ export function loadPlotly() {
 }
 
 const LAYOUT = {
-  margin: { l: 50, r: 16, t: 36, b: 48 }, height: 300, font: { family: "system-ui, sans-serif", size: 12 },
+  margin: { l: 50, r: 40, t: 40, b: 48 }, height: 300, font: { family: "system-ui, sans-serif", size: 12 },
   paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", legend: { orientation: "h" },
 };
 const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+// The toolbar (modebar) stands vertically at the right edge and the title is left-aligned:
+// the toolbar never covers the title.
+LAYOUT.modebar = { orientation: "v" };
 
 // Traces and layout for compute_chart's JSON ({type, title, data, options}).
 export function figure(chart) {
   const d = chart.data || {};
   const o = chart.options || {};
-  const layout = { ...LAYOUT, title: { text: chart.title || "", font: { size: 14 } } };
+  const layout = { ...LAYOUT, title: { text: chart.title || "", font: { size: 14 }, x: 0, xanchor: "left", xref: "paper" } };
   switch (chart.type) {
     case "histogram": {
       const edges = d.edges || [];

@@ -57,7 +57,7 @@ export function layoutDag(blocks) {
 
 export function drawDag(blocks, states, { onSelect, selected, clones = {}, clonesRun = null } = {}) {
   const { pos, width, height } = layoutDag(blocks);
-  const root = svg("svg", { class: "dag", width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
+  const root = svg("svg", { class: "dag", width, height, viewBox: `0 0 ${width} ${height}`, role: "group",
     "aria-label": `Pipeline graph: ${blocks.length} blocks` });
   root.append(svg("defs", {}, svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
     svg("path", { d: "M0,0 L10,5 L0,10 z", fill: "#94a3b8" }))));
@@ -79,17 +79,19 @@ export function drawDag(blocks, states, { onSelect, selected, clones = {}, clone
     const color = TYPE_COLORS[b.type] || "#64748b";
     const n = clones[b.uuid] || 0; // dynamic clones of this block in the last run
     const label = b.uuid.length > 21 ? b.uuid.slice(0, 20) + "…" : b.uuid;
+    const sub = (b.type || "").replace(/_/g, " ") + (b.dynamic ? " · dynamic" : "") + (b.reduce_output ? " · reduce" : "");
     const cloneText = n ? `${n} dynamic clone${n === 1 ? "" : "s"} in the last run${clonesRun ? ` (#${clonesRun})` : ""}` : "";
     const g = svg("g", { class: "node" + (selected === b.uuid ? " selected" : ""), transform: `translate(${p.x},${p.y})`, tabindex: 0, role: "button",
       "data-block": b.uuid, "data-status": st || "none", "data-clones": n || null,
-      "aria-label": `${b.uuid} (${b.type}${b.dynamic ? ", dynamic" : ""}): ${st || "not run"}${n ? ", " + cloneText : ""}`,
+      // starts with the visible text (WCAG "label in name"), then what only the title shows
+      "aria-label": `${label} ${sub}${n ? " ×" + n : ""}${label !== b.uuid ? ` (${b.uuid})` : ""}: ${st || "not run"}${n ? ", " + cloneText : ""}`,
       onclick: () => onSelect && onSelect(b.uuid),
       onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); onSelect && onSelect(b.uuid); } } },
       svg("title", {}, `${b.uuid}\n${b.type}${b.dynamic ? " · dynamic" : ""}${b.reduce_output ? " · reduce output" : ""}\nlast status: ${st || "not run"}${n ? "\n" + cloneText : ""}`),
       svg("rect", { width: W, height: H, rx: 8, class: "node-box", stroke: color, "stroke-dasharray": b.dynamic ? "6 3" : null }),
       svg("rect", { width: 6, height: H, rx: 3, fill: color }),
-      svg("text", { x: 14, y: 19, class: "node-title" }, label),
-      svg("text", { x: 14, y: 36, class: "node-sub" }, (b.type || "").replace(/_/g, " ") + (b.dynamic ? " · dynamic" : "") + (b.reduce_output ? " · reduce" : "")),
+      svg("text", { x: 14, y: 19, class: "node-title" }, label + " "), // the space: "uuid type" when read as one text
+      svg("text", { x: 14, y: 36, class: "node-sub" }, sub),
       n ? svg("text", { x: W - 10, y: 36, class: "node-clones", "text-anchor": "end" }, `×${n}`) : null,
       svg("circle", { cx: W - 13, cy: 13, r: 6, fill: STATUS_COLORS[st] || "#e5e7eb", class: "node-status" + (st === "running" ? " pulse" : "") }));
     root.append(g);

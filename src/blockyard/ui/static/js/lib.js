@@ -6,6 +6,8 @@ export function h(tag, attrs, ...children) {
   const el = document.createElement(name || "div");
   if (id) el.id = id;
   if (classes.length) el.className = classes.join(" ");
+  // a <pre> (logs, errors, values) may scroll: keyboard users must be able to reach it
+  if (el.tagName === "PRE") el.tabIndex = 0;
   if (attrs && (typeof attrs !== "object" || attrs instanceof Node || Array.isArray(attrs))) {
     children.unshift(attrs);
     attrs = null;
@@ -248,6 +250,8 @@ export async function busy(btn, fn) {
 export function modal(title, body, actions = []) {
   const close = () => { overlay.remove(); document.removeEventListener("keydown", onKey); };
   const onKey = (e) => { if (e.key === "Escape") close(); };
+  // Enter in any field submits a dialog's form (implicit submission needs a submit button)
+  if (body instanceof HTMLFormElement && !body.querySelector("[type=submit]")) body.append(h("button", { type: "submit", hidden: true, tabindex: -1 }, "Submit"));
   const dialog = h("div.modal", { role: "dialog", "aria-modal": "true", "aria-label": title },
     h("h2", title), body, h("div.modal-actions", ...actions, button("Cancel", close, "secondary")));
   const overlay = h("div.overlay", { onclick: (e) => { if (e.target === overlay) close(); } }, dialog);

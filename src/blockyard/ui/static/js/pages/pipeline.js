@@ -2,12 +2,17 @@
 // block (outputs, tests, log), add/rename/remove/connect blocks, variables, charts.
 import { h, clear, api, enc, encPath, statusBadge, errorBox, button, field, modal, toast, busy, empty, streamEvents,
   typeLabel, BLOCK_TYPES, ago, ApiError } from "../lib.js";
-import { navigate, setTitle, setProject } from "../app.js";
+import { navigate, setTitle, setProject, setLeaveGuard } from "../app.js";
 import { drawDag, TYPE_COLORS } from "../dag.js";
-import { loadOutputs, renderTests, loadLog, codeUrl, blockUrl, pipelineUrl } from "../blockview.js";
+import { loadOutputs, renderTests, loadLog, codeUrl, blockUrl, pipelineUrl, outputTables, renderMarkdown } from "../blockview.js";
 import { drawChart, CHART_TYPES } from "../charts.js";
 
 const MANY = 12; // above this many blocks, editors open on demand
+// The inline add buttons between blocks and after the last one.
+const INLINE_TYPES = [["data_loader", "Data loader"], ["transformer", "Transformer"], ["data_exporter", "Data exporter"],
+  ["custom", "Custom"], ["sensor", "Sensor"], ["markdown", "Markdown"]];
+const NAME_HINT = { data_loader: "load_data", transformer: "transform", data_exporter: "export_data", custom: "custom", sensor: "sensor", markdown: "notes" };
+let templateChoices = null; // /ui-api/block-templates, loaded once
 
 export default async function pipelinePage(root, { project, pipeline, query }) {
   setProject(project);
@@ -16,6 +21,8 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
   let spec = null, states = { blocks: {}, runs: [] }, selected = query.get("block") || null;
   let stopStream = null, alive = true, pollTimer = null;
   const editors = new Map(); // block uuid -> {cm, dirty, card}
+  const pending = new Map(); // block uuid -> unsaved code kept across a redraw of the blocks
+  const editNew = new Set(); // markdown blocks just added: open in the editor, not the preview
 
   setTitle(pipeline, h("a", { href: "/projects/" + enc(project) }, project), pipeline);
   const head = h("div.page-head");
@@ -72,18 +79,69 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
 
   // ------------------------------------------------------------ blocks
   function drawBlocks() {
-    for (const { cm } of editors.values()) cm && cm.toTextArea && null;
+    for (const [uuid, e] of editors) if (e.dirty && e.cm) pending.set(uuid, e.cm.getValue());
     editors.clear();
     if (!spec.blocks.length) {
       clear(blocksBox, empty("This pipeline has no blocks", "Add a data loader to start; then transformers and a data exporter downstream of it.",
-        button("Add block", () => addBlock(), "primary")));
+        button("Add block", () => addBlock(), "primary")), addRow(null));
       return;
     }
-    clear(blocksBox, spec.blocks.map((b, i) => blockCard(b, i)));
+    clear(blocksBox, spec.blocks.map((b, i) => [blockCard(b, i), addRow(b.uuid)]));
     const openAll = spec.blocks.length <= MANY;
     for (const card of blocksBox.querySelectorAll("[data-block-card]")) {
       if (openAll || card.dataset.blockCard === selected) openCard(card, card.dataset.blockCard);
     }
+  }
+
+  function addRow(after) {
+    return h("div.add-row", { role: "group", "aria-label": after ? `Add a block after ${after}` : "Add the first block", "data-after": after || "" },
+      INLINE_TYPES.map(([t, label]) => button("+ " + label, () => addInline(t, after), "small add-btn", { "data-add": t, "aria-label": `Add ${label.toLowerCase()}${after ? " after " + after : ""}` })));
+  }
+
+  async function addInline(type, after) {
+    if (!templateChoices) {
+      try { templateChoices = await api("/ui-api/block-templates"); } catch (e) { toast(e.message, "error"); return; }
+    }
+    const taken = new Set(spec.blocks.map((b) => b.uuid));
+    let suggestion = NAME_HINT[type] || type, n = 2;
+    while (taken.has(suggestion)) suggestion = `${NAME_HINT[type] || type}_${n++}`;
+    const name = h("input", { name: "uuid", required: true, value: suggestion, pattern: "[A-Za-z0-9_/.-]+" });
+    const opts = templateChoices[type] || [{ id: "generic", label: "Generic", params: [] }];
+    const template = h("select", { name: "template" }, opts.map((o) => h("option", { value: o.id }, o.label)));
+    const paramsBox = h("div.template-params");
+    const drawParams = () => {
+      const o = opts.find((x) => x.id === template.value);
+      clear(paramsBox, o.params.map((p) => field(p.label, p.name === "query"
+        ? h("textarea", { name: p.name, rows: 3 }, p.default || "")
+        : h("input", { name: p.name, value: p.default || "", placeholder: p.name === "path" ? "data/trips.parquet" : p.name === "url" ? "https://example.com/data.csv" : "" }))));
+    };
+    template.addEventListener("change", drawParams);
+    drawParams();
+    const upstream = type === "markdown" || !after ? [] : [after];
+    const err = h("div");
+    const go = button("Add " + typeLabel(type).toLowerCase(), () => busy(go, async () => {
+      const uuid = name.value.trim();
+      try {
+        const params = {};
+        for (const el of paramsBox.querySelectorAll("[name]")) params[el.name] = el.value;
+        let code;
+        if (template.value !== "generic") code = (await api("/ui-api/block-templates/render", { method: "POST", body: { type, template: template.value, params } })).code;
+        await api(`${base}/blocks`, { method: "POST", body: { uuid, type, upstream_blocks: upstream, code } });
+        m.close();
+        if (type === "markdown") editNew.add(uuid);
+        toast(`Block ${uuid} added`, "success");
+        selected = uuid;
+        await refresh();
+        focusBlock(uuid);
+        const entry = editors.get(uuid);
+        if (entry && entry.cm) entry.cm.focus();
+      } catch (e) { clear(err, errorBox(e)); }
+    }), "primary", { id: "add-inline-submit" });
+    const m = modal(`Add ${typeLabel(type).toLowerCase()}`, h("form", { onsubmit: (e) => { e.preventDefault(); go.click(); } },
+      field("Name (uuid)", name, "Letters, digits, underscores; '/' makes a subfolder."),
+      field("Template", template), paramsBox,
+      h("p.muted.small", upstream.length ? `Upstream block: ${upstream[0]} (its output is the first argument).` : "No upstream block."),
+      h("button", { type: "submit", hidden: true, tabindex: -1 }), err), [go]);
   }
 
   function blockCard(b, i) {
@@ -135,23 +193,45 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
     if (editors.has(uuid)) { editors.get(uuid).cm && editors.get(uuid).cm.refresh(); return; }
     const b = spec.blocks.find((x) => x.uuid === uuid);
     const entry = { cm: null, dirty: false, card, results: h("div.block-results") };
+    if (b.type === "markdown") entry.preview = h("div.markdown-body", { "data-markdown": uuid, tabindex: "0", title: "Double-click (or Enter) to edit" });
     editors.set(uuid, entry);
     const editorBox = h("div.editor-box");
     const saveBtn = button("Save", () => save(uuid), "small", { "data-action": "save", disabled: true });
     const message = h("div.editor-message", { role: "status" });
-    clear(body, h("div.editor-toolbar", h("span.muted.small.path", b.file_path || ""), h("span.muted.small", "Ctrl+S saves"), message, saveBtn), editorBox, entry.results);
+    const isMd = b.type === "markdown";
+    const editBtn = isMd ? button("Edit", () => showEditor(true), "small secondary", { "data-action": "edit-markdown" }) : null;
+    clear(body, h("div.editor-toolbar", h("span.muted.small.path", b.file_path || ""),
+      h("span.muted.small", isMd ? "Ctrl+S saves" : "Ctrl+S saves · Ctrl+Enter executes · Shift+Enter executes and moves on"), message, editBtn, saveBtn),
+      entry.preview || null, editorBox, isMd ? null : entry.results);
+    // markdown: the rendered text; Edit (or a double-click / Enter on it) shows the editor
+    function showEditor(on) {
+      editorBox.hidden = !on;
+      if (entry.preview) entry.preview.hidden = on;
+      if (editBtn) editBtn.textContent = on ? "Preview" : "Edit";
+      if (on && entry.cm) { entry.cm.refresh(); entry.cm.focus(); }
+      if (!on && entry.cm && entry.preview) entry.preview.replaceChildren(renderMarkdown(entry.cm.getValue()));
+    }
+    if (isMd) {
+      editBtn.onclick = () => showEditor(editorBox.hidden);
+      entry.preview.addEventListener("dblclick", () => showEditor(true));
+      entry.preview.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); showEditor(true); } });
+    }
     entry.saveBtn = saveBtn; entry.message = message;
     try {
       const code = await api(codeUrl(project, pipeline, uuid));
       const mode = { python: "python", sql: "sql", yaml: "yaml", markdown: "markdown" }[code.language] || "python";
       const cm = window.CodeMirror(editorBox, {
-        value: code.code, mode, lineNumbers: true, indentUnit: 4, tabSize: 4, indentWithTabs: false,
+        value: code.code, mode, lineNumbers: true, inputStyle: "contenteditable", indentUnit: 4, tabSize: 4, indentWithTabs: false,
         matchBrackets: true, autoCloseBrackets: true, styleActiveLine: true, viewportMargin: 50,
         screenReaderLabel: `Code of block ${uuid}`,
-        extraKeys: { "Ctrl-S": () => save(uuid), "Cmd-S": () => save(uuid), Tab: (c) => c.execCommand(c.somethingSelected() ? "indentMore" : "insertSoftTab"), "Shift-Tab": "indentLess", Esc: (c) => c.getInputField().blur() },
+        extraKeys: { "Ctrl-S": () => save(uuid), "Cmd-S": () => save(uuid),
+          "Ctrl-Enter": () => executeKey(uuid, false), "Cmd-Enter": () => executeKey(uuid, false), "Shift-Enter": () => executeKey(uuid, true),
+          Tab: (c) => c.execCommand(c.somethingSelected() ? "indentMore" : "insertSoftTab"), "Shift-Tab": "indentLess", Esc: (c) => c.getInputField().blur() },
       });
       cm.on("change", () => { entry.dirty = true; saveBtn.disabled = false; clear(message, "unsaved changes"); clearErrorLine(entry); });
       entry.cm = cm;
+      if (pending.has(uuid)) { cm.setValue(pending.get(uuid)); pending.delete(uuid); } // an unsaved edit survives a redraw
+      if (isMd) { showEditor(editNew.has(uuid)); editNew.delete(uuid); }
     } catch (e) {
       clear(editorBox, errorBox(e, "Could not read the code"));
     }
@@ -171,6 +251,7 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
       await api(codeUrl(project, pipeline, uuid), { method: "PUT", body: { code: entry.cm.getValue() } });
       entry.dirty = false; entry.saveBtn.disabled = true;
       clear(entry.message, h("span.ok", "saved"));
+      if (entry.preview && entry.preview.hidden === false) entry.preview.replaceChildren(renderMarkdown(entry.cm.getValue()));
       return true;
     } catch (e) {
       const line = e instanceof ApiError && e.error && e.error.line;
@@ -192,29 +273,46 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
     await showResults(uuid, st.pipeline_run_id, st, `Last run #${st.pipeline_run_id}`);
   }
 
+  // Under the block, as in a notebook: what it printed (print and logger lines), then its
+  // output tables (a summary per column, "show more rows"), then its tests.
   async function showResults(uuid, runId, blockRun, caption) {
     const entry = editors.get(uuid);
     if (!entry) return;
-    const tabs = ["Output", "Tests", "Log"];
-    const panel = h("div.tab-panel", { role: "tabpanel" });
-    const tabEls = tabs.map((t) => h("button.tab", { type: "button", role: "tab", "data-tab": t.toLowerCase(), onclick: () => pick(t) }, t,
-      t === "Tests" && blockRun.tests && blockRun.tests.length ? ` ${blockRun.tests.filter((x) => x.passed).length}/${blockRun.tests.length}` : ""));
-    async function pick(t) {
-      tabEls.forEach((el) => el.setAttribute("aria-selected", String(el.dataset.tab === t.toLowerCase())));
-      clear(panel, h("div.muted.small", "Loading…"));
-      if (t === "Output") {
-        if (blockRun.status !== "completed") {
-          clear(panel, blockRun.error ? h("pre.test-error", blockRun.error) : h("div.muted", `No output (status ${blockRun.status}).`));
-        } else clear(panel, await loadOutputs(runId, uuid));
-      } else if (t === "Tests") clear(panel, renderTests(blockRun.tests));
-      else clear(panel, await loadLog(runId, uuid));
-    }
+    const printed = h("div.printed");
+    const outputs = h("div.block-outputs");
+    const tests = blockRun.tests && blockRun.tests.length ? h("div.block-tests", renderTests(blockRun.tests)) : null;
     clear(entry.results,
       h("div.results-head", h("span.muted.small", caption, " "), h("a.small", { href: `/runs/${runId}` }, "open run"), " ", statusBadge(blockRun.status),
         blockRun.cache_hit ? h("span.tag.small", "cached") : null),
       blockRun.status === "failed" && blockRun.error ? h("div.error-box", { role: "alert" }, h("pre", blockRun.error)) : null,
-      h("div.tabs", { role: "tablist" }, tabEls), panel);
-    await pick(blockRun.status === "failed" && blockRun.tests && blockRun.tests.some((x) => !x.passed) ? "Tests" : "Output");
+      printed, outputs, tests);
+    const [log, out] = await Promise.all([
+      loadLog(runId, uuid, blockRun),
+      blockRun.status === "completed" ? outputTables(runId, uuid) : Promise.resolve(null),
+    ]);
+    printed.replaceChildren(h("h4.results-label", "Output"), log);
+    if (out) outputs.replaceChildren(out);
+  }
+
+  function executeKey(uuid, moveOn) {
+    const card = blocksBox.querySelector(`[data-block-card="${CSS.escape(uuid)}"]`);
+    const btn = card && card.querySelector("[data-action=execute]");
+    if (!btn || btn.disabled) return;
+    const run = execute(uuid, btn, false);
+    if (moveOn) {
+      // Shift+Enter: the next block's editor gets the focus (Jupyter/Mage style)
+      const i = spec.blocks.findIndex((b) => b.uuid === uuid);
+      const next = spec.blocks.slice(i + 1).find((b) => b.type !== "chart");
+      if (next) {
+        const nextCard = blocksBox.querySelector(`[data-block-card="${CSS.escape(next.uuid)}"]`);
+        openCard(nextCard, next.uuid).then(() => {
+          nextCard.scrollIntoView({ block: "start" });
+          const e = editors.get(next.uuid);
+          if (e && e.cm) e.cm.focus();
+        });
+      }
+    }
+    return run;
   }
 
   async function saveAll() {
@@ -485,7 +583,8 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
     for (const w of widgets) {
       const plotEl = h("div.chart-plot");
       const box = h("div.chart-box", { "data-chart": w.uuid }, h("div.chart-title", w.name || w.uuid, h("span.muted.small", ` ← ${(w.upstream_blocks || []).join(", ")}`),
-        h("button.link.small", { type: "button", "aria-label": `Remove chart ${w.uuid}`, onclick: () => removeChart(w) }, "remove")), plotEl);
+        h("button.link.small", { type: "button", "data-action": "edit-chart", "aria-label": `Edit chart ${w.uuid}`, onclick: () => addChart(null, w) }, "edit"),
+        h("button.link.small", { type: "button", "data-action": "remove-chart", "aria-label": `Remove chart ${w.uuid}`, onclick: () => removeChart(w) }, "remove")), plotEl);
       list.append(box);
       api(`${base}/charts/${encPath(w.uuid)}`)
         .then((data) => drawChart(plotEl, data))
@@ -494,35 +593,70 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
   }
 
   async function removeChart(w) {
+    if (!window.confirm(`Remove chart ${w.name || w.uuid}?`)) return;
     try { await api(blockUrl(project, pipeline, w.uuid), { method: "DELETE", query: { delete_file: "true" } }); await refresh(); }
     catch (e) { toast(e.message, "error"); }
   }
 
-  function addChart(block) {
-    const src = h("select", { name: "block" }, spec.blocks.map((b) => h("option", { value: b.uuid, selected: block && b.uuid === block.uuid }, b.uuid)));
-    const type = h("select", { name: "chart_type" }, CHART_TYPES.map(([v, l]) => h("option", { value: v }, l)));
-    const x = h("input", { name: "x", placeholder: "column, e.g. trip_distance" });
-    const y = h("input", { name: "y", placeholder: "column(s), comma-separated (bar/line)" });
-    const buckets = h("input", { name: "buckets", type: "number", min: 1, max: 200, value: 20 });
-    const code = h("textarea", { name: "code", rows: 6, placeholder: "Optional chart code: df_1 is the block's output; define the variables x/y name.\nx = df_1[df_1['trip_distance'] <= 20]['trip_distance']" });
+  // Add a chart, or edit one (`existing`): its type, columns and code. A changed type or
+  // column re-creates the chart under the same uuid; a code-only change rewrites its file.
+  async function addChart(block, existing = null) {
+    const cfg = existing ? existing.configuration || {} : {};
+    const srcName = existing ? (existing.upstream_blocks || [])[0] : block && block.uuid;
+    let oldCode = "";
+    if (existing) {
+      try { oldCode = (await api(codeUrl(project, pipeline, existing.uuid))).code; } catch { oldCode = ""; }
+    }
+    const src = h("select", { name: "block" }, spec.blocks.map((b) => h("option", { value: b.uuid, selected: b.uuid === srcName }, b.uuid)));
+    const typeValue = cfg.chart_type ? cfg.chart_type + (cfg.chart_style ? ":" + cfg.chart_style : "") : "";
+    const type = h("select", { name: "chart_type" }, CHART_TYPES.map(([v, l]) => h("option", { value: v, selected: v === typeValue }, l)));
+    const x = h("input", { name: "x", value: cfg.x || "", placeholder: "column, e.g. trip_distance" });
+    const y = h("input", { name: "y", value: cfg.y || "", placeholder: "column(s), comma-separated (bar/line)" });
+    const buckets = h("input", { name: "buckets", type: "number", min: 1, max: 200, value: cfg.buckets || 20 });
+    const codeBox = h("div.editor-box.chart-code", { "data-chart-code": existing ? existing.uuid : "new" });
     const err = h("div");
-    const go = button("Add chart", () => busy(go, async () => {
+    let cm = null;
+    const go = button(existing ? "Save chart" : "Add chart", () => busy(go, async () => {
       const [chartType, style] = type.value.split(":");
       const configuration = { chart_type: chartType };
       if (style) configuration.chart_style = style;
       if (x.value.trim()) configuration.x = x.value.trim();
-      if (y.value.trim()) configuration.y = y.value.split(",").map((s) => s.trim()).filter(Boolean).join(",");
+      if (y.value.trim()) configuration.y = y.value.split(",").map((v) => v.trim()).filter(Boolean).join(",");
       if (chartType === "histogram" || chartType === "pie chart") configuration.buckets = Number(buckets.value) || 20;
-      const uuid = `${src.value.replace(/\//g, "_")}_${chartType.replace(/ /g, "_")}_${Math.random().toString(36).slice(2, 6)}`;
+      const code = cm ? cm.getValue() : "";
+      const uuid = existing ? existing.uuid : `${src.value.replace(/\//g, "_")}_${chartType.replace(/ /g, "_")}_${Math.random().toString(36).slice(2, 6)}`;
+      const name = `${type.selectedOptions[0].textContent} of ${src.value}`;
       try {
-        await api(`${base}/blocks`, { method: "POST", body: { uuid, type: "chart", upstream_blocks: [src.value], configuration, code: code.value.trim() ? code.value : undefined, name: `${type.selectedOptions[0].textContent} of ${src.value}` } });
-        m.close(); toast("Chart added", "success"); await refresh();
+        if (existing) {
+          const same = (k) => String(cfg[k] ?? "") === String(configuration[k] ?? "");
+          const configSame = ["chart_type", "chart_style", "x", "y", "buckets"].every(same) && srcName === src.value;
+          if (configSame) {
+            if (code !== oldCode) await api(codeUrl(project, pipeline, uuid), { method: "PUT", body: { code } });
+          } else {
+            // the code is checked by the add below; remove first (same uuid), put back on failure
+            await api(blockUrl(project, pipeline, uuid), { method: "DELETE", query: { delete_file: "true" } });
+            try {
+              await api(`${base}/blocks`, { method: "POST", body: { uuid, type: "chart", upstream_blocks: [src.value], configuration: { ...cfg, ...configuration, ...(style ? {} : { chart_style: undefined }) }, code: code.trim() ? code : undefined, name } });
+            } catch (e) {
+              await api(`${base}/blocks`, { method: "POST", body: { uuid, type: "chart", upstream_blocks: [srcName], configuration: cfg, code: oldCode.trim() ? oldCode : undefined, name: existing.name } }).catch(() => {});
+              throw e;
+            }
+          }
+        } else {
+          await api(`${base}/blocks`, { method: "POST", body: { uuid, type: "chart", upstream_blocks: [src.value], configuration, code: code.trim() ? code : undefined, name } });
+        }
+        m.close(); toast(existing ? "Chart saved" : "Chart added", "success"); await refresh();
         chartsBox.scrollIntoView({ behavior: "smooth" });
       } catch (e) { clear(err, errorBox(e)); }
-    }), "primary", { id: "add-chart-submit" });
-    const m = modal("Add chart", h("form", { onsubmit: (e) => { e.preventDefault(); go.click(); } },
+    }), "primary", { id: existing ? "save-chart-submit" : "add-chart-submit" });
+    const m = modal(existing ? `Edit chart ${existing.name || existing.uuid}` : "Add chart", h("form", { onsubmit: (e) => { e.preventDefault(); go.click(); } },
       field("Block", src, "The chart reads this block's latest stored output (df_1)."), field("Chart type", type),
-      field("x", x, "A column of df_1, or a variable defined by the chart code."), field("y", y), field("Buckets", buckets, "Histogram bins / pie slices."), field("Code", code), err), [go]);
+      field("x", x, "A column of df_1, or a variable defined by the chart code."), field("y", y), field("Buckets", buckets, "Histogram bins / pie slices."),
+      h("div.field", h("span.label", { id: "chart-code-label" }, "Code"), codeBox, h("div.help", "Optional: df_1 is the block's output; define x (and y) for the chart.")), err), [go]);
+    m.dialog.classList.add("wide");
+    cm = window.CodeMirror(codeBox, { value: oldCode, mode: "python", lineNumbers: true, inputStyle: "contenteditable", indentUnit: 4, viewportMargin: Infinity,
+      screenReaderLabel: "Chart code", extraKeys: { Tab: (c) => c.execCommand("insertSoftTab") } });
+    setTimeout(() => cm.refresh(), 0);
   }
 
   // ------------------------------------------------------------ wiring
@@ -551,8 +685,13 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
     pollTimer = setTimeout(poll, 5000);
   };
   pollTimer = setTimeout(poll, 5000);
-  const beforeUnload = (e) => { if ([...editors.values()].some((x) => x.dirty)) { e.preventDefault(); e.returnValue = ""; } };
+  const beforeUnload = (e) => { if (pending.size || [...editors.values()].some((x) => x.dirty)) { e.preventDefault(); e.returnValue = ""; } };
   window.addEventListener("beforeunload", beforeUnload);
+  // switching pipelines (or any page) inside the app asks first when an edit is unsaved
+  setLeaveGuard(() => {
+    const dirty = [...new Set([...[...editors.entries()].filter(([, x]) => x.dirty).map(([u]) => u), ...pending.keys()])];
+    return !dirty.length || window.confirm(`Unsaved changes in ${dirty.join(", ")}. Leave without saving?`);
+  });
   return () => { alive = false; clearTimeout(pollTimer); if (stopStream) stopStream(); window.removeEventListener("beforeunload", beforeUnload); };
 }
 

@@ -3,7 +3,7 @@
 import { h, clear, api, svg, statusBadge, errorBox, fmtTime, duration, button, toast, busy, streamEvents, enc } from "../lib.js";
 import { navigate, setTitle } from "../app.js";
 import { STATUS_COLORS } from "../dag.js";
-import { loadOutputs, renderTests } from "../blockview.js";
+import { loadOutputs, renderTests, logFrame } from "../blockview.js";
 
 const UNFINISHED = ["initial", "queued", "running"];
 
@@ -157,11 +157,17 @@ export default async function runPage(root, { id, query }) {
     const br = blockRuns.find((b) => b.block_uuid === selected);
     if (!br) { clear(logBox, h("p.muted", "No block runs yet.")); return; }
     const parts = [];
-    if (br.error) parts.push(h("div.error-box", { role: "alert" }, h("strong", "Error: "), br.error, br.traceback ? h("details", h("summary", "Traceback"), h("pre", br.traceback)) : null));
+    if (br.error) parts.push(h("div.error-box", { role: "alert", "data-block-error": br.block_uuid }, h("strong", "Error: "), br.error, br.traceback ? h("details", h("summary", "Traceback"), h("pre", br.traceback)) : null));
     const pre = h("pre.log", { "data-log": br.block_uuid });
     if (UNFINISHED.includes(run.status)) pre.textContent = (liveLines.get(br.block_uuid) || []).join("\n") || "(waiting for output…)";
     else {
-      try { pre.textContent = (await (await api(`/api/runs/${id}/logs`, { query: { block: br.block_uuid }, raw: true })).text()) || (br.cache_hit ? "(cached: skipped, no log)" : "(no log output)"); }
+      try {
+        let text = await (await api(`/api/runs/${id}/logs`, { query: { block: br.block_uuid }, raw: true })).text();
+        // the error is in the box above: the log does not repeat it
+        for (const dup of [br.traceback, br.error]) if (dup && text.includes(dup.trim())) text = text.replace(dup.trim(), "(the error is shown above)");
+        const [head, tail] = logFrame(br, text);
+        pre.textContent = head + (text || (br.cache_hit ? "(cached: skipped, no log)\n" : "")) + (text && !text.endsWith("\n") ? "\n" : "") + tail;
+      }
       catch (e) { pre.textContent = e.message; }
     }
     parts.push(pre);
@@ -174,8 +180,36 @@ export default async function runPage(root, { id, query }) {
     clear(logBox, parts);
   }
 
+  // Effective variables: the pipeline's global variables, then the trigger's, then the
+  // run's own (runtime) values, each with where it came from.
+  let layers = null;
+  async function loadLayers() {
+    const [spec, trigger] = await Promise.all([
+      api(`/api/projects/${encodeURIComponent(run.project)}/pipelines/${encodeURIComponent(run.pipeline_uuid)}`).catch(() => ({})),
+      run.trigger_id ? api(`/api/triggers/${run.trigger_id}`).catch(() => ({})) : Promise.resolve({}),
+    ]);
+    layers = { pipeline: spec.variables || {}, trigger: trigger.variables || {} };
+  }
+  function effectiveVariables() {
+    const out = new Map();
+    const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+    for (const [k, v] of Object.entries(layers ? layers.pipeline : {})) out.set(k, [v, "pipeline (global variable)"]);
+    for (const [k, v] of Object.entries(layers ? layers.trigger : {})) out.set(k, [v, `trigger #${run.trigger_id}`]);
+    for (const [k, v] of Object.entries(run.variables || {})) {
+      if (out.has(k) && same(out.get(k)[0], v)) continue; // the run carries the value it got from above
+      out.set(k, [v, run.backfill_id ? `backfill #${run.backfill_id}` : "runtime (this run)"]);
+    }
+    return out;
+  }
+
   function drawDetails() {
-    const vars = run.variables && Object.keys(run.variables).length ? h("pre.value", JSON.stringify(run.variables, null, 2)) : h("span.muted", "none");
+    const eff = effectiveVariables();
+    const vars = eff.size
+      ? h("div.table-wrap", h("table.data.vars-table", { "aria-label": "Effective variables" },
+          h("thead", h("tr", h("th", "Name"), h("th", "Value"), h("th", "Source"))),
+          h("tbody", [...eff].map(([k, [v, src]]) => h("tr", { "data-var": k }, h("td", h("code", k)), h("td", h("code", JSON.stringify(v))), h("td.muted", src))))))
+      : h("span.muted", "none");
+    const failedBlock = blockRuns.find((b) => b.error);
     clear(details,
       h("section.section", h("h2", "Details"), h("dl.kv",
         h("dt", "Status"), h("dd", statusBadge(run.status)),
@@ -186,8 +220,10 @@ export default async function runPage(root, { id, query }) {
         h("dt", "Trigger"), h("dd", run.trigger_id ? h("a", { href: `/triggers?edit=${run.trigger_id}` }, `#${run.trigger_id}`) : run.backfill_id ? `backfill #${run.backfill_id}` : "manual"),
         h("dt", "Execution date"), h("dd", fmtTime(run.execution_date)),
         h("dt", "Blocks"), h("dd", `${blockRuns.filter((b) => b.status === "completed").length}/${blockRuns.length} completed`))),
-      run.error ? h("section.section", h("h2", "Error"), h("div.error-box", { role: "alert" }, h("pre", run.error))) : null,
-      h("section.section", h("h2", "Variables"), vars));
+      // the error once: a block's error is shown with its log; only a pipeline-level error here
+      run.error && !failedBlock ? h("section.section", h("h2", "Error"), h("div.error-box", { role: "alert" }, h("pre", run.error))) : null,
+      run.error && failedBlock ? h("section.section", h("h2", "Error"), h("p", "Block ", h("button.link", { type: "button", onclick: () => pick(failedBlock.block_uuid) }, failedBlock.block_uuid), " failed: its error and log are under Logs.")) : null,
+      h("section.section", h("h2", "Variables"), h("p.muted.small", "Effective values: the pipeline's global variables, overridden by the trigger's, overridden by the run's."), vars));
   }
 
   async function refresh() {
@@ -196,7 +232,7 @@ export default async function runPage(root, { id, query }) {
     drawHead(); drawGantt(); drawDetails(); await drawLogs();
   }
 
-  try { await load(); } catch (e) { clear(root, errorBox(e, `Run #${id}`), h("a", { href: "/runs" }, "All runs")); return; }
+  try { await load(); await loadLayers(); } catch (e) { clear(root, errorBox(e, `Run #${id}`), h("a", { href: "/runs" }, "All runs")); return; }
   drawHead(); drawGantt(); drawDetails(); await drawLogs();
 
   if (UNFINISHED.includes(run.status)) {

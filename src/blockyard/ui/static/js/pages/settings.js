@@ -1,12 +1,37 @@
 // Settings: notification channels (send a test alert) and secrets (write-only values).
 import { h, clear, api, errorBox, field, button, busy, toast, table, fmtTime, empty } from "../lib.js";
-import { setTitle, state } from "../app.js";
+import { setTitle, state, refreshProjects } from "../app.js";
 
 export default async function settings(root) {
   setTitle("Settings", "Settings");
   const notif = h("section.section");
   const secrets = h("section.section");
-  clear(root, h("div.page-head", h("h1", "Settings")), notif, secrets);
+  const projectsBox = h("section.section", { "aria-label": "Projects" });
+  clear(root, h("div.page-head", h("h1", "Settings")), projectsBox, notif, secrets);
+
+  // ------------------------------------------------------------ projects
+  const pList = h("div");
+  const pName = h("input", { name: "register_name", required: true, placeholder: "unit_3_deploying" });
+  const pPath = h("input", { name: "register_path", placeholder: "(same as the name)" });
+  const pMsg = h("div", { role: "status" });
+  async function loadProjectList() {
+    try {
+      const ps = await api("/api/projects");
+      clear(pList, table(["Project", "Folder", "Pipelines"], ps.map((p) => [h("a", { href: "/projects/" + encodeURIComponent(p.name) }, p.name), h("code", p.path), String(p.pipelines.length)])));
+    } catch (e) { clear(pList, errorBox(e)); }
+  }
+  const reg = button("Register", () => busy(reg, async () => {
+    try {
+      const out = await api("/ui-api/projects/register", { method: "POST", body: { name: pName.value.trim(), path: pPath.value.trim() || null } });
+      clear(pMsg, h("span.ok", `Registered ${out.name} (${out.pipelines.length} pipelines)`));
+      pName.value = ""; pPath.value = "";
+      await loadProjectList(); await refreshProjects();
+    } catch (e) { clear(pMsg, errorBox(e)); }
+  }), "primary", { id: "register-project" });
+  clear(projectsBox, h("h2", "Projects"), h("p.muted.small", "The workspace's projects (settings.yaml). Register a folder that already holds a Mage project (metadata.yaml, pipelines/) — New project on the overview creates one from scratch."),
+    pList, h("form.filters", { onsubmit: (e) => { e.preventDefault(); reg.click(); } }, field("Name", pName), field("Folder", pPath), h("div.field", h("span", "\u00a0"), reg),
+      h("button", { type: "submit", hidden: true, tabindex: -1 }, "Register")), pMsg);
+  loadProjectList();
 
   // ------------------------------------------------------------ notifications
   const project = h("select", { name: "project" }, state.projects.map((p) => h("option", { value: p.name, selected: p.name === state.project }, p.name)));

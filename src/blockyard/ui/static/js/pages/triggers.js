@@ -1,15 +1,53 @@
 // Triggers (schedule / API / sensor-event) and backfills with progress.
-import { h, clear, api, statusBadge, errorBox, fmtTime, empty, field, button, modal, toast, busy, table } from "../lib.js";
-import { setTitle } from "../app.js";
+import { h, clear, api, statusBadge, errorBox, fmtTime, empty, field, button, modal, toast, busy, table, ago, duration } from "../lib.js";
+import { setTitle, state } from "../app.js";
 
 const INTERVALS = ["@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly"];
 
 async function pipelineRefs() {
-  try { return (await api("/api/pipelines")).map((p) => `${p.project}/${p.uuid}`); } catch { return []; }
+  // scoped by the project selector
+  try { return (await api("/api/pipelines")).filter((p) => !state.project || p.project === state.project).map((p) => `${p.project}/${p.uuid}`); } catch { return []; }
 }
 
-export default async function triggersPage(root, { backfills, query }) {
+export default async function triggersPage(root, { backfills, query, triggerId }) {
+  if (triggerId) return triggerPage(root, triggerId);
   return backfills ? backfillsPage(root, query) : triggersList(root, query);
+}
+
+function lastRunCell(info) {
+  const lr = info && info.last_run;
+  return lr ? h("span", h("a", { href: `/runs/${lr.id}` }, `#${lr.id}`), " ", statusBadge(lr.status), h("div.muted.small", ago(lr.created_at))) : h("span.muted", "never");
+}
+function nextRunCell(t, info) {
+  if (t.status === "inactive") return h("span.muted", "disabled");
+  if (t.schedule_type !== "time") return h("span.muted", t.schedule_type === "api" ? "on request" : "on event");
+  return info && info.next_run ? fmtTime(info.next_run) : h("span.muted", "—");
+}
+
+// One trigger: its settings, last and next run, and its runs.
+async function triggerPage(root, id) {
+  setTitle(`Trigger #${id}`, h("a", { href: "/triggers" }, "Triggers"), `#${id}`);
+  let t, info, runs;
+  try {
+    [t, info, runs] = await Promise.all([api(`/api/triggers/${id}`), api("/ui-api/triggers"), api("/api/runs", { query: { trigger_id: id, limit: 50 } })]);
+  } catch (e) { clear(root, errorBox(e, `Trigger #${id}`), h("a", { href: "/triggers" }, "All triggers")); return; }
+  const i = info[String(id)] || {};
+  clear(root,
+    h("div.page-head", h("div", h("h1", t.name || `#${id}`, " ", statusBadge(t.status || "active")),
+      h("p.muted", h("a", { href: `/pipelines/${encodeURIComponent(t.project)}/${encodeURIComponent(t.pipeline_uuid)}` }, `${t.project}/${t.pipeline_uuid}`))),
+      h("div.actions", h("a", { href: `/triggers?edit=${id}` }, "Edit"), " ", h("a", { href: `/runs?trigger_id=${id}` }, "All its runs"))),
+    h("section.section", h("dl.kv",
+      h("dt", "Type"), h("dd", t.schedule_type),
+      h("dt", "Schedule"), h("dd", t.schedule_interval || "—"),
+      h("dt", "Start"), h("dd", fmtTime(t.start_time)),
+      h("dt", "Last run"), h("dd", lastRunCell(i)),
+      h("dt", "Next run"), h("dd", nextRunCell(t, i)),
+      h("dt", "Runs"), h("dd", String(i.runs || 0)),
+      h("dt", "Variables"), h("dd", h("code", JSON.stringify(t.variables || {}))),
+      t.error ? [h("dt", "Error"), h("dd.error-text", t.error)] : null)),
+    h("section.section", h("h2", "Runs"), table(["Run", "Status", "Created", "Duration"], runs.runs.map((r) => [
+      h("a", { href: `/runs/${r.id}` }, `#${r.id}`), statusBadge(r.status), fmtTime(r.created_at), r.started_at ? duration(r.started_at, r.completed_at) : "—"]),
+    { empty: "This trigger has not run yet." })));
 }
 
 function apiUrl(t) {
@@ -32,10 +70,13 @@ async function triggersList(root, query) {
   clear(root, h("div.page-head", h("div", h("h1", "Triggers"), h("p.muted", "Run pipelines on a schedule, from an HTTP call (API trigger) or when a sensor/event fires.")),
     h("div.actions", button("New trigger", () => edit(null), "primary", { id: "new-trigger" }))), h("section.section", body));
 
+  let infos = {};
   async function load() {
     try {
-      let list = await api("/api/triggers");
+      let [list, info] = await Promise.all([api("/api/triggers"), api("/ui-api/triggers").catch(() => ({}))]);
+      infos = info;
       if (filter) list = list.filter((t) => `${t.project}/${t.pipeline_uuid}` === filter);
+      if (state.project) list = list.filter((t) => t.project === state.project);
       draw(list);
       const editId = Number(query.get("edit"));
       if (editId) { const t = list.find((x) => x.id === editId); if (t) { query.delete("edit"); edit(t); } }
@@ -45,15 +86,17 @@ async function triggersList(root, query) {
   function draw(list) {
     if (!list.length) { clear(body, empty("No triggers" + (filter ? ` for ${filter}` : ""), "A schedule trigger runs a pipeline at fixed times; an API trigger gives a URL to call.", button("New trigger", () => edit(null), "primary"))); return; }
     clear(body, h("div.table-wrap", h("table.data.triggers", { "aria-label": "Triggers" },
-      h("thead", h("tr", ["Name", "Pipeline", "Type", "Schedule", "Status", "Runs", ""].map((c) => h("th", c)))),
+      h("thead", h("tr", ["Name", "Pipeline", "Type", "Schedule", "Status", "Last run", "Next run", ""].map((c) => h("th", c)))),
       h("tbody", list.map((t) => h("tr", { "data-trigger": t.id },
-        h("td", h("button.link", { type: "button", onclick: () => edit(t) }, t.name || `#${t.id}`)),
+        h("td", h("a", { href: `/triggers/${t.id}`, "data-action": "open" }, t.name || `#${t.id}`)),
         h("td", h("a", { href: `/pipelines/${encodeURIComponent(t.project)}/${encodeURIComponent(t.pipeline_uuid)}` }, `${t.project}/${t.pipeline_uuid}`)),
         h("td", t.schedule_type),
         h("td", t.schedule_type === "time" ? [t.schedule_interval || "—", t.start_time ? h("div.muted.small", "from " + fmtTime(t.start_time)) : null] : t.schedule_type === "api" ? h("span.muted", "on request") : h("span.muted", "on event")),
         h("td", statusBadge(t.status || "active")),
-        h("td", h("a", { href: `/runs?trigger_id=${t.id}` }, "runs")),
+        h("td", lastRunCell(infos[String(t.id)])),
+        h("td", nextRunCell(t, infos[String(t.id)])),
         h("td", h("div.actions",
+          button("Edit", () => edit(t), "small secondary", { "data-action": "edit" }),
           button(t.status === "inactive" ? "Enable" : "Disable", (e) => busy(e.currentTarget, async () => {
             try { await api(`/api/triggers/${t.id}`, { method: "PUT", body: { status: t.status === "inactive" ? "active" : "inactive" } }); await load(); }
             catch (err) { toast(err.message, "error"); }
@@ -121,7 +164,7 @@ async function backfillsPage(root) {
 
   async function load() {
     try {
-      const list = await api("/api/backfills");
+      const list = (await api("/api/backfills")).filter((b) => !state.project || b.project === state.project);
       if (!list.length) { clear(body, empty("No backfills", "Create one to rerun a pipeline over past dates.", button("New backfill", () => create(), "primary"))); return; }
       clear(body, table(["Backfill", "Pipeline", "Range", "Interval", "Progress", "Status", ""], list.map((b) => [
         h("a", { href: `/runs?backfill_id=${b.id}` }, b.name || `#${b.id}`),
