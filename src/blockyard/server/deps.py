@@ -49,14 +49,15 @@ def check_name(value: str, what: str, *, allow_slash: bool = False) -> str:
 
 
 def inside(st: AppState, path: Path, what: str) -> Path:
-    """`path` if it stays inside the workspace once symlinks are resolved, else 403."""
+    """`path` resolved, if the file guard allows it (project/paths.py: inside the
+    workspace once symlinks are resolved, not in the data folder, not a key or database
+    file), else 403. Every route that touches a file goes through here."""
+    from blockyard.project.paths import PathRefused, guard_path
+
     try:
-        resolved = Path(path).resolve()
-    except (OSError, RuntimeError):
-        raise Forbidden(f"{what} cannot be resolved") from None
-    if resolved != st.root and st.root not in resolved.parents:
-        raise Forbidden(f"{what} points outside the workspace (a symlink?); refusing to use it")
-    return resolved
+        return guard_path(path, st.workspace, what=what)
+    except PathRefused as exc:
+        raise Forbidden(exc.message) from None
 
 
 def get_project(st: AppState, name: str) -> Any:

@@ -58,6 +58,8 @@ class Unprocessable(ApiError):
 
 def status_for(exc: BlockyardError) -> int:
     """The HTTP status for a library error."""
+    if type(exc).__name__ == "PathRefused":  # project/paths.py: the file guard
+        return 403
     if isinstance(exc, (PipelineNotFound, LookupError)):  # RunNotFound, TriggerNotFound, ...
         return 404
     if type(exc).__name__ == "RunStateError":  # e.g. retrying a run that is still running
