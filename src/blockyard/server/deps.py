@@ -11,7 +11,7 @@ from fastapi import Path as PathParam
 from fastapi import Query, Request
 
 from blockyard.errors import BlockyardError
-from blockyard.server.errors import ApiError, BadRequest, Forbidden, NotFound
+from blockyard.server.errors import ApiError, BadRequest, Forbidden, NotFound, Unprocessable
 from blockyard.server.state import AppState
 
 
@@ -42,9 +42,15 @@ def check_name(value: str, what: str, *, allow_slash: bool = False) -> str:
     )
     if bad:
         raise BadRequest(
-            f"invalid {what} {value!r}: it must be a relative name inside the workspace "
+            f"invalid {what} {value[:60]!r}: it must be a relative name inside the workspace "
             "(no '..', no absolute path, no backslash)"
         )
+    from blockyard.project.names import check_length
+
+    try:
+        check_length(value, what)
+    except BlockyardError as exc:
+        raise Unprocessable(exc.message) from None
     return value
 
 

@@ -69,7 +69,7 @@ def status_for(exc: BlockyardError) -> int:
         return 409
     if message.startswith("no ") or " not found" in message or "has no stored output" in message:
         return 404
-    if isinstance(exc, ProjectError):
+    if isinstance(exc, ProjectError) or type(exc).__name__ == "TriggerError":  # a body that cannot be used
         return 422
     return 400
 
