@@ -322,3 +322,125 @@ def test_the_connection_survives_a_500(tmp_path, server_factory):
         conn.close()
         with sqlite3.connect(db_file) as c:
             c.execute("alter table pipeline_runs_gone rename to pipeline_runs")
+
+
+# --------------------------------- 6. a trigger's file and row change together or not at all
+@pytest.fixture
+def trigger_store(tmp_path, db_env, monkeypatch):
+    """A TriggerStore on the real database, and `refuse(word)`: from then on the database
+    itself refuses a trigger row whose variables contain `word` (a CHECK constraint on
+    PostgreSQL, a RAISE trigger on SQLite) -- a real failure after the file was written."""
+    from blockyard.engine.session import reset_sessions, session_for
+    from blockyard.orchestration.triggers import TriggerStore
+    from blockyard.project import Workspace
+
+    for key, value in db_env.items():
+        monkeypatch.setenv(key, value)
+    space = make_workspace(tmp_path)
+    ws = Workspace.open(space.root)
+    db = session_for(ws).db
+    store = TriggerStore(ws, db)
+    undo = []
+
+    def refuse(word: str) -> None:
+        import sqlalchemy as sa
+
+        with db.engine.begin() as conn:
+            if db.dialect == "postgresql":
+                conn.execute(sa.text(f"ALTER TABLE pipeline_schedules ADD CONSTRAINT refuse_{word} "
+                                     f"CHECK (variables::text NOT LIKE '%{word}%')"))
+                undo.append(f"ALTER TABLE pipeline_schedules DROP CONSTRAINT refuse_{word}")
+            else:
+                for event in ("INSERT", "UPDATE"):
+                    conn.exec_driver_sql(f"CREATE TRIGGER refuse_{word}_{event} BEFORE {event} ON pipeline_schedules "
+                                         f"WHEN NEW.variables LIKE '%{word}%' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+                    undo.append(f"DROP TRIGGER refuse_{word}_{event}")
+
+    store.space, store.refuse = space, refuse
+    yield store
+    with db.engine.begin() as conn:
+        for statement in undo:
+            conn.exec_driver_sql(statement)
+    reset_sessions()
+
+
+def test_trigger_file_and_row_change_together(trigger_store):
+    from blockyard.orchestration.triggers import TriggerError
+
+    store, space = trigger_store, trigger_store.space
+    word = f"refused{space.project}"
+    path = space.root / space.project / "pipelines" / "pipe" / "triggers.yaml"
+    created = store.create({"name": "nightly", "project": space.project, "pipeline_uuid": "pipe",
+                            "schedule_type": "time", "schedule_interval": "@daily", "variables": {"v": 1}})
+    before = (path.read_bytes(), store.get(created["id"]))
+    # Values no database can store are refused with the key named, nothing written.
+    for bad in ("a\x00b", "\ud800", float("nan"), float("inf")):
+        with pytest.raises(TriggerError, match=r"variables\.v"):
+            store.update(created["id"], {"variables": {"v": bad}})
+    assert (path.read_bytes(), store.get(created["id"])) == before
+    store.refuse(word)
+    with pytest.raises(Exception):
+        store.update(created["id"], {"variables": {"v": word}})
+    assert (path.read_bytes(), store.get(created["id"])) == before
+    with pytest.raises(Exception):
+        store.update(created["id"], {"name": "renamed", "variables": {"v": word}})
+    assert (path.read_bytes(), store.get(created["id"])) == before
+    with pytest.raises(Exception):
+        store.create({"name": "other", "project": space.project, "pipeline_uuid": "pipe",
+                      "schedule_type": "api", "variables": {"v": word}})
+    assert path.read_bytes() == before[0]
+    assert store.find(space.project, "pipe", "other") is None
+    # Fresh file for a pipeline without triggers: removed again.
+    echo_file = space.root / space.project / "pipelines" / "echo" / "triggers.yaml"
+    with pytest.raises(Exception):
+        store.create({"name": "x", "project": space.project, "pipeline_uuid": "echo",
+                      "schedule_type": "api", "variables": {"v": word}})
+    assert not echo_file.exists()
+    # And what works still works.
+    assert store.update(created["id"], {"variables": {"v": 2}})["variables"] == {"v": 2}
+    assert "v: 2" in path.read_text()
+
+
+def test_scheduler_logs_a_lasting_sync_error_once(trigger_store, caplog):
+    """A triggers.yaml the database refuses: the scheduler retries at its sync interval and
+    logs the error once, instead of retrying (and logging) in a tight loop."""
+    import logging
+    import threading
+    import time
+
+    from blockyard.orchestration.scheduler import Scheduler
+
+    store, space = trigger_store, trigger_store.space
+    word = f"refused{space.project}"
+    path = space.root / space.project / "pipelines" / "pipe" / "triggers.yaml"
+    store.create({"name": "nightly", "project": space.project, "pipeline_uuid": "pipe",
+                  "schedule_type": "time", "schedule_interval": "@daily", "variables": {"v": 1}})
+    store.refuse(word)
+    scheduler = Scheduler(store.workspace, store.db, sync_interval=0.05, full_sync_interval=0.05)
+    syncs = []
+    real_sync = scheduler.store.sync
+    scheduler.store.sync = lambda **kw: (syncs.append(1), real_sync(**kw))[1]
+    stop = threading.Event()
+    thread = threading.Thread(target=scheduler.run_forever, args=(stop,), daemon=True)
+    caplog.set_level(logging.INFO, logger="blockyard")
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not syncs and time.monotonic() < deadline:
+            time.sleep(0.02)
+        path.write_text(path.read_text().replace("v: 1", f"v: {word}"))  # an edit by hand
+
+        def failures():
+            return [r for r in caplog.records if "syncing triggers.yaml files failed" in r.getMessage()]
+
+        while not failures() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert failures(), "the refused file never failed a sync"
+        seen = len(syncs)
+        while len(syncs) < seen + 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(syncs) >= seen + 5  # it kept retrying ...
+    finally:
+        stop.set()
+        thread.join(30)
+    assert len(failures()) == 1, len(failures())  # ... and said so once

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from blockyard.server.config import is_loopback
-from blockyard.server.values import check_json_body, check_query, is_json_request
+from blockyard.storable import check_json_body, check_query, is_json_request
 
 log = logging.getLogger("blockyard.server")
 

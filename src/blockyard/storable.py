@@ -1,10 +1,12 @@
-"""Values no database can store, found before any handler sees a request.
+"""Values no database can store.
 
 SQLite's JSON and PostgreSQL's text/jsonb refuse (or store and then fail to read back)
 NUL characters, lone UTF-16 surrogates and non-finite numbers. JSON bodies carry them
-as `\\u0000`, `\\ud800`, `NaN`, `Infinity` or `1e400`; Python's json module accepts all
-of them. The middleware rejects such a body with a 422 naming the field, so no route,
-file or row ever holds one.
+as `\\u0000`, `\\ud800`, `NaN`, `Infinity` or `1e400`, and YAML as "\\0"; Python's json
+and yaml modules accept all of them. The server's middleware rejects such a request
+body with a 422 naming the field (before any route, file or row sees it), and a
+triggers.yaml entry holding one is refused with a message. A leaf module (no imports
+from the rest of blockyard) so every layer can use it.
 """
 from __future__ import annotations
 
