@@ -444,3 +444,19 @@ def test_scheduler_logs_a_lasting_sync_error_once(trigger_store, caplog):
         stop.set()
         thread.join(30)
     assert len(failures()) == 1, len(failures())  # ... and said so once
+
+
+def test_a_sixth_cron_field_is_the_seconds_written_last():
+    """What docs/orchestration.md says about 6-field cron expressions."""
+    from datetime import datetime, timezone
+
+    from blockyard.orchestration.schedules import parse_schedule
+
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    sched = parse_schedule("*/5 * * * * 30")
+    first = sched.next_after(start)
+    assert (first.minute, first.second) == (0, 30)
+    second = sched.next_after(first)
+    assert (second.minute, second.second) == (5, 30)
+    other = parse_schedule("30 */5 * * * *").next_after(start)
+    assert (other.hour, other.minute, other.second) == (0, 30, 0)
