@@ -34,6 +34,9 @@ from schemathesis.checks import not_a_server_error  # noqa: E402
 from test_server_support import make_workspace  # noqa: E402
 
 EXAMPLES = int(os.environ.get("BLOCKYARD_TEST_FUZZ_EXAMPLES", "8"))
+# PostgreSQL runs the same code paths but the database: fewer examples by default keep
+# the suite fast; setting BLOCKYARD_TEST_FUZZ_EXAMPLES sets both.
+PG_EXAMPLES = int(os.environ.get("BLOCKYARD_TEST_FUZZ_EXAMPLES", "3"))
 
 
 def _app(database_url: str | None = None):
@@ -166,7 +169,8 @@ def test_no_server_errors(label, db, mode, request, monkeypatch, _same_env):
     counts = {"requests": 0, "errors": 0}
 
     @given(case=operation.as_strategy(generation_mode=generation), data=st.data())
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=EXAMPLES if db == "sqlite" else PG_EXAMPLES, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
     def check(case, data):
         if mode == "unstorable":
             _inject(case, data)
