@@ -374,7 +374,7 @@ def test_triggers_crud(client, space):
     dup = client.post("/api/triggers", json=payload)
     assert dup.status_code == 409 and "nightly" in dup.json()["detail"]
     invalid = client.post("/api/triggers", json={**payload, "name": "other", "schedule_interval": None})
-    assert invalid.status_code == 400 and "schedule_interval" in invalid.json()["detail"]
+    assert invalid.status_code == 422 and "schedule_interval" in invalid.json()["detail"]
     assert [t["id"] for t in client.get("/api/triggers", params={"pipeline": "pipe"}).json()] == [trig["id"]]
     assert client.get("/api/triggers", params={"pipeline": "echo"}).json() == []
     assert client.get(f"/api/triggers/{trig['id']}").json()["name"] == "nightly"

@@ -140,8 +140,15 @@ class Scheduler:
             if full:
                 self._last_full_sync = time.monotonic()
             self._last_sync = time.monotonic()
-        except Exception:
-            log.exception("scheduler: syncing triggers.yaml files failed")
+            self._sync_error = None
+        except Exception as exc:
+            # Retry at the next interval, not at once (the loop would spin), and log an
+            # error once until it changes.
+            self._last_sync = time.monotonic()
+            text = f"{type(exc).__name__}: {str(getattr(exc, 'orig', None) or exc).strip()[:200]}"
+            if text != getattr(self, "_sync_error", None):
+                self._sync_error = text
+                log.exception("scheduler: syncing triggers.yaml files failed (logged once until it changes)")
 
     def beat(self, now: datetime | None = None) -> None:
         from blockyard.orchestration import status

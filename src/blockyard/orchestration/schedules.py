@@ -35,6 +35,8 @@ _UNITS = {
 }
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)")
 _TINY = timedelta(microseconds=1)
+# Longer intervals overflow datetime arithmetic (timedelta tops out at 999,999,999 days).
+MAX_INTERVAL_SECONDS = 100 * 366 * 86400.0
 
 
 class ScheduleError(ValueError):
@@ -70,8 +72,10 @@ def parse_interval(text: Any) -> timedelta | None:
             return None
     else:
         return None
-    if seconds <= 0:
+    if not seconds > 0:  # (also NaN)
         raise ScheduleError(f"interval {text!r} must be longer than 0 seconds")
+    if seconds > MAX_INTERVAL_SECONDS:
+        raise ScheduleError(f"interval {text!r} is too large: at most 100 years ({MAX_INTERVAL_SECONDS:.0f} s)")
     return timedelta(seconds=seconds)
 
 

@@ -36,6 +36,7 @@ import copy
 import hashlib
 import hmac
 import json
+import os
 import secrets as _secrets
 import threading
 import time
@@ -74,6 +75,11 @@ TRIGGERS_FILE = "triggers.yaml"
 DEFAULT_POKE_INTERVAL = 60.0
 
 
+# Column sizes of pipeline_schedules (PostgreSQL enforces them).
+MAX_NAME_LENGTH = 255
+MAX_SLA_SECONDS = 2_147_483_647
+
+
 class TriggerError(BlockyardError, ValueError):
     """A trigger that cannot be created/updated as asked (a ValueError: bad input)."""
 
@@ -102,9 +108,17 @@ def normalize_entry(entry: dict, *, strict: bool = False) -> dict:
     """
     if not isinstance(entry, dict):
         raise TriggerError(f"a trigger must be a mapping, not {type(entry).__name__}")
+    from blockyard.storable import find_unstorable
+
+    found = find_unstorable(entry)
+    if found is not None:  # the table could not hold it: refuse the entry, even when not strict
+        where, reason = found
+        raise TriggerError(f"trigger {entry.get('name')!r}: {'.'.join(map(str, where))} {reason}")
     name = entry.get("name")
     if not isinstance(name, str) or not name.strip():
         raise TriggerError("a trigger needs a 'name' (a non-empty string)")
+    if len(name.strip()) > MAX_NAME_LENGTH:
+        raise TriggerError(f"trigger name {name[:40]!r}...: too long ({len(name)} characters; at most {MAX_NAME_LENGTH})")
     problems: list[str] = []
 
     def problem(msg: str) -> None:
@@ -155,7 +169,7 @@ def normalize_entry(entry: dict, *, strict: bool = False) -> dict:
     if sla is not None:
         try:
             sla = int(sla)
-            if sla <= 0:
+            if sla <= 0 or sla > MAX_SLA_SECONDS:
                 raise ValueError
         except (TypeError, ValueError):
             problem(f"sla must be a positive number of seconds, not {entry.get('sla')!r}")
@@ -326,7 +340,27 @@ def _read_file(path: Path) -> dict:
 def _write_file(path: Path, data: dict) -> None:
     from blockyard.project.yaml_io import write_yaml
 
-    write_yaml(path, data)
+    write_yaml(path, data)  # temp file + os.replace: readers see the old or the new file
+
+
+@contextlib.contextmanager
+def _restored_on_error(path: Path) -> Iterator[None]:
+    """A trigger's file and its row change together or not at all: when the table
+    refuses the change made inside this block, the file is put back as it was."""
+    try:
+        old: bytes | None = path.read_bytes()
+    except FileNotFoundError:
+        old = None
+    try:
+        yield
+    except BaseException:
+        if old is None:
+            path.unlink(missing_ok=True)
+        else:
+            tmp = path.with_name(f".{path.name}.{_secrets.token_hex(5)}.restore")
+            tmp.write_bytes(old)
+            os.replace(tmp, path)
+        raise
 
 
 # ------------------------------------------------------------------- store
@@ -444,8 +478,9 @@ class TriggerStore:
                     file=path,
                 )
             doc["triggers"].append(_ordered_entry(entry))
-            _write_file(path, doc)
-            self._sync_pipeline(project, uuid, path, force=True)
+            with _restored_on_error(path):
+                _write_file(path, doc)
+                self._sync_pipeline(project, uuid, path, force=True)
         row = self.find(project, uuid, fields["name"])
         assert row is not None
         notify_schedules_changed()
@@ -484,11 +519,20 @@ class TriggerStore:
             normalize_entry(candidate, strict=True)
             entry.clear()
             entry.update(_ordered_entry(candidate, like=list(candidate)))
-            if new_name != row["name"]:  # keep the id across a rename
-                with self.db.engine.begin() as conn:
-                    conn.execute(sa.update(ps).where(ps.c.id == row["id"]).values(name=new_name))
-            _write_file(path, doc)
-            self._sync_pipeline(row["project"], row["pipeline_uuid"], path, force=True)
+            renamed = False
+            with _restored_on_error(path):
+                try:
+                    if new_name != row["name"]:  # keep the id across a rename
+                        with self.db.engine.begin() as conn:
+                            conn.execute(sa.update(ps).where(ps.c.id == row["id"]).values(name=new_name))
+                        renamed = True
+                    _write_file(path, doc)
+                    self._sync_pipeline(row["project"], row["pipeline_uuid"], path, force=True)
+                except BaseException:
+                    if renamed:
+                        with self.db.engine.begin() as conn:
+                            conn.execute(sa.update(ps).where(ps.c.id == row["id"]).values(name=row["name"]))
+                    raise
         result = self.get(row["id"])
         if result is None:  # pragma: no cover - someone deleted it meanwhile
             raise TriggerNotFound(f"trigger {trigger_id} disappeared while it was updated")
@@ -518,11 +562,12 @@ class TriggerStore:
             with _locked(path, self.lock_dir):
                 doc = _read_file(path)
                 kept = [t for t in doc["triggers"] if t.get("name") != row["name"]]
-                if len(kept) != len(doc["triggers"]):
-                    doc["triggers"] = kept
-                    _write_file(path, doc)
-                with self.db.engine.begin() as conn:
-                    conn.execute(sa.delete(ps).where(ps.c.id == row["id"]))
+                with _restored_on_error(path):
+                    if len(kept) != len(doc["triggers"]):
+                        doc["triggers"] = kept
+                        _write_file(path, doc)
+                    with self.db.engine.begin() as conn:
+                        conn.execute(sa.delete(ps).where(ps.c.id == row["id"]))
                 _remember_signature(self.db, path)
         else:
             with self.db.engine.begin() as conn:
@@ -601,11 +646,14 @@ class TriggerStore:
             return counts
         now = self.clock()
         wanted: dict[str, dict] = {}
+        unreadable: set[str] = set()  # named entries that cannot be used: their rows stay as they are
         for i, entry in enumerate(entries):
             try:
                 fields = normalize_entry(entry)
             except TriggerError as exc:
                 counts["errors"].append(f"{path}: entry {i + 1}: {exc}")
+                if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                    unreadable.add(entry["name"].strip())
                 continue
             if fields["name"] in wanted:
                 counts["errors"].append(f"{path}: trigger name '{fields['name']}' is used twice; the first one counts")
@@ -613,6 +661,7 @@ class TriggerStore:
             wanted[fields["name"]] = fields
         existing = {
             r["name"]: r for r in self._rows([ps.c.project == project, ps.c.pipeline_uuid == uuid])
+            if r["name"] not in unreadable
         }
         for name, fields in wanted.items():
             h = config_hash(fields)
@@ -650,8 +699,10 @@ class TriggerStore:
         try:
             with self.db.engine.begin() as conn:
                 conn.execute(sa.insert(ps).values(values))
-        except sa.exc.IntegrityError:  # another process inserted it first
-            return False
+        except sa.exc.IntegrityError:
+            if self._rows([ps.c.project == project, ps.c.pipeline_uuid == uuid, ps.c.name == fields["name"]]):
+                return False  # another process inserted it first
+            raise
         return True
 
     def _update(self, row: dict, fields: dict, h: str, now: datetime) -> bool:

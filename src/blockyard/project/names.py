@@ -45,6 +45,27 @@ UUID_RULE = (
 )
 FLAT_RULE = "letters, digits, '_' and '-'; it must start with a letter, digit or '_'"
 
+# A name is a file or folder name (at most 255 bytes on common file systems, with room
+# for the extension) and a database column of 255 characters.
+MAX_NAME_LENGTH = 200
+MAX_UUID_LENGTH = 255
+
+
+def _shown(name: str) -> str:
+    return repr(name if len(name) <= 40 else name[:40] + "...")
+
+
+def check_length(name: str, what: str) -> str:
+    """ProjectError when `name` (or one of its '/' parts) is too long to be a file name."""
+    longest = max((len(part) for part in name.split("/")), default=0)
+    if len(name) > MAX_UUID_LENGTH or longest > MAX_NAME_LENGTH:
+        raise ProjectError(
+            f"invalid {what} {_shown(name)}: too long ({len(name)} characters; at most "
+            f"{MAX_NAME_LENGTH} per name or '/' part and {MAX_UUID_LENGTH} in all)",
+            hint="use a shorter name",
+        )
+    return name
+
 
 def extension_for(block_type: str, language: str | None) -> str:
     if block_type == "markdown":
@@ -63,17 +84,18 @@ def check_block_uuid(uuid: object, what: str = "block uuid") -> str:
     """Return `uuid` if it is a valid block uuid, else raise ProjectError saying what is allowed."""
     if not isinstance(uuid, str) or not _UUID_RE.match(uuid) or not is_safe_relative(uuid):
         raise ProjectError(
-            f"invalid {what} {uuid!r}: use {UUID_RULE}",
+            f"invalid {what} {_shown(uuid) if isinstance(uuid, str) else repr(uuid)}: use {UUID_RULE}",
             hint="e.g. 'load_data' or 'hyperparameter_tuning/sklearn'",
         )
-    return uuid
+    return check_length(uuid, what)
 
 
 def check_flat_name(name: object, what: str) -> str:
     """Project names and pipeline uuids: one folder level, no '/'."""
     if not isinstance(name, str) or not _FLAT_RE.match(name):
-        raise ProjectError(f"invalid {what} {name!r}: use {FLAT_RULE}", hint="e.g. 'data_preparation'")
-    return name
+        shown = _shown(name) if isinstance(name, str) else repr(name)
+        raise ProjectError(f"invalid {what} {shown}: use {FLAT_RULE}", hint="e.g. 'data_preparation'")
+    return check_length(name, what)
 
 
 def check_block_type(block_type: object) -> str:

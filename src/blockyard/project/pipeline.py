@@ -274,6 +274,14 @@ class PipelineSpec:
         project = self._require_project()
         return project.path / BLOCK_TYPE_DIRS[block_type] / (uuid + extension_for(block_type, language))
 
+    def _guard(self, path: Path, uuid: str) -> Path:
+        """project/paths.py's guard on a block's file (inside the workspace, no symlink
+        escape, never Blockyard's data folder, key or database files)."""
+        from blockyard.project.paths import guard_path
+
+        project = self._require_project()
+        return guard_path(path, project.workspace, what=f"the file of block '{uuid}'")
+
     def _check_upstream(self, uuid: str, upstream: list[str]) -> list[str]:
         if isinstance(upstream, str) or not isinstance(upstream, (list, tuple)):
             raise self._error(f"upstream blocks must be a list of uuids, not {upstream!r}", block=uuid)
@@ -326,6 +334,7 @@ class PipelineSpec:
             raise self._error(f"block '{uuid}' already exists in this pipeline", block=uuid)
         upstream = self._check_upstream(uuid, list(upstream or []))
         path = self._default_path(type, uuid, language)
+        self._guard(path, uuid)
         if code is not None:
             if path.exists():
                 raise self._error(
@@ -350,6 +359,8 @@ class PipelineSpec:
         """Remove a block and every reference to it; optionally delete its file."""
         block = self.block(uuid)
         path = block.file_path if delete_file else None
+        if path is not None:
+            self._guard(path, uuid)
         getattr(self, block.group).remove(block)
         for other in self.all_blocks():
             if uuid in other.upstream_blocks:
@@ -380,6 +391,9 @@ class PipelineSpec:
             self._default_path(block.type, new, block.language) if block.type in BLOCK_TYPE_DIRS else None
         )
         move = old_path is not None and new_path is not None and old_path.is_file() and old_path != new_path
+        if move:
+            self._guard(old_path, old)
+            self._guard(new_path, new)
         if move and new_path.exists():
             raise self._error(f"cannot rename '{old}' to '{new}': {new_path} already exists", block=old)
         sharing: list[PipelineSpec] = []
@@ -445,6 +459,7 @@ class PipelineSpec:
         path = block.file_path
         if path is None:
             raise self._error(f"block '{uuid}' of type '{block.type}' has no code file", block=uuid)
+        self._guard(path, uuid)
         try:
             return path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -460,6 +475,7 @@ class PipelineSpec:
             check_code(code, path, block=uuid, pipeline=self.uuid)
         elif not isinstance(code, str):
             raise self._error(f"block code must be a string, not a {type_name(code)}", block=uuid)
+        self._guard(path, uuid)
         write_text_atomic(path, code)
         return path
 

@@ -47,7 +47,9 @@ def create_app(
     )
     app.state.blockyard = st
     install_handlers(app)
-    app.add_middleware(GuardMiddleware, max_body=config.max_body_bytes, token=config.token)
+    app.add_middleware(GuardMiddleware, max_body=config.max_body_bytes, token=config.token,
+                       allowed_hosts=config.allowed_hosts, bound_host=config.host,
+                       body_timeout=config.body_timeout)
 
     from blockyard.server.routes import backfills, mage, runs, status, triggers, workspace as ws_routes
 

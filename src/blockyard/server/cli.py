@@ -27,6 +27,11 @@ def register(app: typer.Typer, workspace_getter: Callable[[], Any], fail: Callab
             None, "--token", envvar="BLOCKYARD_API_TOKEN", show_envvar=True,
             help="API token: /api requests (but /api/status) then need `Authorization: Bearer <token>`. Prefer the environment variable (command lines are visible to other users).",
         ),
+        allowed_hosts: Optional[str] = typer.Option(
+            None, "--allowed-hosts", envvar="BLOCKYARD_ALLOWED_HOSTS", show_envvar=True,
+            help="Comma-separated host names the server answers to besides loopback names and the --host address "
+                 "(e.g. blockyard.example.com, *.corp.example; * for any). Other Host headers get a 400 (DNS rebinding).",
+        ),
         log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
     ) -> None:
         """Start the server (API + docs on http://127.0.0.1:6789), the scheduler and a worker."""
@@ -42,8 +47,9 @@ def register(app: typer.Typer, workspace_getter: Callable[[], Any], fail: Callab
         if log_level.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
             fail(f"--log-level {log_level!r}: use debug, info, warning or error")
         token = (token or "").strip() or None
+        hosts = tuple(h.strip().lower() for h in (allowed_hosts or "").split(",") if h.strip())
         config = ServerConfig(host=host, port=port, role=role, workers=workers, token=token,
-                              log_level=log_level.lower())
+                              log_level=log_level.lower(), allowed_hosts=hosts)
         if config.web:
             problem = bind_problem(host, token)
             if problem:

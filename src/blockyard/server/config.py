@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 ENV_API_TOKEN = "BLOCKYARD_API_TOKEN"
+ENV_ALLOWED_HOSTS = "BLOCKYARD_ALLOWED_HOSTS"
+ENV_BODY_TIMEOUT = "BLOCKYARD_BODY_TIMEOUT"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 6789
 DEFAULT_MAX_BODY = 5 * 1024 * 1024
+DEFAULT_BODY_TIMEOUT = 15.0
 ROLES = ("all", "web", "scheduler", "worker", "serve")  # serve: blockyard.serving (online inference)
 
 
@@ -22,6 +25,12 @@ class ServerConfig:
     # `Authorization: Bearer <token>` when it is set.
     token: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY
+    # Host names (besides loopback and the bound address) the server answers to; a
+    # request with another Host is refused (DNS rebinding). "*.example.com" matches
+    # subdomains, "*" turns the check off (behind a proxy that checks it).
+    allowed_hosts: tuple[str, ...] = field(default_factory=lambda: allowed_hosts_from_env())
+    # Seconds a request body may stall (between two chunks) before a 408.
+    body_timeout: float = field(default_factory=lambda: body_timeout_from_env())
     # How often the SSE log stream polls the run (seconds).
     stream_interval: float = 0.2
     log_level: str = "info"
@@ -46,6 +55,20 @@ class ServerConfig:
 def token_from_env() -> str | None:
     value = os.environ.get(ENV_API_TOKEN, "").strip()
     return value or None
+
+
+def allowed_hosts_from_env() -> tuple[str, ...]:
+    raw = os.environ.get(ENV_ALLOWED_HOSTS, "")
+    return tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+
+
+def body_timeout_from_env() -> float:
+    raw = os.environ.get(ENV_BODY_TIMEOUT, "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_BODY_TIMEOUT
+    except ValueError:
+        value = DEFAULT_BODY_TIMEOUT
+    return value if value > 0 else DEFAULT_BODY_TIMEOUT
 
 
 def is_loopback(host: str) -> bool:

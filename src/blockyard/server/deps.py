@@ -11,7 +11,7 @@ from fastapi import Path as PathParam
 from fastapi import Query, Request
 
 from blockyard.errors import BlockyardError
-from blockyard.server.errors import ApiError, BadRequest, Forbidden, NotFound
+from blockyard.server.errors import ApiError, BadRequest, Forbidden, NotFound, Unprocessable
 from blockyard.server.state import AppState
 
 
@@ -42,21 +42,28 @@ def check_name(value: str, what: str, *, allow_slash: bool = False) -> str:
     )
     if bad:
         raise BadRequest(
-            f"invalid {what} {value!r}: it must be a relative name inside the workspace "
+            f"invalid {what} {value[:60]!r}: it must be a relative name inside the workspace "
             "(no '..', no absolute path, no backslash)"
         )
+    from blockyard.project.names import check_length
+
+    try:
+        check_length(value, what)
+    except BlockyardError as exc:
+        raise Unprocessable(exc.message) from None
     return value
 
 
 def inside(st: AppState, path: Path, what: str) -> Path:
-    """`path` if it stays inside the workspace once symlinks are resolved, else 403."""
+    """`path` resolved, if the file guard allows it (project/paths.py: inside the
+    workspace once symlinks are resolved, not in the data folder, not a key or database
+    file), else 403. Every route that touches a file goes through here."""
+    from blockyard.project.paths import PathRefused, guard_path
+
     try:
-        resolved = Path(path).resolve()
-    except (OSError, RuntimeError):
-        raise Forbidden(f"{what} cannot be resolved") from None
-    if resolved != st.root and st.root not in resolved.parents:
-        raise Forbidden(f"{what} points outside the workspace (a symlink?); refusing to use it")
-    return resolved
+        return guard_path(path, st.workspace, what=what)
+    except PathRefused as exc:
+        raise Forbidden(exc.message) from None
 
 
 def get_project(st: AppState, name: str) -> Any:

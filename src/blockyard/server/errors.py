@@ -58,6 +58,8 @@ class Unprocessable(ApiError):
 
 def status_for(exc: BlockyardError) -> int:
     """The HTTP status for a library error."""
+    if type(exc).__name__ == "PathRefused":  # project/paths.py: the file guard
+        return 403
     if isinstance(exc, (PipelineNotFound, LookupError)):  # RunNotFound, TriggerNotFound, ...
         return 404
     if type(exc).__name__ == "RunStateError":  # e.g. retrying a run that is still running
@@ -67,7 +69,7 @@ def status_for(exc: BlockyardError) -> int:
         return 409
     if message.startswith("no ") or " not found" in message or "has no stored output" in message:
         return 404
-    if isinstance(exc, ProjectError):
+    if isinstance(exc, ProjectError) or type(exc).__name__ == "TriggerError":  # a body that cannot be used
         return 422
     return 400
 

@@ -142,6 +142,9 @@ class Service:
             port=self.config.port,
             log_level=self.config.log_level,
             timeout_graceful_shutdown=30,
+            # An idle keep-alive connection is closed after 5 s; a stalled request body
+            # gets a 408 from GuardMiddleware (ServerConfig.body_timeout).
+            timeout_keep_alive=5,
             lifespan="off",
             server_header=False,
         )
