@@ -591,11 +591,20 @@ class PipelineRunner:
         (retention may have removed them; a codec may no longer exist)."""
         from blockyard.store import get_codec
 
+        from blockyard.errors import StoreError
+
         run_id, node_uuid = ref.split("/", 1)
         manifest = self.store.manifest(int(run_id), node_uuid)
-        return manifest is not None and all(
-            get_codec(o["codec"]) is not None for o in manifest.outputs
-        )
+        if manifest is None or not all(get_codec(o["codec"]) is not None for o in manifest.outputs):
+            return False
+        try:  # a cached output whose bytes changed is recomputed, never served
+            self.store.verify_outputs(int(run_id), node_uuid)
+        except StoreError as exc:
+            import logging
+
+            logging.getLogger("blockyard.engine").warning("cache entry not used: %s", exc)
+            return False
+        return True
 
     def _start_gdp(self, node: Node) -> None:
         from blockyard.engine.gdp import resolve_global_data_product
