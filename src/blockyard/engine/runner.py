@@ -107,6 +107,8 @@ class PipelineRunner:
         self.expansions: dict[tuple[str, tuple[int, ...]], _Expansion] = {}
         self._done_q: "queue.SimpleQueue[tuple[Node, Outcome | BaseException]]" = queue.SimpleQueue()
         self._cancel = threading.Event()
+        # A block's completion was queued in the recorder but is not in the database yet.
+        self._unflushed = False
         self.error: str | None = None
         self.error_details: dict | None = None
 
@@ -296,6 +298,8 @@ class PipelineRunner:
         while self.ready or self.running:
             while self.ready and not self._cancel.is_set():
                 node = self.ready.pop()
+                if self._unflushed and any(inp.nodes for inp in node.inputs):
+                    self._flush_completions()
                 self._start(node)
             if self._cancel.is_set():
                 for node in self.ready:
@@ -313,6 +317,18 @@ class PipelineRunner:
                 if node.status in ("initial", "queued"):
                     self._settle(node, "cancelled")
         del limit
+
+    def _flush_completions(self) -> None:
+        """Make the completions recorded so far durable before a dependent starts: a
+        crash after this point never runs a completed block again on recovery. One
+        flush covers every completion of a wave (measured in bench/bench_engine.py)."""
+        self._unflushed = False
+        try:
+            self.rec.flush()
+        except Exception as exc:  # the run goes on; its history may be incomplete
+            import logging
+
+            logging.getLogger("blockyard.engine").warning("run %s: %s", self.run_id, exc)
 
     # ----------------------------------------------------- node creation
     def _paths(self, lineage: tuple[str, ...]) -> list[tuple[tuple[int, ...], tuple[str, ...]]]:
@@ -510,6 +526,7 @@ class PipelineRunner:
                     completed_at=now,
                     attempts=0,
                 )
+                self._unflushed = True
                 self._release_inputs(node)
                 self._completed(node)
                 return
@@ -666,6 +683,8 @@ class PipelineRunner:
         if outcome.started_at:
             fields["started_at"] = outcome.started_at
         self.rec.update_block_run(self.run_id, node.uuid, **fields)
+        if outcome.status == "completed":
+            self._unflushed = True
         if outcome.status == "failed" and self.error is None:
             self.error = outcome.error
             self.error_details = outcome.error_details

@@ -79,11 +79,30 @@ def database_url(db: Any) -> str:
 
 
 def start_child(payload: dict, method: str | None = None):
-    """Start the child process executing one claimed run; returns the Process."""
+    """Start the child process executing one claimed run; returns (process, reader):
+    the child sends ("running" | "ended", node uuid) on `reader` as blocks start and
+    end, so that a crash can name the blocks that were running."""
     ctx = _context(method or start_method())
-    proc = ctx.Process(target=child_main, args=(payload,), name=f"blockyard-run-{payload['run_id']}")
-    _start_without_main(proc)
-    return proc
+    reader, writer = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=child_main, args=(payload, writer), name=f"blockyard-run-{payload['run_id']}")
+    try:
+        _start_without_main(proc)
+    finally:
+        writer.close()  # the child has its copy
+    return proc, reader
+
+
+def drain(reader: Any, running: set[str]) -> None:
+    """Apply the block events the child sent so far to `running`."""
+    try:
+        while reader.poll():
+            kind, node = reader.recv()
+            if kind == "running":
+                running.add(node)
+            else:
+                running.discard(node)
+    except (EOFError, OSError):
+        pass
 
 
 _start_lock = threading.Lock()
@@ -205,7 +224,7 @@ class _ChildSession:
         self.logs_dir = logs_dir
 
 
-def child_main(payload: dict) -> None:
+def child_main(payload: dict, events: Any = None) -> None:
     """Entry point of the child: execute the run, record it, exit."""
     _die_with_parent()
     if os.getppid() != payload.get("parent_pid", os.getppid()) and payload.get("method") == "fork":
@@ -220,7 +239,7 @@ def child_main(payload: dict) -> None:
         pass
     code = 0
     try:
-        _execute(payload)
+        _execute(payload, events)
     except BaseException:  # noqa: BLE001 - reported to the parent through the exit code
         import traceback
 
@@ -237,7 +256,7 @@ def child_main(payload: dict) -> None:
     os._exit(code)
 
 
-def _execute(payload: dict) -> None:
+def _execute(payload: dict, events: Any) -> None:
     from pathlib import Path
 
     from blockyard.db import open_database
@@ -258,7 +277,14 @@ def _execute(payload: dict) -> None:
         allow_fail = bool((row.get("settings") or {}).get("allow_blocks_to_fail", False))
 
         def on_event(ev: dict) -> None:
-            if ev.get("type") == "block" and ev.get("status") == "failed" and not allow_fail:
+            if ev.get("type") != "block":
+                return
+            if events is not None:
+                try:
+                    events.send(("running" if ev.get("status") == "running" else "ended", ev.get("node")))
+                except OSError:
+                    pass
+            if ev.get("status") == "failed" and not allow_fail:
                 leased.block_failed = True
                 runner.cancel()
 

@@ -429,19 +429,25 @@ class Worker:
                 stop_now = ctx.cancel_reason is not None
             if stop_now:
                 return
-            proc = isolation.start_child(payload)
+            proc, reader = isolation.start_child(payload)
             with ctx.lock:
                 ctx.proc = proc
             if ctx.stop.is_set():  # cancelled while it started
                 proc.terminate()
-            from multiprocessing.connection import wait as wait_for_exit
+            from multiprocessing.connection import wait as wait_for_any
 
-            while proc.exitcode is None:
-                wait_for_exit([proc.sentinel], timeout=0.25)  # returns at once when it exits
-                if ctx.stop.is_set() and proc.exitcode is None:
-                    isolation.stop_child(proc, self.kill_grace)
-            proc.join()
-            self._after_child(ctx, proc.exitcode)
+            running: set[str] = set()
+            try:
+                while proc.exitcode is None:
+                    wait_for_any([proc.sentinel, reader], timeout=0.25)  # wakes at once on exit
+                    isolation.drain(reader, running)
+                    if ctx.stop.is_set() and proc.exitcode is None:
+                        isolation.stop_child(proc, self.kill_grace)
+                proc.join()
+                isolation.drain(reader, running)
+            finally:
+                reader.close()
+            self._after_child(ctx, proc.exitcode, sorted(running))
         except BaseException as exc:  # noqa: BLE001 - a run's failure must not kill the worker
             log.exception("run %s failed in the worker", ctx.run_id)
             if not ctx.finalized and ctx.cancel_reason != "lease_lost":
@@ -460,7 +466,7 @@ class Worker:
                     self._active.pop(ctx.run_id, None)
                 self._wake.set()
 
-    def _after_child(self, ctx: _Active, exitcode: int | None) -> None:
+    def _after_child(self, ctx: _Active, exitcode: int | None, running: list[str]) -> None:
         """The child is gone. Close the block runs it left open; if it did not record the
         run's result (it crashed or was killed), record why."""
         import sqlalchemy as sa
@@ -478,6 +484,7 @@ class Worker:
                     sa.select(br.c.block_uuid).where(br.c.pipeline_run_id == ctx.run_id, br.c.status == "running")
                 )
             ]
+        open_blocks = sorted(set(open_blocks) | set(running))
         if run is None or ctx.cancel_reason in ("lease_lost", "shutdown"):
             return
         mine = run.status == "running" and run.lease_owner == self.worker_id
@@ -502,7 +509,11 @@ class Worker:
         with self.db.engine.begin() as conn:
             conn.execute(
                 sa.update(br)
-                .where(br.c.pipeline_run_id == ctx.run_id, br.c.status == "running")
+                .where(
+                    br.c.pipeline_run_id == ctx.run_id,
+                    br.c.block_uuid.in_(open_blocks),
+                    br.c.status.not_in(("completed", "condition_failed")),
+                )
                 .values(status=status, error=message, completed_at=utcnow())
             )
 
