@@ -114,6 +114,7 @@ def new_run_values(
         "execution_date": execution_date if execution_date is not None else now,
         "created_at": now,
         "started_at": now if status == "running" else None,
+        "heartbeat_at": now if status == "running" else None,
         "block_count": block_count,
         **columns,
     }
@@ -124,6 +125,7 @@ def start_values(block_count: int, pid: int | None, hostname: str | None) -> dic
     return {
         "status": "running",
         "started_at": utcnow(),
+        "heartbeat_at": utcnow(),
         "pid": pid,
         "hostname": hostname,
         "block_count": block_count,

@@ -109,6 +109,7 @@ class PipelineRunner:
         self._cancel = threading.Event()
         # A block's completion was queued in the recorder but is not in the database yet.
         self._unflushed = False
+        self._heartbeat = False  # this process heartbeats the run (no worker lease)
         self.error: str | None = None
         self.error_details: dict | None = None
 
@@ -168,6 +169,11 @@ class PipelineRunner:
                 pid=os.getpid(),
                 hostname=socket.gethostname(),
             )
+            # No worker lease covers this run: heartbeat it (a worker fails it if we die).
+            from blockyard.engine import heartbeat
+
+            heartbeat.register(db, self.run_id)
+            self._heartbeat = True
         else:  # a run queued by the scheduler or the API, now claimed by this process
             db.start_pipeline_run(
                 self.run_id, list(self.selected), pid=os.getpid(), hostname=socket.gethostname()
@@ -188,10 +194,16 @@ class PipelineRunner:
         self._emit(type="run_started", run_id=self.run_id, blocks=list(self.selected))
         self.executor = make_executor(self.executor_kind, self.max_workers)
         try:
-            self._loop()
+            try:
+                self._loop()
+            finally:
+                self.executor.shutdown()
+            return self._finish()
         finally:
-            self.executor.shutdown()
-        return self._finish()
+            if self._heartbeat:
+                from blockyard.engine import heartbeat
+
+                heartbeat.unregister(self.run_id)
 
     def _selection_from_run_settings(self) -> None:
         """A queued run (API/worker) may carry its block selection in its settings:

@@ -136,6 +136,7 @@ class Worker:
         shutdown_timeout: float = 10.0,
         isolation: str | None = None,
         kill_grace: float = 3.0,
+        run_lease_seconds: float | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -158,6 +159,11 @@ class Worker:
             raise ValueError(f"isolation must be 'process' or 'thread', not {isolation!r}")
         self.isolation = isolation
         self.kill_grace = float(kill_grace)
+        # How long a run without a worker lease (`blockyard run`) on another host may go
+        # without a heartbeat before it counts as lost (its host never came back).
+        if run_lease_seconds is None:
+            run_lease_seconds = float(os.environ.get("BLOCKYARD_RUN_LEASE_SECONDS", "60"))
+        self.run_lease = timedelta(seconds=float(run_lease_seconds))
         self._active: dict[int, _Active] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -711,6 +717,7 @@ class Worker:
                     )
                     if fail_lost(conn, row, reason):
                         out["failed"].append(int(row["id"]))
+        out["failed"].extend(self._reap_unleased(projects, now))
         for run_id in out["requeued"]:
             log.warning("run %s requeued for resumption: its worker was lost", run_id)
         if out["requeued"]:
@@ -724,6 +731,44 @@ class Worker:
                 backfills.refresh(self.db, row["backfill_id"])
             call_notify("notify_run_finished", self._workspace(), self.db, row)
         return out
+
+    def _reap_unleased(self, projects: list[str], now: datetime) -> list[int]:
+        """Fail runs no worker leases (`blockyard run`) whose process is gone from this
+        host, or whose host stopped heartbeating them for longer than `run_lease`."""
+        import sqlalchemy as sa
+
+        from blockyard.db.common import pid_alive
+        from blockyard.db.schema import pipeline_runs as pr
+        from blockyard.orchestration.runs import fail_unleased
+
+        stale_before = now - self.run_lease
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(pr.c.id, pr.c.pid, pr.c.hostname, pr.c.heartbeat_at).where(
+                    pr.c.status == "running",
+                    pr.c.lease_owner.is_(None),
+                    pr.c.project.in_(projects),
+                    sa.or_(pr.c.hostname == self.hostname, pr.c.heartbeat_at < stale_before),
+                )
+            ).all()
+        failed: list[int] = []
+        for r in rows:
+            if r.hostname == self.hostname:
+                if r.pid is None or pid_alive(int(r.pid)):
+                    continue
+                why = f"its process (pid {r.pid} on {r.hostname}) is gone; the run was stopped by a crash or kill"
+            elif r.heartbeat_at is not None and r.heartbeat_at < stale_before:
+                why = (
+                    f"its process (pid {r.pid} on {r.hostname}) stopped heartbeating: no heartbeat since "
+                    f"{r.heartbeat_at.isoformat()} (lease timeout {self.run_lease.total_seconds():g} s)"
+                )
+            else:
+                continue
+            with write_txn(self.db) as conn:
+                if fail_unleased(conn, int(r.id), why):
+                    failed.append(int(r.id))
+                    log.error("run %s failed: %s", r.id, why)
+        return failed
 
     # ------------------------------------------------------------------ loop
     def run_forever(self, stop_event: threading.Event | None = None) -> None:
