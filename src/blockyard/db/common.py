@@ -164,11 +164,13 @@ def finish_values(
                 error_details = exc.to_dict()
             except Exception:
                 error_details = None
+    from blockyard import masking
+
     values = {
         "status": status,
         "completed_at": utcnow(),
-        "error": error,
-        "error_details": dict(error_details) if error_details is not None else None,
+        "error": masking.mask(error),  # secret values the run touched: ***
+        "error_details": masking.mask_data(dict(error_details)) if error_details is not None else None,
     }
     if metrics is not None:
         values["metrics"] = dict(metrics)

@@ -25,6 +25,7 @@ import time
 import weakref
 from typing import Any, Iterable, Protocol, Sequence
 
+from blockyard import masking
 from blockyard.errors import BlockyardError
 
 Key = tuple[int, str]
@@ -135,6 +136,10 @@ class Recorder:
         """Queue an update of some columns of a block run."""
         if not fields:
             return
+        if masking.active():  # secret values never reach the run history
+            for name in ("error", "traceback"):
+                if isinstance(fields.get(name), str):
+                    fields[name] = masking.mask(fields[name])
         self._db.check_block_run_fields(fields)
         self._enqueue((int(run_id), block_uuid), False, fields)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
+from blockyard import masking
 from blockyard.engine import cache as cache_mod
 from blockyard.engine.execute import BlockTask, Outcome
 from blockyard.engine.executors import Executor, make_executor
@@ -671,6 +672,10 @@ class PipelineRunner:
             outcome.started_at = outcome.completed_at = datetime.now(timezone.utc)
         else:
             outcome = result
+        if masking.active() and outcome.status != "completed":  # errors show *** for secrets
+            outcome.error = masking.mask(outcome.error)
+            outcome.traceback = masking.mask(outcome.traceback)
+            outcome.error_details = masking.mask_data(outcome.error_details)
         node.outcome = outcome
         if outcome.status == "completed":
             # The node holds the live outputs from here on (and drops them once its last
