@@ -337,7 +337,7 @@ class PipelineRunner:
         flush covers every completion of a wave (measured in bench/bench_engine.py)."""
         self._unflushed = False
         try:
-            self.rec.flush()
+            self.rec.write_now()
         except Exception as exc:  # the run goes on; its history may be incomplete
             import logging
 
