@@ -93,3 +93,68 @@ def test_corrupted_output_is_an_error_and_is_recomputed(env, tmp_path):
     assert counter.read_text() == "xx"
     ref_run, ref_node = env.db.get_block_run(second["id"], "total")["output_ref"].split("/", 1)
     assert store.load_output(int(ref_run), ref_node, 0) == sum(range(20000))
+
+
+_WORKER = """
+import sys
+from blockyard.db import Database
+from blockyard.orchestration.worker import Worker
+from blockyard.project import Workspace
+
+Worker(Workspace.open(sys.argv[2]), Database(sys.argv[1]), concurrency=1, lease_seconds=300,
+       poll_interval=0.05).run_forever()
+"""
+
+
+def test_recovery_never_executes_a_completed_block_again(env, tmp_path):
+    """kill -9 of the worker right after a block completed: the resumed run reuses it,
+    even though the block is not cached (`cache: false`)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from test_orchestration_worker import wait_for
+
+    executions, hang = tmp_path / "load_executions", tmp_path / "hang"
+    env.pipeline("pipe", [
+        block("load", f"""
+            @data_loader
+            def load(**kwargs):
+                with open({str(executions)!r}, "a") as f:
+                    f.write("x")
+                return 41
+            """, type="data_loader", config={"cache": False}),
+        block("train", f"""
+            import time
+            from pathlib import Path
+            @transformer
+            def train(x, **kwargs):
+                flag = Path({str(hang)!r})
+                if not flag.exists():  # the first attempt starts, then its worker is killed
+                    flag.write_text('started')
+                    time.sleep(120)
+                return x + 1
+            """, type="transformer", upstream=["load"]),
+    ])
+    run = env.enqueue("pipe")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("BLOCKYARD_")}
+    proc = subprocess.Popen([sys.executable, "-c", _WORKER, env.url, str(env.root)], env=environ,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(hang.exists, what="the dependent block to start")
+        # Durable before the dependent started: no waiting for a write-behind flush.
+        assert env.db.get_block_run(run["id"], "load")["status"] == "completed"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    worker = env.worker(concurrency=1)
+    assert worker.recover()["requeued"] == [run["id"]]
+    worker.run_once()
+    assert worker.wait_idle(60)
+    row = env.db.get_pipeline_run(run["id"])
+    assert row["status"] == "completed" and row["resume_count"] == 1, row["error"]
+    assert executions.read_text() == "x"  # executed once, across the crash
+    from blockyard.engine.session import Session
+
+    assert Session(env.ws()).store.load_output(run["id"], "train", 0) == 42

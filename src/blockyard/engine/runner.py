@@ -111,6 +111,7 @@ class PipelineRunner:
         # A block's completion was queued in the recorder but is not in the database yet.
         self._unflushed = False
         self._heartbeat = False  # this process heartbeats the run (no worker lease)
+        self._done_before: dict[str, dict] = {}
         self.error: str | None = None
         self.error_details: dict | None = None
 
@@ -176,6 +177,12 @@ class PipelineRunner:
             heartbeat.register(db, self.run_id)
             self._heartbeat = True
         else:  # a run queued by the scheduler or the API, now claimed by this process
+            # A resumed run keeps the blocks it completed before it was interrupted.
+            self._done_before = {
+                b["block_uuid"]: b
+                for b in db.get_block_runs(self.run_id)
+                if b.get("status") == "completed" and b.get("output_ref")
+            }
             db.start_pipeline_run(
                 self.run_id, list(self.selected), pid=os.getpid(), hostname=socket.gethostname()
             )
@@ -506,6 +513,12 @@ class PipelineRunner:
             self._start_gdp(node)
             return
         source, code_hash, file_path = self._sources[pb.uuid]
+        prior = self._done_before.get(node.uuid) if self._done_before and not node.path else None
+        if prior is not None and self._ref_exists(prior["output_ref"]):
+            # Completed before this (resumed) run was interrupted: never executed again,
+            # whether or not the block is cached.
+            self._reuse(node, prior["output_ref"], prior.get("digest"), prior.get("cache_key"))
+            return
         key = None
         if self.use_cache and pb.type != "sensor" and not cache_mod.cache_disabled(
             pb.spec.configuration
@@ -523,25 +536,7 @@ class PipelineRunner:
             )
             hit = self.session.db.lookup_cache(key)
             if hit and hit.get("output_ref") and self._ref_exists(hit["output_ref"]):
-                node.cache_hit = True
-                node.output_ref = hit["output_ref"]
-                node.digest = hit.get("digest")
-                now = datetime.now(timezone.utc)
-                self.rec.update_block_run(
-                    self.run_id,
-                    node.uuid,
-                    status="completed",
-                    cache_hit=True,
-                    cache_key=key,
-                    output_ref=node.output_ref,
-                    digest=node.digest,
-                    started_at=now,
-                    completed_at=now,
-                    attempts=0,
-                )
-                self._unflushed = True
-                self._release_inputs(node)
-                self._completed(node)
+                self._reuse(node, hit["output_ref"], hit.get("digest"), key)
                 return
         node.cache_key = key
         try:  # only now load the inputs: a cache hit never reads them
@@ -584,6 +579,23 @@ class PipelineRunner:
         self.running += 1
         fut = self.executor.submit(task)
         fut.add_done_callback(lambda f, n=node: self._done_q.put((n, _result(f))))
+
+    def _reuse(self, node: Node, ref: str, digest: Any, key: str | None) -> None:
+        """Complete `node` with stored outputs (a cache hit, or its own earlier completion)."""
+        node.cache_hit = True
+        node.output_ref = ref
+        node.digest = digest
+        now = datetime.now(timezone.utc)
+        fields = dict(
+            status="completed", cache_hit=True, output_ref=ref, digest=digest,
+            started_at=now, completed_at=now, attempts=0,
+        )
+        if key:
+            fields["cache_key"] = key
+        self.rec.update_block_run(self.run_id, node.uuid, **fields)
+        self._unflushed = True
+        self._release_inputs(node)
+        self._completed(node)
 
     def _progress_sink(self, node: Node) -> Callable[[dict], None]:
         def sink(info: dict) -> None:
