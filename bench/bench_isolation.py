@@ -160,7 +160,15 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=40)
     ap.add_argument("--burst", type=int, default=300)
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--memory", choices=["thread", "process"], help=argparse.SUPPRESS)
+    ap.add_argument("--url", help=argparse.SUPPRESS)
+    ap.add_argument("--root", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.memory:  # one measurement in a fresh process (RSS is per process)
+        before, peak, after = memory(args.url, Path(args.root), args.memory)
+        print(f"  memory {args.memory:7}: worker RSS {before:.0f} MB before, {peak:.0f} MB while the 400 MB block ran, "
+              f"{after:.0f} MB after its cancel", flush=True)
+        return
     for key in [k for k in os.environ if k.startswith("BLOCKYARD_")]:
         if key != "BLOCKYARD_DATA_MIRROR":
             del os.environ[key]
@@ -180,13 +188,15 @@ def main() -> None:
             print(f"== {label}")
             for isolation, method in (("thread", None), ("process", "forkserver"), ("process", "fork"), ("process", "spawn")):
                 rate = throughput(url, root, args.runs, isolation, method)
-                print(f"  {isolation:7} {method or '-':10} {rate:6.1f} runs/s ({args.runs} runs of 2 blocks, worker concurrency 2)")
+                print(f"  {isolation:7} {method or '-':10} {rate:6.1f} runs/s ({args.runs} runs of 2 blocks, worker concurrency 2)",
+                      flush=True)
             os.environ.pop("BLOCKYARD_RUN_START_METHOD", None)
             if label == "sqlite":
+                import subprocess
+
                 for isolation in ("thread", "process"):
-                    before, peak, after = memory(url, root, isolation)
-                    print(f"  memory {isolation:7}: worker RSS {before:.0f} MB before, {peak:.0f} MB while the 400 MB block ran, "
-                          f"{after:.0f} MB after its cancel")
+                    subprocess.run([sys.executable, __file__, "--memory", isolation, "--url", url, "--root", str(root)],
+                                   check=True)
             if args.burst:
                 print("  burst: " + burst(url, root, args.burst))
     finally:

@@ -34,11 +34,20 @@ PRELOAD = [
     "blockyard.engine.runner",
     "blockyard.engine.execute",
     "blockyard.engine.session",
+    "blockyard.engine.gdp",
+    "blockyard.engine.loader",
+    "blockyard.project",
+    "blockyard.compat.shim",
     "blockyard.db.lite",
     "blockyard.db.database",
+    "blockyard.db.schema",
     "blockyard.store.artifact_store",
     "blockyard.store.codecs",
+    "blockyard.store.hashing",
     "sqlalchemy",
+    "psycopg",
+    "yaml",
+    "xxhash",
     "pandas",
     "pyarrow",
 ]
@@ -264,6 +273,7 @@ def _execute(payload: dict, events: Any) -> None:
     from blockyard.project import Workspace
     from blockyard.store import ArtifactStore
 
+    # SQLite: the stdlib layer (a fresh process has no SQLAlchemy statement cache yet).
     db = open_database(payload["database_url"])
     leased = _ChildDatabase(db, payload)
     runner = None

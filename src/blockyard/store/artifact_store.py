@@ -515,7 +515,6 @@ class ArtifactStore:
         node_dir = self.node_path(m.run_id, m.node_uuid)
         path = self._join(node_dir, entry["file"] or MANIFEST)
         where = f"{entry.get('name', entry['file'])} of block '{m.node_uuid}' in run {m.run_id}"
-        self._verify_file(m, entry, path)
         codec = _codecs.get_codec(entry["codec"])
         if codec is None:
             raise StoreError(
@@ -524,6 +523,8 @@ class ArtifactStore:
                 block=m.node_uuid,
                 hint="register_codec() the codec that wrote it before loading",
             )
+        if entry.get("file"):
+            self._verify_file(m, entry, path)
         try:
             return codec.load(self.fs, path)
         except FileNotFoundError as exc:
