@@ -45,7 +45,7 @@ def {name}(*args, **kwargs):
         again = conn.execute(sa.text(
             "SELECT count(*) FROM block_runs b JOIN pipeline_runs p ON p.id = b.pipeline_run_id "
             "WHERE b.block_uuid = :b AND b.status = 'completed' AND p.project = 'soak' "
-            "AND p.pipeline_uuid = 'chain' AND CAST(p.variables AS TEXT) LIKE :job"), {{"b": {name!r}, "job": f'%"job": {{job}}}}%'}}).scalar()
+            "AND p.pipeline_uuid = 'chain' AND CAST(p.variables AS TEXT) LIKE :job"), {{"b": {name!r}, "job": '%"job": ' + str(job) + '}}%'}}).scalar()
     engine.dispose()
     marks = Path({marks!r})
     if again:

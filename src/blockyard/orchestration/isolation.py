@@ -93,11 +93,23 @@ def start_child(payload: dict, method: str | None = None):
     end, so that a crash can name the blocks that were running."""
     ctx = _context(method or start_method())
     reader, writer = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=child_main, args=(payload, writer), name=f"blockyard-run-{payload['run_id']}")
+    # The lifeline's write end stays in this process only: when it dies (even by
+    # kill -9) the child reads EOF and kills itself. (A forkserver child cannot rely on
+    # PR_SET_PDEATHSIG alone: its parent is the forkserver, which outlives a killed
+    # worker while any of its children runs.)
+    life_r, life_w = ctx.Pipe(duplex=False)
+    proc = ctx.Process(
+        target=child_main, args=(payload, writer, life_r), name=f"blockyard-run-{payload['run_id']}"
+    )
     try:
         _start_without_main(proc)
+    except BaseException:
+        life_w.close()
+        raise
     finally:
-        writer.close()  # the child has its copy
+        writer.close()  # the child has its copies
+        life_r.close()
+    proc._blockyard_lifeline = life_w  # closed with the process object
     return proc, reader
 
 
@@ -233,9 +245,22 @@ class _ChildSession:
         self.logs_dir = logs_dir
 
 
-def child_main(payload: dict, events: Any = None) -> None:
+def _watch_lifeline(lifeline: Any) -> None:
+    def watch() -> None:
+        try:
+            lifeline.recv()  # nothing is ever sent: returns (EOFError) when the worker is gone
+        except BaseException:
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="blockyard-lifeline", daemon=True).start()
+
+
+def child_main(payload: dict, events: Any = None, lifeline: Any = None) -> None:
     """Entry point of the child: execute the run, record it, exit."""
     _die_with_parent()
+    if lifeline is not None:
+        _watch_lifeline(lifeline)
     if os.getppid() != payload.get("parent_pid", os.getppid()) and payload.get("method") == "fork":
         os._exit(1)  # pragma: no cover - the worker died before we armed the signal
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -453,6 +453,9 @@ class Worker:
                 isolation.drain(reader, running)
             finally:
                 reader.close()
+                lifeline = getattr(proc, "_blockyard_lifeline", None)
+                if lifeline is not None:
+                    lifeline.close()
             self._after_child(ctx, proc.exitcode, sorted(running))
         except BaseException as exc:  # noqa: BLE001 - a run's failure must not kill the worker
             log.exception("run %s failed in the worker", ctx.run_id)
