@@ -126,13 +126,13 @@ def test_recovery_never_executes_a_completed_block_again(env, tmp_path):
                 return 41
             """, type="data_loader", config={"cache": False}),
         block("train", f"""
-            import time
+            import os, time
             from pathlib import Path
             @transformer
             def train(x, **kwargs):
                 flag = Path({str(hang)!r})
                 if not flag.exists():  # the first attempt starts, then its worker is killed
-                    flag.write_text('started')
+                    flag.write_text(str(os.getpid()))
                     time.sleep(120)
                 return x + 1
             """, type="transformer", upstream=["load"]),
@@ -142,12 +142,17 @@ def test_recovery_never_executes_a_completed_block_again(env, tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", _WORKER, env.url, str(env.root)], env=environ,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(hang.exists, what="the dependent block to start")
+        child = int(wait_for(lambda: hang.exists() and hang.read_text(), what="the dependent block to start"))
         # Durable before the dependent started: no waiting for a write-behind flush.
         assert env.db.get_block_run(run["id"], "load")["status"] == "completed"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
+    from test_isolation import _alive
+
+    # The run's child process does not outlive its worker (it would finish the run behind
+    # the back of the worker that resumes it).
+    wait_for(lambda: not _alive(child), timeout=15, what="the killed worker's run process to end")
     worker = env.worker(concurrency=1)
     assert worker.recover()["requeued"] == [run["id"]]
     worker.run_once()
