@@ -638,26 +638,35 @@ def resolve_secret(name: str, project: str | None = None, store: SecretStore | N
     with project_scope(project), store_scope(store):
         if data_dir is None:
             return get_secret_value(name)
-        _check_name(name)
-        value = os.environ.get(name)
+        value = _resolve_in(data_dir, name)
         if value is not None:
-            return value
-        path = data_dir / "secrets" / name
-        try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            pass
-        value = _from_database(name)
-        if value is not None:
+            from blockyard import masking
+
+            masking.remember(value)
             return value
         try:
             return get_secret_value(name)  # providers registered by others
         except SecretNotFound as exc:
+            path = data_dir / "secrets" / name
             ours = ("environment variable", "file ", "secrets file", "Blockyard database secrets")
             others = [w for w in exc.looked_in if not w.startswith(ours)]
             raise SecretNotFound(
                 name, [f"environment variable {name}", f"file {path}", _database_where(name), *others]
             ) from None
+
+
+def _resolve_in(data_dir: Path, name: str) -> str | None:
+    """Environment variable, then `<data_dir>/secrets/<name>`, then database secrets."""
+    _check_name(name)
+    value = os.environ.get(name)
+    if value is not None:
+        return value
+    path = data_dir / "secrets" / name
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        pass
+    return _from_database(name)
 
 
 install_provider()

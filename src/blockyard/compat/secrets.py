@@ -117,6 +117,9 @@ def get_secret_value(name: str) -> str:
     for provider in providers:
         value = provider(name)
         if value is not None:
+            from blockyard import masking
+
+            masking.remember(value)  # masked in logs, errors and tracebacks from now on
             return value
     looked_in = []
     for provider in providers:

@@ -114,6 +114,7 @@ def new_run_values(
         "execution_date": execution_date if execution_date is not None else now,
         "created_at": now,
         "started_at": now if status == "running" else None,
+        "heartbeat_at": now if status == "running" else None,
         "block_count": block_count,
         **columns,
     }
@@ -124,6 +125,7 @@ def start_values(block_count: int, pid: int | None, hostname: str | None) -> dic
     return {
         "status": "running",
         "started_at": utcnow(),
+        "heartbeat_at": utcnow(),
         "pid": pid,
         "hostname": hostname,
         "block_count": block_count,
@@ -162,11 +164,13 @@ def finish_values(
                 error_details = exc.to_dict()
             except Exception:
                 error_details = None
+    from blockyard import masking
+
     values = {
         "status": status,
         "completed_at": utcnow(),
-        "error": error,
-        "error_details": dict(error_details) if error_details is not None else None,
+        "error": masking.mask(error),  # secret values the run touched: ***
+        "error_details": masking.mask_data(dict(error_details)) if error_details is not None else None,
     }
     if metrics is not None:
         values["metrics"] = dict(metrics)

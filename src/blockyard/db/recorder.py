@@ -25,6 +25,7 @@ import time
 import weakref
 from typing import Any, Iterable, Protocol, Sequence
 
+from blockyard import masking
 from blockyard.errors import BlockyardError
 
 Key = tuple[int, str]
@@ -95,6 +96,9 @@ class Recorder:
         self._writer: BlockRunWriter = db.block_run_writer()
         self._interval = interval
         self._cond = threading.Condition()
+        # Held while a batch is written (by the thread or by write_now), so that
+        # batches reach the database in the order they were queued.
+        self._write_lock = threading.Lock()
         # Ordered batches; within a batch each key has one op. A second insert of a
         # key already in the newest batch opens a new batch, which keeps order.
         self._batches: list[dict[Key, _Op]] = []
@@ -135,6 +139,10 @@ class Recorder:
         """Queue an update of some columns of a block run."""
         if not fields:
             return
+        if masking.active():  # secret values never reach the run history
+            for name in ("error", "traceback"):
+                if isinstance(fields.get(name), str):
+                    fields[name] = masking.mask(fields[name])
         self._db.check_block_run_fields(fields)
         self._enqueue((int(run_id), block_uuid), False, fields)
 
@@ -158,6 +166,23 @@ class Recorder:
                         if wait <= 0:
                             raise TimeoutError(f"recorder flush did not finish in {timeout} s")
                     self._cond.wait(wait)
+        self._raise_error()
+
+    def write_now(self) -> None:
+        """Write everything queued so far on the calling thread, then raise the error of
+        any failed write. Cheaper than `flush()` for one small batch: no hand-off to the
+        recorder thread and back (the runner makes a completion durable this way before
+        the block's dependents start)."""
+        with self._write_lock:
+            with self._cond:
+                batches, self._batches = self._batches, []
+                upto = self._queued
+            error = self._write(batches) if batches else None
+            with self._cond:
+                if error is not None and self._error is None:
+                    self._error = error
+                self._written = max(self._written, upto)
+                self._cond.notify_all()
         self._raise_error()
 
     def close(self) -> None:
@@ -246,15 +271,17 @@ class Recorder:
                     if remaining <= 0:
                         break
                     cond.wait(remaining)
-                batches, self._batches = self._batches, []
-                upto = self._queued
-                self._flush_requested = False
-            error = self._write(batches)
-            with cond:
-                if error is not None and self._error is None:
-                    self._error = error
-                self._written = upto
-                cond.notify_all()
+            with self._write_lock:
+                with cond:
+                    batches, self._batches = self._batches, []
+                    upto = self._queued
+                    self._flush_requested = False
+                error = self._write(batches) if batches else None
+                with cond:
+                    if error is not None and self._error is None:
+                        self._error = error
+                    self._written = max(self._written, upto)
+                    cond.notify_all()
 
     def _write(self, batches: list[dict[Key, _Op]]) -> RecorderError | None:
         writer = self._writer

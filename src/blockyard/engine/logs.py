@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+from blockyard import masking
+
 _current: contextvars.ContextVar["BlockLog | None"] = contextvars.ContextVar(
     "blockyard_block_log", default=None
 )
@@ -43,6 +45,9 @@ class BlockLog:
     def write(self, text: str) -> int:
         if not text:
             return 0
+        n = len(text)
+        if masking.active():
+            text = masking.mask(text)  # secret values the run touched never reach the file
         with self._lock:
             if self._fh is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,11 +56,11 @@ class BlockLog:
                     self._fh.write("".join(self._held))
                     self._held.clear()
             self._fh.write(text)
-        return len(text)
+        return n
 
     def line(self, message: str, level: str = "INFO", *, hold: bool = False) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-        text = f"{stamp} {level} {message}\n"
+        text = masking.mask(f"{stamp} {level} {message}\n")
         if hold and self._fh is None:
             with self._lock:
                 if self._fh is None:

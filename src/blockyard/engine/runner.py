@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
+from blockyard import masking
 from blockyard.engine import cache as cache_mod
 from blockyard.engine.execute import BlockTask, Outcome
 from blockyard.engine.executors import Executor, make_executor
@@ -107,6 +108,10 @@ class PipelineRunner:
         self.expansions: dict[tuple[str, tuple[int, ...]], _Expansion] = {}
         self._done_q: "queue.SimpleQueue[tuple[Node, Outcome | BaseException]]" = queue.SimpleQueue()
         self._cancel = threading.Event()
+        # A block's completion was queued in the recorder but is not in the database yet.
+        self._unflushed = False
+        self._heartbeat = False  # this process heartbeats the run (no worker lease)
+        self._done_before: dict[str, dict] = {}
         self.error: str | None = None
         self.error_details: dict | None = None
 
@@ -166,7 +171,18 @@ class PipelineRunner:
                 pid=os.getpid(),
                 hostname=socket.gethostname(),
             )
+            # No worker lease covers this run: heartbeat it (a worker fails it if we die).
+            from blockyard.engine import heartbeat
+
+            heartbeat.register(db, self.run_id)
+            self._heartbeat = True
         else:  # a run queued by the scheduler or the API, now claimed by this process
+            # A resumed run keeps the blocks it completed before it was interrupted.
+            self._done_before = {
+                b["block_uuid"]: b
+                for b in db.get_block_runs(self.run_id)
+                if b.get("status") == "completed" and b.get("output_ref")
+            }
             db.start_pipeline_run(
                 self.run_id, list(self.selected), pid=os.getpid(), hostname=socket.gethostname()
             )
@@ -186,10 +202,16 @@ class PipelineRunner:
         self._emit(type="run_started", run_id=self.run_id, blocks=list(self.selected))
         self.executor = make_executor(self.executor_kind, self.max_workers)
         try:
-            self._loop()
+            try:
+                self._loop()
+            finally:
+                self.executor.shutdown()
+            return self._finish()
         finally:
-            self.executor.shutdown()
-        return self._finish()
+            if self._heartbeat:
+                from blockyard.engine import heartbeat
+
+                heartbeat.unregister(self.run_id)
 
     def _selection_from_run_settings(self) -> None:
         """A queued run (API/worker) may carry its block selection in its settings:
@@ -296,6 +318,8 @@ class PipelineRunner:
         while self.ready or self.running:
             while self.ready and not self._cancel.is_set():
                 node = self.ready.pop()
+                if self._unflushed and any(inp.nodes for inp in node.inputs):
+                    self._flush_completions()
                 self._start(node)
             if self._cancel.is_set():
                 for node in self.ready:
@@ -313,6 +337,18 @@ class PipelineRunner:
                 if node.status in ("initial", "queued"):
                     self._settle(node, "cancelled")
         del limit
+
+    def _flush_completions(self) -> None:
+        """Make the completions recorded so far durable before a dependent starts: a
+        crash after this point never runs a completed block again on recovery. One
+        flush covers every completion of a wave (measured in bench/bench_engine.py)."""
+        self._unflushed = False
+        try:
+            self.rec.write_now()
+        except Exception as exc:  # the run goes on; its history may be incomplete
+            import logging
+
+            logging.getLogger("blockyard.engine").warning("run %s: %s", self.run_id, exc)
 
     # ----------------------------------------------------- node creation
     def _paths(self, lineage: tuple[str, ...]) -> list[tuple[tuple[int, ...], tuple[str, ...]]]:
@@ -477,6 +513,12 @@ class PipelineRunner:
             self._start_gdp(node)
             return
         source, code_hash, file_path = self._sources[pb.uuid]
+        prior = self._done_before.get(node.uuid) if self._done_before and not node.path else None
+        if prior is not None and self._ref_exists(prior["output_ref"]):
+            # Completed before this (resumed) run was interrupted: never executed again,
+            # whether or not the block is cached.
+            self._reuse(node, prior["output_ref"], prior.get("digest"), prior.get("cache_key"))
+            return
         key = None
         if self.use_cache and pb.type != "sensor" and not cache_mod.cache_disabled(
             pb.spec.configuration
@@ -494,24 +536,7 @@ class PipelineRunner:
             )
             hit = self.session.db.lookup_cache(key)
             if hit and hit.get("output_ref") and self._ref_exists(hit["output_ref"]):
-                node.cache_hit = True
-                node.output_ref = hit["output_ref"]
-                node.digest = hit.get("digest")
-                now = datetime.now(timezone.utc)
-                self.rec.update_block_run(
-                    self.run_id,
-                    node.uuid,
-                    status="completed",
-                    cache_hit=True,
-                    cache_key=key,
-                    output_ref=node.output_ref,
-                    digest=node.digest,
-                    started_at=now,
-                    completed_at=now,
-                    attempts=0,
-                )
-                self._release_inputs(node)
-                self._completed(node)
+                self._reuse(node, hit["output_ref"], hit.get("digest"), key)
                 return
         node.cache_key = key
         try:  # only now load the inputs: a cache hit never reads them
@@ -555,6 +580,23 @@ class PipelineRunner:
         fut = self.executor.submit(task)
         fut.add_done_callback(lambda f, n=node: self._done_q.put((n, _result(f))))
 
+    def _reuse(self, node: Node, ref: str, digest: Any, key: str | None) -> None:
+        """Complete `node` with stored outputs (a cache hit, or its own earlier completion)."""
+        node.cache_hit = True
+        node.output_ref = ref
+        node.digest = digest
+        now = datetime.now(timezone.utc)
+        fields = dict(
+            status="completed", cache_hit=True, output_ref=ref, digest=digest,
+            started_at=now, completed_at=now, attempts=0,
+        )
+        if key:
+            fields["cache_key"] = key
+        self.rec.update_block_run(self.run_id, node.uuid, **fields)
+        self._unflushed = True
+        self._release_inputs(node)
+        self._completed(node)
+
     def _progress_sink(self, node: Node) -> Callable[[dict], None]:
         def sink(info: dict) -> None:
             self._emit(type="progress", node=node.uuid, block=node.block.uuid, **info)
@@ -591,11 +633,20 @@ class PipelineRunner:
         (retention may have removed them; a codec may no longer exist)."""
         from blockyard.store import get_codec
 
+        from blockyard.errors import StoreError
+
         run_id, node_uuid = ref.split("/", 1)
         manifest = self.store.manifest(int(run_id), node_uuid)
-        return manifest is not None and all(
-            get_codec(o["codec"]) is not None for o in manifest.outputs
-        )
+        if manifest is None or not all(get_codec(o["codec"]) is not None for o in manifest.outputs):
+            return False
+        try:  # a cached output whose bytes changed is recomputed, never served
+            self.store.verify_outputs(int(run_id), node_uuid)
+        except StoreError as exc:
+            import logging
+
+            logging.getLogger("blockyard.engine").warning("cache entry not used: %s", exc)
+            return False
+        return True
 
     def _start_gdp(self, node: Node) -> None:
         from blockyard.engine.gdp import resolve_global_data_product
@@ -633,6 +684,10 @@ class PipelineRunner:
             outcome.started_at = outcome.completed_at = datetime.now(timezone.utc)
         else:
             outcome = result
+        if masking.active() and outcome.status != "completed":  # errors show *** for secrets
+            outcome.error = masking.mask(outcome.error)
+            outcome.traceback = masking.mask(outcome.traceback)
+            outcome.error_details = masking.mask_data(outcome.error_details)
         node.outcome = outcome
         if outcome.status == "completed":
             # The node holds the live outputs from here on (and drops them once its last
@@ -657,6 +712,8 @@ class PipelineRunner:
         if outcome.started_at:
             fields["started_at"] = outcome.started_at
         self.rec.update_block_run(self.run_id, node.uuid, **fields)
+        if outcome.status == "completed":
+            self._unflushed = True
         if outcome.status == "failed" and self.error is None:
             self.error = outcome.error
             self.error_details = outcome.error_details

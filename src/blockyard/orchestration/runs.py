@@ -354,6 +354,26 @@ def fail_lost(conn: Any, row: dict, reason: str) -> bool:
     return bool(n)
 
 
+def fail_unleased(conn: Any, run_id: int, reason: str) -> bool:
+    """Fail a run that no worker leases (started by `blockyard run`) whose process is gone."""
+    import sqlalchemy as sa
+
+    pr, br = _tables()
+    now = utcnow()
+    n = conn.execute(
+        sa.update(pr)
+        .where(pr.c.id == int(run_id), pr.c.status == "running", pr.c.lease_owner.is_(None))
+        .values(status="failed", error=reason, completed_at=now)
+    ).rowcount
+    if n:
+        conn.execute(
+            sa.update(br)
+            .where(br.c.pipeline_run_id == int(run_id), br.c.status.in_(UNFINISHED))
+            .values(status="failed", error=reason, completed_at=now)
+        )
+    return bool(n)
+
+
 def _after_external_finish(db: Any, row: dict) -> None:
     """A run finished outside a worker (cancelled while queued): keep its backfill's
     status current."""

@@ -13,6 +13,12 @@ gone (same host: its pid no longer exists), is put back in the queue (`resume_co
 +1) — the resumed run reuses the blocks that had completed through the content-hash
 cache — or failed with the reason once it was resumed `max_resumes` times. Every
 worker does this at start and every `recover_interval` seconds.
+
+Isolation (`isolation="process"`, the default): each run executes in a child process
+(see orchestration/isolation.py), so a cancel or a run timeout ends its code (SIGTERM,
+then SIGKILL after `kill_grace` s) and frees its memory, and a block that crashes the
+process fails only its run. `isolation="thread"` runs it on a thread of the worker
+(`BLOCKYARD_RUN_ISOLATION=thread`; the bench's in-process baseline).
 """
 from __future__ import annotations
 
@@ -49,6 +55,8 @@ class _Active:
     claimed_at: datetime
     runner: Any = None
     thread: threading.Thread | None = None
+    proc: Any = None  # the child process executing the run (isolation="process")
+    stop: threading.Event = field(default_factory=threading.Event)  # end the child now
     cancel_reason: str | None = None  # requested | timeout | block_failed | lease_lost
     finalized: bool = False  # the run row was finished (by us) already
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -126,6 +134,9 @@ class Worker:
         max_resumes: int = 2,
         executor: str = "thread",
         shutdown_timeout: float = 10.0,
+        isolation: str | None = None,
+        kill_grace: float = 3.0,
+        run_lease_seconds: float | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -143,6 +154,16 @@ class Worker:
         self.max_resumes = int(max_resumes)
         self.executor = executor
         self.shutdown_timeout = float(shutdown_timeout)
+        isolation = isolation or os.environ.get("BLOCKYARD_RUN_ISOLATION") or "process"
+        if isolation not in ("process", "thread"):
+            raise ValueError(f"isolation must be 'process' or 'thread', not {isolation!r}")
+        self.isolation = isolation
+        self.kill_grace = float(kill_grace)
+        # How long a run without a worker lease (`blockyard run`) on another host may go
+        # without a heartbeat before it counts as lost (its host never came back).
+        if run_lease_seconds is None:
+            run_lease_seconds = float(os.environ.get("BLOCKYARD_RUN_LEASE_SECONDS", "60"))
+        self.run_lease = timedelta(seconds=float(run_lease_seconds))
         self._active: dict[int, _Active] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -332,6 +353,8 @@ class Worker:
     def _execute(self, ctx: _Active) -> None:
         from blockyard.engine.runner import PipelineRunner
 
+        if self.isolation == "process":
+            return self._execute_in_child(ctx)
         row = ctx.row
         try:
             if row.get("cancel_requested_at") is not None:
@@ -340,12 +363,7 @@ class Worker:
                 return
             ws = self._workspace()
             spec = ws.project(row["project"]).pipeline(row["pipeline_uuid"])
-            variables = dict(row.get("variables") or {})
-            if row.get("trigger_id") is not None or row.get("backfill_id") is not None:
-                # The engine leaves execution_date/ds/interval_* out of cache keys; runs
-                # of triggers and backfills must not reuse another execution time's
-                # outputs, while a resumed or retried run (same time) still does.
-                variables.setdefault(CACHE_PARTITION_VARIABLE, row["execution_date"].isoformat())
+            variables = _run_variables(row)
             runner = PipelineRunner(
                 self._session(ws, ctx),
                 spec,
@@ -380,6 +398,134 @@ class Worker:
                     self._active.pop(ctx.run_id, None)
                 self._wake.set()
 
+    def _execute_in_child(self, ctx: _Active) -> None:
+        """Execute the run in a child process; end it on cancel/timeout/lost lease, and
+        record a crash (the child records everything else itself)."""
+        from blockyard.orchestration import isolation
+
+        row = ctx.row
+        try:
+            if row.get("cancel_requested_at") is not None:
+                ctx.cancel_reason = "requested"
+                self._finalize(ctx, "cancelled", "cancelled before it started")
+                return
+            if self._base_session is None:
+                from blockyard.engine.session import Session
+
+                self._base_session = Session(self.workspace)
+            base = self._base_session
+            payload = {
+                "run_id": ctx.run_id,
+                "row": row,
+                "variables": _run_variables(row),
+                "worker_id": self.worker_id,
+                "worker_pid": self.pid,
+                "parent_pid": os.getpid(),
+                "hostname": self.hostname,
+                "database_url": isolation.database_url(self.db),
+                "workspace_root": str(self.workspace.root),
+                "store_url": str(base.store_url),
+                "data_dir": str(base.data_dir),
+                "logs_dir": str(base.logs_dir),
+                "executor": self.executor,
+                "environ": dict(os.environ),
+                "cwd": os.getcwd(),
+            }
+            with ctx.lock:
+                stop_now = ctx.cancel_reason is not None
+            if stop_now:
+                return
+            proc, reader = isolation.start_child(payload)
+            with ctx.lock:
+                ctx.proc = proc
+            if ctx.stop.is_set():  # cancelled while it started
+                proc.terminate()
+            from multiprocessing.connection import wait as wait_for_any
+
+            running: set[str] = set()
+            try:
+                while proc.exitcode is None:
+                    wait_for_any([proc.sentinel, reader], timeout=0.25)  # wakes at once on exit
+                    isolation.drain(reader, running)
+                    if ctx.stop.is_set() and proc.exitcode is None:
+                        isolation.stop_child(proc, self.kill_grace)
+                proc.join()
+                isolation.drain(reader, running)
+            finally:
+                reader.close()
+                lifeline = getattr(proc, "_blockyard_lifeline", None)
+                if lifeline is not None:
+                    lifeline.close()
+            self._after_child(ctx, proc.exitcode, sorted(running))
+        except BaseException as exc:  # noqa: BLE001 - a run's failure must not kill the worker
+            log.exception("run %s failed in the worker", ctx.run_id)
+            if not ctx.finalized and ctx.cancel_reason != "lease_lost":
+                try:
+                    self._finalize(ctx, "failed", exc)
+                except Exception:  # pragma: no cover - database down; the lease expires
+                    log.exception("could not record the failure of run %s", ctx.run_id)
+        finally:
+            try:
+                proc = ctx.proc
+                if proc is not None and proc.exitcode is None:  # pragma: no cover - defensive
+                    isolation.stop_child(proc, self.kill_grace)
+                self._after_run(ctx)
+            finally:
+                with self._lock:
+                    self._active.pop(ctx.run_id, None)
+                self._wake.set()
+
+    def _after_child(self, ctx: _Active, exitcode: int | None, running: list[str]) -> None:
+        """The child is gone. Close the block runs it left open; if it did not record the
+        run's result (it crashed or was killed), record why."""
+        import sqlalchemy as sa
+
+        from blockyard.db.common import utcnow
+        from blockyard.db.schema import block_runs as br
+        from blockyard.db.schema import pipeline_runs as pr
+        from blockyard.orchestration import isolation
+
+        with self.db.engine.connect() as conn:
+            run = conn.execute(sa.select(pr.c.status, pr.c.lease_owner).where(pr.c.id == ctx.run_id)).first()
+            open_blocks = [
+                r.block_uuid
+                for r in conn.execute(
+                    sa.select(br.c.block_uuid).where(br.c.pipeline_run_id == ctx.run_id, br.c.status == "running")
+                )
+            ]
+        open_blocks = sorted(set(open_blocks) | set(running))
+        if run is None or ctx.cancel_reason in ("lease_lost", "shutdown"):
+            return
+        mine = run.status == "running" and run.lease_owner == self.worker_id
+        if mine and not ctx.finalized:
+            message = isolation.describe_exit(exitcode, open_blocks)
+            log.error("run %s: %s", ctx.run_id, message)
+            self._finalize(ctx, "failed", message)
+        else:
+            ctx.finalized = True
+            message = None
+        if not open_blocks:
+            return
+        reason = ctx.cancel_reason
+        if message is None:
+            if reason == "timeout":
+                message = f"stopped: the run timed out after {ctx.settings.get('timeout'):g} s"
+            elif reason == "requested":
+                message = "stopped: the run was cancelled"
+            else:
+                message = "stopped: the run ended while the block ran"
+        status = "cancelled" if reason == "requested" else "failed"
+        with self.db.engine.begin() as conn:
+            conn.execute(
+                sa.update(br)
+                .where(
+                    br.c.pipeline_run_id == ctx.run_id,
+                    br.c.block_uuid.in_(open_blocks),
+                    br.c.status.not_in(("completed", "condition_failed")),
+                )
+                .values(status=status, error=message, completed_at=utcnow())
+            )
+
     def _on_event(self, ctx: _Active, ev: dict) -> None:
         if ev.get("type") == "block" and ev.get("status") == "failed":
             if not ctx.settings.get("allow_blocks_to_fail", False):
@@ -390,8 +536,16 @@ class Worker:
             if ctx.cancel_reason is None:
                 ctx.cancel_reason = reason
             runner = ctx.runner
+            proc = ctx.proc
         if runner is not None:
             runner.cancel()
+        # A child process gets SIGTERM now; its run thread sends SIGKILL after the grace period.
+        ctx.stop.set()
+        if proc is not None and proc.exitcode is None:
+            try:
+                proc.terminate()
+            except (OSError, ValueError):  # already gone
+                pass
 
     def _finalize(self, ctx: _Active, status: str, error: Any = None, error_details: Any = None, metrics: Any = None) -> None:
         """Record the run's end once, while holding its lease."""
@@ -418,7 +572,7 @@ class Worker:
     def _after_run(self, ctx: _Active) -> None:
         from blockyard.orchestration.runs import get_run
 
-        if ctx.cancel_reason == "lease_lost":
+        if ctx.cancel_reason in ("lease_lost", "shutdown"):
             return
         try:
             row = get_run(self.db, ctx.run_id)
@@ -463,7 +617,7 @@ class Worker:
         for ctx in active:
             r = seen.get(ctx.run_id)
             if r is None:
-                if ctx.finalized:
+                if ctx.finalized or (ctx.proc is not None and self._finished_by_child(ctx.run_id)):
                     continue
                 out["lost"].append(ctx.run_id)
                 log.warning("run %s: this worker lost its lease; stopping it", ctx.run_id)
@@ -482,6 +636,13 @@ class Worker:
                 self._cancel(ctx, "timeout")
                 self._finalize(ctx, "failed")
         return out
+
+    def _finished_by_child(self, run_id: int) -> bool:
+        """The run's child recorded its result (and released the lease) itself."""
+        from blockyard.orchestration.runs import get_run
+
+        row = get_run(self.db, run_id) or {}
+        return row.get("status") in ("completed", "failed", "cancelled") and row.get("lease_owner") is None
 
     def beat(self, now: datetime | None = None) -> None:
         from blockyard.orchestration import status
@@ -559,6 +720,7 @@ class Worker:
                     )
                     if fail_lost(conn, row, reason):
                         out["failed"].append(int(row["id"]))
+        out["failed"].extend(self._reap_unleased(projects, now))
         for run_id in out["requeued"]:
             log.warning("run %s requeued for resumption: its worker was lost", run_id)
         if out["requeued"]:
@@ -572,6 +734,44 @@ class Worker:
                 backfills.refresh(self.db, row["backfill_id"])
             call_notify("notify_run_finished", self._workspace(), self.db, row)
         return out
+
+    def _reap_unleased(self, projects: list[str], now: datetime) -> list[int]:
+        """Fail runs no worker leases (`blockyard run`) whose process is gone from this
+        host, or whose host stopped heartbeating them for longer than `run_lease`."""
+        import sqlalchemy as sa
+
+        from blockyard.db.common import pid_alive
+        from blockyard.db.schema import pipeline_runs as pr
+        from blockyard.orchestration.runs import fail_unleased
+
+        stale_before = now - self.run_lease
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(pr.c.id, pr.c.pid, pr.c.hostname, pr.c.heartbeat_at).where(
+                    pr.c.status == "running",
+                    pr.c.lease_owner.is_(None),
+                    pr.c.project.in_(projects),
+                    sa.or_(pr.c.hostname == self.hostname, pr.c.heartbeat_at < stale_before),
+                )
+            ).all()
+        failed: list[int] = []
+        for r in rows:
+            if r.hostname == self.hostname:
+                if r.pid is None or pid_alive(int(r.pid)):
+                    continue
+                why = f"its process (pid {r.pid} on {r.hostname}) is gone; the run was stopped by a crash or kill"
+            elif r.heartbeat_at is not None and r.heartbeat_at < stale_before:
+                why = (
+                    f"its process (pid {r.pid} on {r.hostname}) stopped heartbeating: no heartbeat since "
+                    f"{r.heartbeat_at.isoformat()} (lease timeout {self.run_lease.total_seconds():g} s)"
+                )
+            else:
+                continue
+            with write_txn(self.db) as conn:
+                if fail_unleased(conn, int(r.id), why):
+                    failed.append(int(r.id))
+                    log.error("run %s failed: %s", r.id, why)
+        return failed
 
     # ------------------------------------------------------------------ loop
     def run_forever(self, stop_event: threading.Event | None = None) -> None:
@@ -604,6 +804,16 @@ class Worker:
             for ctx in list(self._active.values()):
                 if ctx.thread is not None:
                     ctx.thread.join(max(0.0, deadline - time.monotonic()))
+            # Child processes still running are ended (their runs stay 'running' and are
+            # resumed by the next worker: this process is gone, its lease expires).
+            for ctx in list(self._active.values()):
+                if ctx.proc is not None and ctx.proc.exitcode is None:
+                    with ctx.lock:
+                        ctx.cancel_reason = ctx.cancel_reason or "shutdown"
+                    ctx.stop.set()
+            for ctx in list(self._active.values()):
+                if ctx.proc is not None and ctx.thread is not None:
+                    ctx.thread.join(self.kill_grace + 5)
             hb.join(timeout=self.heartbeat_interval + 5)
             if not self._active:
                 from blockyard.orchestration import status
@@ -645,6 +855,16 @@ class Worker:
             if deadline is not None and time.monotonic() >= deadline:
                 with self._lock:
                     return not self._active
+
+
+def _run_variables(row: dict) -> dict:
+    variables = dict(row.get("variables") or {})
+    if row.get("trigger_id") is not None or row.get("backfill_id") is not None:
+        # The engine leaves execution_date/ds/interval_* out of cache keys; runs of
+        # triggers and backfills must not reuse another execution time's outputs, while
+        # a resumed or retried run (same time) still does.
+        variables.setdefault(CACHE_PARTITION_VARIABLE, row["execution_date"].isoformat())
+    return variables
 
 
 def _check_late_sla(worker: Worker, row: dict) -> None:

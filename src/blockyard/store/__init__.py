@@ -9,7 +9,7 @@ Importing this package does not import pandas, pyarrow, numpy, scipy or fsspec.
 """
 from __future__ import annotations
 
-from blockyard.store.artifact_store import ArtifactStore, OutputManifest, quote_name
+from blockyard.store.artifact_store import ArtifactStore, CorruptOutputError, OutputManifest, quote_name
 from blockyard.store.codecs import (
     Codec,
     CodecSkip,
@@ -22,6 +22,7 @@ from blockyard.store.codecs import (
 
 __all__ = [
     "ArtifactStore",
+    "CorruptOutputError",
     "OutputManifest",
     "Codec",
     "CodecSkip",
