@@ -69,7 +69,9 @@ def test_path_guard_refuses_escapes(files, tmp_path):
     assert client.post("/ui-api/files/move", json={"path": "plain.txt", "to": "../moved"}).status_code == 400
     assert not (tmp_path / "evil.py").exists() and outside.read_text() == "secret"
     if (root / "state_link").is_symlink():
-        assert client.get("/ui-api/files/list", params={"path": "state_link"}).status_code == 404
+        # The workspace path guard refuses a link into .blockyard/ before the listing looks.
+        r = client.get("/ui-api/files/list", params={"path": "state_link"})
+        assert r.status_code == 403 and ".blockyard" in r.json()["detail"], r.text
 
 
 def test_create_write_python_checked_move_delete(files):
