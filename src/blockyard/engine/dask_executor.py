@@ -1,0 +1,221 @@
+"""Running blocks as tasks on a Dask cluster (`--executor dask`, `executor_type: dask`).
+
+The runner stays the one place that decides what is ready, checks the cache and
+records history; this executor only moves each block run to a Dask worker. Data
+moves by reference: a task receives store references (`InputRef`), loads its
+inputs from the artifact store (a path or fsspec URL every worker reads), writes
+its outputs there and returns the small `Outcome` (digest, summaries, status)
+— never a DataFrame through the scheduler.
+
+The cluster is `BLOCKYARD_DASK_ADDRESS` (e.g. tcp://dask-scheduler:8786) when set,
+else a small `LocalCluster` of worker processes started once per process. A worker
+that dies mid-task is Dask's business: the scheduler reruns its tasks elsewhere
+(a block run is idempotent on its store path, so the rerun overwrites the same
+outputs). `distributed` is imported only when this executor is used.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import uuid
+from collections import OrderedDict
+from concurrent.futures import Future
+from dataclasses import replace
+from typing import Any
+
+from blockyard.engine.execute import BlockTask, Outcome, execute_block
+from blockyard.engine.executors import resolve_inputs
+from blockyard.errors import BlockyardError
+
+ADDRESS_ENV = "BLOCKYARD_DASK_ADDRESS"
+WORKERS_ENV = "BLOCKYARD_DASK_WORKERS"  # size of the LocalCluster when no address is set
+
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _local_cluster_client() -> Any:
+    from distributed import Client, LocalCluster
+
+    n = int(os.environ.get(WORKERS_ENV) or min(2, os.cpu_count() or 1))
+    cluster = LocalCluster(
+        n_workers=n,
+        threads_per_worker=1,  # blocks are often GIL-bound: parallelism comes from processes
+        processes=True,
+        dashboard_address=None,
+        silence_logs=40,  # logging.ERROR
+    )
+    client = Client(cluster, set_as_default=False)
+    client._blockyard_cluster = cluster  # closed with the client at exit
+    return client
+
+
+def get_client(address: str | None = None) -> Any:
+    """One Dask client per address and process, shared by every run in it."""
+    address = address or os.environ.get(ADDRESS_ENV) or None
+    key = address or "local"
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is not None and client.status in ("running", "connecting"):
+            return client
+        if address:
+            from distributed import Client
+
+            try:
+                client = Client(address, set_as_default=False, timeout=30)
+            except OSError as exc:
+                raise BlockyardError(
+                    f"cannot reach the Dask scheduler at {address}: {exc}",
+                    hint=f"start it (`dask scheduler`) or unset {ADDRESS_ENV} for a local cluster",
+                ) from exc
+        else:
+            client = _local_cluster_client()
+        _clients[key] = client
+        return client
+
+
+@atexit.register
+def close_clients() -> None:
+    with _clients_lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        cluster = getattr(client, "_blockyard_cluster", None)
+        try:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+            pass
+
+
+# ------------------------------------------------------------------ worker side
+_stores: dict[str, Any] = {}
+# Parsed fan-outs of recent dynamic blocks: 10,000 children of one block parse its
+# output once per worker process, not 10,000 times.
+_items: "OrderedDict[str, list]" = OrderedDict()
+_ITEMS_KEEP = 16
+_worker_lock = threading.Lock()
+
+
+class _ItemsCache(dict):
+    def get(self, key, default=None):  # type: ignore[override]
+        with _worker_lock:
+            if key in _items:
+                _items.move_to_end(key)
+                return _items[key]
+        return default
+
+    def __setitem__(self, key, value) -> None:
+        with _worker_lock:
+            _items[key] = value
+            while len(_items) > _ITEMS_KEEP:
+                _items.popitem(last=False)
+
+
+def _store(url: str) -> Any:
+    with _worker_lock:
+        store = _stores.get(url)
+        if store is None:
+            from blockyard.store import ArtifactStore
+
+            store = _stores[url] = ArtifactStore(url)
+        return store
+
+
+def run_payload(payload: bytes) -> Outcome:
+    """What a Dask worker runs: one block run, inputs loaded from and outputs
+    written to the artifact store. Returns the outcome without the outputs."""
+    import cloudpickle
+
+    task: BlockTask = cloudpickle.loads(payload)
+    store = _store(task.store_url)
+    from blockyard.engine.gdp import register_codec
+
+    register_codec()  # stored global-data-product references must load here too
+    try:
+        inputs = resolve_inputs(task.inputs, store, _ItemsCache())
+    except Exception as exc:  # noqa: BLE001 - becomes the block's failure, like any error
+        outcome = Outcome(node_uuid=task.node_uuid, status="failed")
+        outcome.error = f"block '{task.node_uuid}': cannot load its inputs from the store: {exc}"
+        outcome.error_details = {"block": task.node_uuid, "message": outcome.error}
+        return outcome
+    outcome = execute_block(replace(task, inputs=inputs, store=store))
+    outcome.outputs = None  # they are in the store; the runner reads them if it needs them
+    return outcome
+
+
+# ------------------------------------------------------------------ client side
+class DaskExecutor:
+    """Submits each block run as one Dask task and hands back a concurrent Future."""
+
+    name = "dask"
+    in_process = False
+    inputs_by_reference = True
+
+    def __init__(self, address: str | None = None, client: Any = None) -> None:
+        self.client = client or get_client(address)
+        self._futures: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, task: BlockTask) -> "Future[Outcome]":
+        import cloudpickle
+
+        fut: Future = Future()
+        store = task.store
+        url = task.store_url or (getattr(store, "url", None) if store is not None else None)
+        if not url:
+            fut.set_exception(BlockyardError(
+                "the Dask executor needs an artifact store every worker can read",
+                block=task.node_uuid,
+                hint="set BLOCKYARD_STORE_URL to a shared path or an fsspec URL",
+            ))
+            return fut
+        remote = replace(task, store=None, store_url=url, keep_outputs_in_memory=False, progress=None)
+        try:
+            payload = cloudpickle.dumps(remote)
+        except Exception as exc:  # noqa: BLE001 - one clear error naming the block
+            fut.set_exception(BlockyardError(
+                f"block '{task.node_uuid}' cannot be sent to a Dask worker: its inputs or "
+                f"variables cannot be pickled ({type(exc).__name__}: {exc})",
+                file=task.file_path,
+                block=task.node_uuid,
+            ))
+            return fut
+        key = f"blockyard-{task.run_id}-{task.node_uuid}-{uuid.uuid4().hex[:8]}"
+        try:
+            dfut = self.client.submit(run_payload, payload, key=key, pure=False)
+        except Exception as exc:  # noqa: BLE001 - e.g. the scheduler went away
+            fut.set_exception(BlockyardError(
+                f"block '{task.node_uuid}' could not be submitted to Dask: {exc}",
+                block=task.node_uuid,
+            ))
+            return fut
+        with self._lock:
+            self._futures[key] = dfut
+
+        def done(df: Any) -> None:
+            with self._lock:
+                self._futures.pop(df.key, None)
+            try:
+                fut.set_result(df.result())
+            except BaseException as exc:  # noqa: BLE001 - KilledWorker, cancellation ...
+                fut.set_exception(BlockyardError(
+                    f"block '{task.node_uuid}' failed on the Dask cluster: "
+                    f"{type(exc).__name__}: {exc}",
+                    block=task.node_uuid,
+                ))
+            finally:
+                df.release()
+
+        dfut.add_done_callback(done)
+        return fut
+
+    def shutdown(self) -> None:
+        # The client is shared by later runs in this process; only our tasks go.
+        with self._lock:
+            left = list(self._futures.values())
+            self._futures.clear()
+        if left:
+            self.client.cancel(left)
