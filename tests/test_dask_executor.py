@@ -207,6 +207,13 @@ def test_an_output_that_cannot_be_stored_fails_once_naming_the_block(ws):
     assert "block 'locky'" in locky.error and "lock" in locky.error.lower()
     assert result.block_runs["after"].status == "upstream_failed"
 
+    import threading
+
+    unsendable = run(ws, variables={"guard": threading.Lock()})
+    error = unsendable.block_runs["locky"].error
+    assert unsendable.status == "failed"
+    assert "block 'locky' cannot be sent to a Dask worker" in error and "pickle" in error
+
 
 def test_an_unknown_executor_is_a_clear_failed_run(ws):
     write_pipeline(ws, "p", "pipe", [block("a", "@custom\ndef a(**kw):\n    return 1\n")])
