@@ -28,6 +28,10 @@ def register(app: typer.Typer, workspace_getter: Callable[[], Any], fail: Callab
             help="API token: /api requests (but /api/status) then need `Authorization: Bearer <token>`. Prefer the environment variable (command lines are visible to other users).",
         ),
         log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+        health_port: Optional[int] = typer.Option(
+            None, "--health-port", envvar="BLOCKYARD_HEALTH_PORT", show_envvar=True,
+            help="For --role scheduler or worker: answer /healthz and /readyz on this port (on --host).",
+        ),
     ) -> None:
         """Start the server (API + docs on http://127.0.0.1:6789), the scheduler and a worker."""
         from blockyard.server.config import ROLES, ServerConfig, bind_problem
@@ -41,9 +45,11 @@ def register(app: typer.Typer, workspace_getter: Callable[[], Any], fail: Callab
             fail(f"--port {port}: use a port number from 1 to 65535")
         if log_level.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
             fail(f"--log-level {log_level!r}: use debug, info, warning or error")
+        if health_port is not None and not 0 <= health_port <= 65535:
+            fail(f"--health-port {health_port}: use a port number from 1 to 65535")
         token = (token or "").strip() or None
         config = ServerConfig(host=host, port=port, role=role, workers=workers, token=token,
-                              log_level=log_level.lower())
+                              log_level=log_level.lower(), health_port=health_port)
         if config.web:
             problem = bind_problem(host, token)
             if problem:

@@ -25,6 +25,8 @@ class ServerConfig:
     # How often the SSE log stream polls the run (seconds).
     stream_interval: float = 0.2
     log_level: str = "info"
+    # Roles without the web server answer /healthz and /readyz on this port (None: off).
+    health_port: int | None = None
 
     @property
     def auth_enabled(self) -> bool:

@@ -45,6 +45,7 @@ class Service:
         self.threads: list[threading.Thread] = []
         self.failed: list[str] = []
         self.server = None
+        self.health = None
         self._signals = 0
 
     # ------------------------------------------------------------------ roles
@@ -70,6 +71,19 @@ class Service:
 
             worker = Worker(self.workspace, db, concurrency=self.config.workers)
             self._thread("worker", lambda: worker.run_forever(self.stop_event))
+
+    def role_state(self) -> dict[str, str]:
+        """Each role's readiness for /readyz: ready, starting, draining or stopped."""
+        if self.stop_event.is_set():
+            names = [t.name.removeprefix("blockyard-") for t in self.threads]
+            return {n: "draining" for n in (["web"] if self.config.web else []) + names}
+        out: dict[str, str] = {}
+        if self.config.web:
+            out["web"] = "ready" if self.server is not None and self.server.started else "starting"
+        for t in self.threads:
+            name = t.name.removeprefix("blockyard-")
+            out[name] = "ready" if t.is_alive() else ("starting" if t.ident is None else "stopped")
+        return out
 
     # ---------------------------------------------------------------- signals
     def shutdown(self) -> None:
@@ -108,8 +122,18 @@ class Service:
         if self.config.web:
             code = self._run_web(db, roles)
         else:
+            if self.config.health_port is not None:
+                from blockyard.server.routes.status import HealthServer
+
+                try:
+                    self.health = HealthServer(self.config.host, self.config.health_port,
+                                               self.config.role, db, self.role_state).start()
+                except OSError as exc:
+                    sys.stderr.write(f"error: cannot serve /healthz on port {self.config.health_port}: {exc}\n")
+                    return 1
+            health = f"; /healthz and /readyz on port {self.health.port}" if self.health else ""
             self.echo(f"Blockyard {roles} for workspace '{self.workspace.name}' "
-                      f"({db.dialect} database); Ctrl+C to stop")
+                      f"({db.dialect} database){health}; Ctrl+C to stop")
             for t in self.threads:
                 t.start()
             while not self.stop_event.wait(0.5):
@@ -119,6 +143,8 @@ class Service:
         for t in self.threads:
             if t.ident is not None:
                 t.join()
+        if self.health is not None:  # answers (503 on /readyz) until the roles drained
+            self.health.stop()
         if self.failed:
             for message in self.failed:
                 sys.stderr.write(f"error: {message}\n")
@@ -136,6 +162,7 @@ class Service:
             stop_event=self.stop_event,
             local_workers=self.config.workers if self.config.worker else 0,
         )
+        app.state.blockyard.role_probe = self.role_state
         uconfig = uvicorn.Config(
             app,
             host=self.config.host,
