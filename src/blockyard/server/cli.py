@@ -32,6 +32,10 @@ def register(app: typer.Typer, workspace_getter: Callable[[], Any], fail: Callab
             None, "--health-port", envvar="BLOCKYARD_HEALTH_PORT", show_envvar=True,
             help="For --role scheduler or worker: answer /healthz and /readyz on this port (on --host).",
         ),
+        reuse_port: bool = typer.Option(
+            False, "--reuse-port", envvar="BLOCKYARD_REUSE_PORT",
+            help="Bind the web port with SO_REUSEPORT: start the new process before stopping the old one to restart without dropping requests.",
+        ),
     ) -> None:
         """Start the server (API + docs on http://127.0.0.1:6789), the scheduler and a worker."""
         from blockyard.server.config import ROLES, ServerConfig, bind_problem
@@ -49,7 +53,8 @@ def register(app: typer.Typer, workspace_getter: Callable[[], Any], fail: Callab
             fail(f"--health-port {health_port}: use a port number from 1 to 65535")
         token = (token or "").strip() or None
         config = ServerConfig(host=host, port=port, role=role, workers=workers, token=token,
-                              log_level=log_level.lower(), health_port=health_port)
+                              log_level=log_level.lower(), health_port=health_port,
+                              reuse_port=reuse_port)
         if config.web:
             problem = bind_problem(host, token)
             if problem:

@@ -195,7 +195,11 @@ class Service:
         for t in self.threads:
             t.start()
         try:
-            self.server.run()
+            self.server.run(sockets=[_reuse_port_socket(self.config.host, self.config.port)]
+                            if self.config.reuse_port else None)
+        except OSError as exc:
+            self.failed.append(f"the web server could not bind {host}:{self.config.port}: {exc}")
+            return 1
         except SystemExit as exc:  # uvicorn exits when it cannot bind the port
             self.failed.append(f"the web server could not start (exit {exc.code}); is port {self.config.port} free?")
             return 1
@@ -203,6 +207,21 @@ class Service:
             self.failed.append(f"the web server could not start on {host}:{self.config.port}")
             return 1
         return 0
+
+
+def _reuse_port_socket(host: str, port: int):
+    """A listening socket with SO_REUSEPORT: a replacement web process binds the same
+    port before the old one stops, so a restart on one host drops no connection."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def _first_line(exc: BaseException) -> str:
