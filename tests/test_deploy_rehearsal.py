@@ -95,6 +95,7 @@ def test_rehearsal_survives_random_kills(tmp_path, pg_url):
     requests = {"ok": 0, "failed": 0, "failed_at_web_kill": 0}
     stop_load = threading.Event()
     kills: list[str] = []
+    replaced: list = []
     try:
         for r in roles:
             r.start()
@@ -142,6 +143,7 @@ def test_rehearsal_survives_random_kills(tmp_path, pg_url):
                 # and serves before the old process is killed; only requests in flight
                 # on the old one at the kill may fail.
                 old = web.proc
+                replaced.append(old)  # killed below, or in the finally if this fails
                 web.start()
                 log = logs / f"web-{web.starts}.log"
                 _wait(lambda: "Started server process" in log.read_text(), 90)
@@ -170,6 +172,9 @@ def test_rehearsal_survives_random_kills(tmp_path, pg_url):
         rows = db.list_pipeline_runs(project=project, limit=10_000)
     finally:
         stop_load.set()
+        for proc in replaced:
+            if proc.poll() is None:
+                proc.kill()
         codes = {r.name: r.stop() for r in roles}
         cluster.stop()
     by_time: dict = {}

@@ -70,7 +70,9 @@ def get_status(request: Request):
 # Probes for load balancers and orchestrators (Kubernetes, compose healthchecks),
 # open like /api/status. Liveness says only "the process answers"; readiness checks
 # what a role needs to do its work and turns 503 while the process drains.
-health_router = APIRouter(tags=["status"])
+# Not in the OpenAPI schema: they are for machines, and /readyz answers 503 by design
+# (draining, migrations behind), which API clients and fuzzers would read as an error.
+health_router = APIRouter(tags=["status"], include_in_schema=False)
 
 
 def readiness(db: Any, roles: dict[str, str]) -> tuple[bool, dict]:
