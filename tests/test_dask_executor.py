@@ -292,3 +292,30 @@ def test_course_pipelines_give_identical_digests_on_every_executor(cluster, tmp_
                 assert digests[executor] == digests["inline"], (pipeline, executor)
     finally:
         reset_sessions()
+
+
+def test_cli_executor_dask_runs_on_the_cluster_and_rejects_unknown_kinds(ws, cluster):
+    import subprocess
+    import sys
+
+    write_pipeline(ws, "p", "pipe", [block("pid", "@custom\ndef pid(**kw):\n    import os\n    return os.getpid()\n")])
+    exe = Path(sys.executable).with_name("blockyard")
+    env = {**os.environ, "BLOCKYARD_WORKSPACE": str(ws), "BLOCKYARD_DASK_ADDRESS": cluster.address}
+    done = subprocess.run([str(exe), "run", "p/pipe", "--executor", "dask", "-q"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "completed" in done.stdout
+    from blockyard.engine.session import reset_sessions
+
+    reset_sessions()
+    rows = _block_rows(ws, 1)
+    assert rows["pid"]["status"] == "completed"
+    from blockyard.engine.session import session_for
+    from blockyard.project import Workspace
+
+    pid = session_for(Workspace.open(ws)).store.load_output(1, "pid", 0)
+    assert pid in set(cluster.worker_pids().values())
+    bad = subprocess.run([str(exe), "run", "p/pipe", "--executor", "spark", "-q"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0
+    assert "unknown executor 'spark'" in bad.stdout + bad.stderr
