@@ -57,6 +57,13 @@ def get_client(address: str | None = None) -> Any:
     """One Dask client per address and process, shared by every run in it."""
     address = address or os.environ.get(ADDRESS_ENV) or None
     key = address or "local"
+    try:
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        raise BlockyardError(
+            f"the dask executor needs Dask's distributed scheduler: {exc}",
+            hint="pip install 'blockyard[dask]'",
+        ) from exc
     with _clients_lock:
         client = _clients.get(key)
         if client is not None and client.status in ("running", "connecting"):
@@ -72,7 +79,14 @@ def get_client(address: str | None = None) -> Any:
                     hint=f"start it (`dask scheduler`) or unset {ADDRESS_ENV} for a local cluster",
                 ) from exc
         else:
-            client = _local_cluster_client()
+            try:
+                client = _local_cluster_client()
+            except Exception as exc:  # noqa: BLE001 - e.g. spawned workers cannot import __main__
+                raise BlockyardError(
+                    f"cannot start a local Dask cluster: {type(exc).__name__}: {exc}",
+                    hint=f"set {ADDRESS_ENV} to a running scheduler; a script that starts one "
+                    "must guard its code with `if __name__ == '__main__':`",
+                ) from exc
         _clients[key] = client
         return client
 
