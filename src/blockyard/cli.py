@@ -176,7 +176,7 @@ def _run(
     block: str | None,
     from_block: str | None,
     use_cache: bool,
-    executor: str,
+    executor: str | None,
     quiet: bool,
 ):
     from blockyard.engine.api import run_pipeline
@@ -207,7 +207,7 @@ def run(
     block: Optional[str] = typer.Option(None, "--block", help="Run only this block, on the stored outputs of its upstream blocks."),
     from_block: Optional[str] = typer.Option(None, "--from-block", help="Run this block and everything downstream of it."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every block even if its cached output is still valid."),
-    executor: str = typer.Option("thread", "--executor", help="thread (default), process, or inline."),
+    executor: Optional[str] = typer.Option(None, "--executor", help="thread, process, inline or dask (BLOCKYARD_DASK_ADDRESS, else a local cluster); default: the pipeline's executor_type, else thread."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view; print only the result line."),
 ) -> None:
     """Run a pipeline (or one block) and record it in the run history."""

@@ -89,7 +89,7 @@ def run_pipeline(
     from_block: str | None = None,
     with_upstream: bool = False,
     use_cache: bool = True,
-    executor: str | Any = "thread",
+    executor: str | Any = None,  # None: the pipeline's executor_type, else "thread"
     max_workers: int | None = None,
     run_tests: bool = True,
     on_event: Callable[[dict], None] | None = None,

@@ -1,14 +1,16 @@
 """Executors: strategies that run a BlockTask somewhere and hand back a Future.
 
 The runner only calls `submit(task) -> Future[Outcome]` and `shutdown()`, so a
-Dask executor (or any other) plugs in without touching it.
+Dask executor (or any other) plugs in without touching it. An executor that sets
+`inputs_by_reference` receives `InputRef`s (store references) instead of live
+upstream outputs and resolves them where the block runs.
 """
 from __future__ import annotations
 
 import os
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import replace
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from blockyard.engine.execute import BlockTask, Outcome, execute_block
 
@@ -21,6 +23,61 @@ class Executor(Protocol):
     def submit(self, task: BlockTask) -> "Future[Outcome]": ...
 
     def shutdown(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class InputRef:
+    """One positional argument of a block, by reference to stored outputs.
+
+    kind: value (passed as is) | whole (the upstream's outputs) | item (element
+    `index` of a dynamic upstream's fan-out) | gather (a list, one per clone).
+    A ref is the store's "<run_id>/<node_uuid>".
+    """
+
+    kind: str
+    value: Any = None
+    ref: str | None = None
+    refs: tuple = ()
+    index: int | None = None
+
+
+def _load(store: Any, ref: str) -> list:
+    run_id, node_uuid = ref.split("/", 1)
+    return store.load_outputs(int(run_id), node_uuid)
+
+
+def _as_argument(outputs: list) -> Any:
+    return outputs[0] if len(outputs) == 1 else list(outputs)
+
+
+def resolve_inputs(inputs: list, store: Any, items_cache: dict | None = None) -> list:
+    """Turn InputRefs back into arguments (other values pass through).
+
+    `items_cache` (ref -> parsed fan-out items) lets the many children of one
+    dynamic block parse its output once per process instead of once per child.
+    """
+    from blockyard.engine.plan import parse_dynamic_output
+
+    args = []
+    for inp in inputs:
+        if not isinstance(inp, InputRef):
+            args.append(inp)
+        elif inp.kind == "value":
+            args.append(inp.value)
+        elif inp.kind == "whole":
+            args.append(_as_argument(_load(store, inp.ref)))
+        elif inp.kind == "gather":
+            args.append([_as_argument(_load(store, r)) for r in inp.refs])
+        elif inp.kind == "item":
+            items = items_cache.get(inp.ref) if items_cache is not None else None
+            if items is None:
+                items, _meta = parse_dynamic_output(_load(store, inp.ref))
+                if items_cache is not None:
+                    items_cache[inp.ref] = items
+            args.append(items[inp.index])
+        else:
+            raise ValueError(f"unknown input reference kind {inp.kind!r}")
+    return args
 
 
 class InlineExecutor:
@@ -96,6 +153,45 @@ class ProcessExecutor:
         self._pool.shutdown(wait=True)
 
 
+class RoutingExecutor:
+    """Sends each block to the executor its `executor_type` asks for (Mage's block
+    key), the rest to the pipeline's default executor."""
+
+    name = "routing"
+    in_process = False
+
+    def __init__(self, default: Executor, routes: dict[str, Executor]) -> None:
+        self.default = default
+        self.routes = routes
+        self.inputs_by_reference = any(
+            getattr(ex, "inputs_by_reference", False) for ex in [default, *routes.values()]
+        )
+
+    def submit(self, task: BlockTask) -> "Future[Outcome]":
+        ex = self.routes.get(task.block_uuid, self.default)
+        if self.inputs_by_reference and not getattr(ex, "inputs_by_reference", False):
+            try:
+                task = replace(task, inputs=resolve_inputs(task.inputs, task.store))
+            except BaseException as exc:  # noqa: BLE001 - reported as the block's failure
+                fut: Future = Future()
+                fut.set_exception(exc)
+                return fut
+        return ex.submit(task)
+
+    def shutdown(self) -> None:
+        seen = set()
+        for ex in [self.default, *self.routes.values()]:
+            if id(ex) not in seen:
+                seen.add(id(ex))
+                ex.shutdown()
+
+
+KINDS = ("inline", "thread", "process", "dask")
+# Mage's executor_type values that mean "run here" (k8s, ecs, ... have no meaning
+# outside Mage's cloud launchers; such blocks run on the pipeline's executor).
+_MAGE_LOCAL = {None, "", "local_python"}
+
+
 def make_executor(kind: str | Executor | None, max_workers: int | None = None) -> Executor:
     if kind is None or kind == "thread":
         return ThreadExecutor(max_workers)
@@ -105,4 +201,44 @@ def make_executor(kind: str | Executor | None, max_workers: int | None = None) -
         return InlineExecutor()
     if kind == "process":
         return ProcessExecutor(max_workers)
-    raise ValueError(f"unknown executor {kind!r}: choose inline, thread or process")
+    if kind == "dask":
+        from blockyard.engine.dask_executor import DaskExecutor
+
+        return DaskExecutor()
+    from blockyard.errors import BlockyardError
+
+    raise BlockyardError(f"unknown executor {kind!r}", hint=f"choose one of {', '.join(KINDS)}")
+
+
+def _declared_kind(value: Any) -> str | None:
+    """A metadata.yaml executor_type as one of KINDS, or None for 'the default'."""
+    if value in _MAGE_LOCAL or not isinstance(value, str):
+        return None
+    return value if value in KINDS else None
+
+
+def executor_for(
+    spec: Any, kind: str | Executor | None, max_workers: int | None = None
+) -> Executor:
+    """The executor for one run of `spec`.
+
+    `kind` (the CLI's --executor, the API's executor=) picks the default; without
+    it the pipeline's `executor_type` does, else threads. A block whose own
+    `executor_type` names another kind (e.g. dask) runs there, as in Mage.
+    """
+    if kind is not None and not isinstance(kind, str):
+        return kind
+    raw = getattr(spec, "raw", None) or {}
+    default_kind = kind or _declared_kind(raw.get("executor_type")) or "thread"
+    wanted: dict[str, str] = {}
+    for b in getattr(spec, "blocks", None) or []:
+        k = _declared_kind((b.raw or {}).get("executor_type"))
+        if k and k != default_kind:
+            wanted[b.uuid] = k
+    default = make_executor(default_kind, max_workers)
+    if not wanted:
+        return default
+    made: dict[str, Executor] = {}
+    for k in set(wanted.values()):
+        made[k] = make_executor(k, max_workers)
+    return RoutingExecutor(default, {u: made[k] for u, k in wanted.items()})

@@ -21,7 +21,7 @@ from urllib.parse import quote
 from blockyard import masking
 from blockyard.engine import cache as cache_mod
 from blockyard.engine.execute import BlockTask, Outcome
-from blockyard.engine.executors import Executor, make_executor
+from blockyard.engine.executors import Executor, InputRef, executor_for
 from blockyard.engine.loader import compile_block, read_source
 from blockyard.engine.plan import PlannedBlock, clone_labels, parse_dynamic_output, plan_pipeline
 from blockyard.errors import BlockLoadError, BlockyardError
@@ -76,7 +76,7 @@ class PipelineRunner:
         variables: dict | None = None,
         trigger_variables: dict | None = None,
         use_cache: bool = True,
-        executor: str | Executor | None = "thread",
+        executor: str | Executor | None = None,  # None: the pipeline's executor_type, else thread
         max_workers: int | None = None,
         run_tests: bool = True,
         block: str | None = None,
@@ -153,6 +153,7 @@ class PipelineRunner:
             self.selected = self._select()
             self._sources = self._read_sources()
             self._externals = self._external_inputs()
+            self.executor = executor_for(self.spec, self.executor_kind, self.max_workers)
         except BlockyardError as exc:
             return self._fail_before_start(exc)
         self.callback_files, self.condition_files = self._attached_files()
@@ -200,7 +201,6 @@ class PipelineRunner:
         }
         self._import_paths = [str(ws.root.parent), str(ws.root)]
         self._emit(type="run_started", run_id=self.run_id, blocks=list(self.selected))
-        self.executor = make_executor(self.executor_kind, self.max_workers)
         try:
             try:
                 self._loop()
@@ -491,20 +491,41 @@ class PipelineRunner:
 
     def _args(self, node: Node) -> list[Any]:
         """The node's positional arguments: one per upstream block."""
-        args: list[Any] = []
+        return [self._arg(inp) for inp in node.inputs]
+
+    def _arg(self, inp: Input) -> Any:
+        if inp.kind == "external":
+            return inp.value
+        if inp.kind == "whole":
+            return _as_argument(self._outputs_of(inp.nodes[0]))
+        if inp.kind == "item":
+            dep = inp.nodes[0]
+            if dep.items is None:
+                dep.items, _meta = parse_dynamic_output(self._outputs_of(dep))
+            return dep.items[inp.index]
+        return [_as_argument(self._outputs_of(d)) for d in inp.nodes]  # gather
+
+    def _input_refs(self, node: Node) -> list[Any]:
+        """The node's arguments as store references, for executors that load them
+        where the block runs (Dask): no upstream output passes through here."""
+        def ref(dep: Node) -> InputRef:
+            if dep.output_ref:
+                return InputRef("whole", ref=dep.output_ref)
+            return InputRef("value", value=_as_argument(self._outputs_of(dep)))
+
+        refs: list[Any] = []
         for inp in node.inputs:
             if inp.kind == "external":
-                args.append(inp.value)
+                refs.append(InputRef("value", value=inp.value))
             elif inp.kind == "whole":
-                args.append(_as_argument(self._outputs_of(inp.nodes[0])))
-            elif inp.kind == "item":
-                dep = inp.nodes[0]
-                if dep.items is None:
-                    dep.items, _meta = parse_dynamic_output(self._outputs_of(dep))
-                args.append(dep.items[inp.index])
-            else:  # gather
-                args.append([_as_argument(self._outputs_of(d)) for d in inp.nodes])
-        return args
+                refs.append(ref(inp.nodes[0]))
+            elif inp.kind == "item" and inp.nodes[0].output_ref:
+                refs.append(InputRef("item", ref=inp.nodes[0].output_ref, index=inp.index))
+            elif inp.kind == "gather" and all(d.output_ref for d in inp.nodes):
+                refs.append(InputRef("gather", refs=tuple(d.output_ref for d in inp.nodes)))
+            else:  # outputs only held in memory: pass the value
+                refs.append(InputRef("value", value=self._arg(inp)))
+        return refs
 
     def _start(self, node: Node) -> None:
         pb = node.block
@@ -540,7 +561,8 @@ class PipelineRunner:
                 return
         node.cache_key = key
         try:  # only now load the inputs: a cache hit never reads them
-            args = self._args(node)
+            by_ref = getattr(self.executor, "inputs_by_reference", False)
+            args = self._input_refs(node) if by_ref else self._args(node)
         except Exception as exc:
             self._complete(node, exc)
             return

@@ -132,7 +132,7 @@ class Worker:
         poll_interval: float = 0.5,
         recover_interval: float = 5.0,
         max_resumes: int = 2,
-        executor: str = "thread",
+        executor: str | None = None,  # None: each pipeline's executor_type, else thread
         shutdown_timeout: float = 10.0,
         isolation: str | None = None,
         kill_grace: float = 3.0,

@@ -54,6 +54,7 @@ def create_app(
     from blockyard.server.routes import backfills, mage, runs, status, triggers, workspace as ws_routes
 
     app.include_router(status.router)
+    app.include_router(status.health_router)
     app.include_router(ws_routes.router)
     app.include_router(mage.router)
     app.include_router(runs.router)

@@ -33,6 +33,14 @@ def register(app: typer.Typer, workspace_getter: Callable[[], Any], fail: Callab
                  "(e.g. blockyard.example.com, *.corp.example; * for any). Other Host headers get a 400 (DNS rebinding).",
         ),
         log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+        health_port: Optional[int] = typer.Option(
+            None, "--health-port", envvar="BLOCKYARD_HEALTH_PORT", show_envvar=True,
+            help="For --role scheduler or worker: answer /healthz and /readyz on this port (on --host).",
+        ),
+        reuse_port: bool = typer.Option(
+            False, "--reuse-port", envvar="BLOCKYARD_REUSE_PORT",
+            help="Bind the web port with SO_REUSEPORT: start the new process before stopping the old one to restart without dropping requests.",
+        ),
     ) -> None:
         """Start the server (API + docs on http://127.0.0.1:6789), the scheduler and a worker."""
         from blockyard.server.config import ROLES, ServerConfig, bind_problem
@@ -46,10 +54,13 @@ def register(app: typer.Typer, workspace_getter: Callable[[], Any], fail: Callab
             fail(f"--port {port}: use a port number from 1 to 65535")
         if log_level.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
             fail(f"--log-level {log_level!r}: use debug, info, warning or error")
+        if health_port is not None and not 0 <= health_port <= 65535:
+            fail(f"--health-port {health_port}: use a port number from 1 to 65535")
         token = (token or "").strip() or None
         hosts = tuple(h.strip().lower() for h in (allowed_hosts or "").split(",") if h.strip())
         config = ServerConfig(host=host, port=port, role=role, workers=workers, token=token,
-                              log_level=log_level.lower(), allowed_hosts=hosts)
+                              log_level=log_level.lower(), allowed_hosts=hosts,
+                              health_port=health_port, reuse_port=reuse_port)
         if config.web:
             problem = bind_problem(host, token)
             if problem:

@@ -34,6 +34,10 @@ class ServerConfig:
     # How often the SSE log stream polls the run (seconds).
     stream_interval: float = 0.2
     log_level: str = "info"
+    # Roles without the web server answer /healthz and /readyz on this port (None: off).
+    health_port: int | None = None
+    # Bind the web port with SO_REUSEPORT (zero-downtime restart on one host).
+    reuse_port: bool = False
 
     @property
     def auth_enabled(self) -> bool:

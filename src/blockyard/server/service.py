@@ -45,6 +45,7 @@ class Service:
         self.threads: list[threading.Thread] = []
         self.failed: list[str] = []
         self.server = None
+        self.health = None
         self._signals = 0
 
     # ------------------------------------------------------------------ roles
@@ -70,6 +71,19 @@ class Service:
 
             worker = Worker(self.workspace, db, concurrency=self.config.workers)
             self._thread("worker", lambda: worker.run_forever(self.stop_event))
+
+    def role_state(self) -> dict[str, str]:
+        """Each role's readiness for /readyz: ready, starting, draining or stopped."""
+        if self.stop_event.is_set():
+            names = [t.name.removeprefix("blockyard-") for t in self.threads]
+            return {n: "draining" for n in (["web"] if self.config.web else []) + names}
+        out: dict[str, str] = {}
+        if self.config.web:
+            out["web"] = "ready" if self.server is not None and self.server.started else "starting"
+        for t in self.threads:
+            name = t.name.removeprefix("blockyard-")
+            out[name] = "ready" if t.is_alive() else ("starting" if t.ident is None else "stopped")
+        return out
 
     # ---------------------------------------------------------------- signals
     def shutdown(self) -> None:
@@ -108,8 +122,18 @@ class Service:
         if self.config.web:
             code = self._run_web(db, roles)
         else:
+            if self.config.health_port is not None:
+                from blockyard.server.routes.status import HealthServer
+
+                try:
+                    self.health = HealthServer(self.config.host, self.config.health_port,
+                                               self.config.role, db, self.role_state).start()
+                except OSError as exc:
+                    sys.stderr.write(f"error: cannot serve /healthz on port {self.config.health_port}: {exc}\n")
+                    return 1
+            health = f"; /healthz and /readyz on port {self.health.port}" if self.health else ""
             self.echo(f"Blockyard {roles} for workspace '{self.workspace.name}' "
-                      f"({db.dialect} database); Ctrl+C to stop")
+                      f"({db.dialect} database){health}; Ctrl+C to stop")
             for t in self.threads:
                 t.start()
             while not self.stop_event.wait(0.5):
@@ -119,6 +143,8 @@ class Service:
         for t in self.threads:
             if t.ident is not None:
                 t.join()
+        if self.health is not None:  # answers (503 on /readyz) until the roles drained
+            self.health.stop()
         if self.failed:
             for message in self.failed:
                 sys.stderr.write(f"error: {message}\n")
@@ -136,6 +162,7 @@ class Service:
             stop_event=self.stop_event,
             local_workers=self.config.workers if self.config.worker else 0,
         )
+        app.state.blockyard.role_probe = self.role_state
         uconfig = uvicorn.Config(
             app,
             host=self.config.host,
@@ -171,7 +198,11 @@ class Service:
         for t in self.threads:
             t.start()
         try:
-            self.server.run()
+            self.server.run(sockets=[_reuse_port_socket(self.config.host, self.config.port)]
+                            if self.config.reuse_port else None)
+        except OSError as exc:
+            self.failed.append(f"the web server could not bind {host}:{self.config.port}: {exc}")
+            return 1
         except SystemExit as exc:  # uvicorn exits when it cannot bind the port
             self.failed.append(f"the web server could not start (exit {exc.code}); is port {self.config.port} free?")
             return 1
@@ -179,6 +210,21 @@ class Service:
             self.failed.append(f"the web server could not start on {host}:{self.config.port}")
             return 1
         return 0
+
+
+def _reuse_port_socket(host: str, port: int):
+    """A listening socket with SO_REUSEPORT: a replacement web process binds the same
+    port before the old one stops, so a restart on one host drops no connection."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def _first_line(exc: BaseException) -> str:
