@@ -80,6 +80,7 @@ def test_the_payload_forms_of_mlflows_protocol_agree(serving):
     assert serving.get("/ping").status_code == 200
     health = serving.get("/health").json()
     assert health["status"] == "ok" and health["version"] == "1"
+    assert serving.get("/readyz").status_code == 200
     details = serving.get("/version").json()["details"]
     assert details["transform"] == TRANSFORM and details["flavor"] == "xgboost"
     assert set(details["features"]) == {"PU_DO", "trip_distance"}
@@ -211,6 +212,9 @@ def test_no_model_yet_answers_503_and_waits(home, tmp_path):
     client = TestClient(create_serving_app(ctx))
     assert client.get("/ping").status_code == 503
     assert client.get("/health").status_code == 503
+    # the deployment probes: alive at once, ready only with a model
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 503
     r = client.post("/invocations", json={"inputs": [ROW]})
     assert r.status_code == 503 and "no-such-model@champion" in r.json()["message"]
 

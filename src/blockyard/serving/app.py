@@ -191,6 +191,15 @@ def create_serving_app(ctx: ServingContext):
             return PlainTextResponse("no model loaded\n", status_code=503)
         return PlainTextResponse("\n")
 
+    # The probes every role answers (deploy/k8s, compose): alive, and ready = a model loaded.
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz():
+        return json_response({"status": "alive", "role": "serve"}, 200)
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz():
+        return await health()
+
     @app.get("/health")
     async def health():
         model = ctx.holder.current
