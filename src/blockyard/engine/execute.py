@@ -59,6 +59,11 @@ class BlockTask:
     # The source the runner read (and keyed the cache on): run exactly that code.
     source: str | None = None
     code_hash: str | None = None
+    # Sensors: seconds between polls, the run's cancel event (threading.Event) and a
+    # callable(polls) told after every poll that returned False.
+    poke_interval: float = 60.0
+    cancel: Any = None
+    on_poll: Any = None
 
 
 @dataclass
@@ -74,7 +79,7 @@ class TestResult:
 @dataclass
 class Outcome:
     node_uuid: str
-    status: str  # completed | failed | condition_failed
+    status: str  # completed | failed | condition_failed | cancelled (a polling sensor)
     outputs: list[Any] | None = None
     digest: str | None = None
     output_ref: str | None = None
@@ -222,7 +227,14 @@ def execute_block(task: BlockTask) -> Outcome:
                     outcome.status = "condition_failed"
                     log.line("condition was false: block skipped", hold=True)
                     return outcome
-                outputs = _call_with_retries(loaded, task, kwargs, outcome, log)
+                if task.block_type == "sensor":
+                    outputs = _poll_sensor(loaded, task, kwargs, outcome, log)
+                    if outputs is None:
+                        outcome.status = "cancelled"
+                        log.line("cancelled while polling", hold=True)
+                        return outcome
+                else:
+                    outputs = _call_with_retries(loaded, task, kwargs, outcome, log)
                 if task.run_tests and loaded.tests:
                     _run_tests(loaded, outputs, kwargs, outcome, task, log)
                 _persist(task, outputs, outcome)
@@ -304,6 +316,57 @@ def _call_with_retries(
             )
             if wait:
                 time.sleep(wait)
+
+
+def _poll_sensor(
+    loaded: LoadedBlock, task: BlockTask, kwargs: dict, outcome: Outcome, log: BlockLog
+) -> list[Any] | None:
+    """Mage's sensor: call the function every `poke_interval` seconds until it returns
+    a true value, up to the block's `timeout` (then BlockTimeout). None if the run was
+    cancelled meanwhile. `outcome.attempts` counts the polls."""
+    deadline = time.monotonic() + task.timeout if task.timeout else None
+    polls = 0
+    while True:
+        if task.cancel is not None and task.cancel.is_set():
+            return None
+        polls += 1
+        outcome.attempts = polls
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise _sensor_timeout(task, polls - 1)
+        try:
+            value = _run_with_timeout(
+                lambda: call_block_function(
+                    loaded.main, task.inputs, kwargs, file=task.file_path, block=task.node_uuid
+                ),
+                remaining,
+                task,
+            )
+        except BlockTimeout:
+            raise _sensor_timeout(task, polls) from None
+        if value:
+            log.line(f"sensor condition met on poll {polls}", hold=True)
+            return _split_outputs(value)
+        if task.on_poll is not None:
+            task.on_poll(polls)
+        wait = task.poke_interval
+        if deadline is not None:
+            wait = min(wait, max(0.0, deadline - time.monotonic()))
+        log.line(f"sensor poll {polls}: not yet; next poll in {wait:g} s", hold=True)
+        if task.cancel is not None:
+            if task.cancel.wait(wait):
+                return None
+        elif wait:
+            time.sleep(wait)
+
+
+def _sensor_timeout(task: BlockTask, polls: int) -> BlockTimeout:
+    return BlockTimeout(
+        f"sensor did not return True within its timeout of {task.timeout:g} s ({polls} poll(s))",
+        file=task.file_path,
+        block=task.node_uuid,
+        hint="raise the block's 'timeout' in metadata.yaml, or check what the sensor waits for",
+    )
 
 
 def _run_tests(

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from urllib.parse import quote
 
 from blockyard.engine import cache as cache_mod
-from blockyard.engine.execute import BlockTask, Outcome
+from blockyard.engine.execute import BlockTask, Outcome, execute_block
 from blockyard.engine.executors import Executor, make_executor
 from blockyard.engine.loader import compile_block, read_source
 from blockyard.engine.plan import PlannedBlock, clone_labels, parse_dynamic_output, plan_pipeline
@@ -58,6 +58,14 @@ class Node:
     items: list[Any] | None = None  # parsed fan-out of a dynamic node
     cache_key: str | None = None
     pending: int = 0  # dependents that have not read this node's outputs yet
+    sensor: dict | None = None  # a polling sensor: {"state": "waiting", "polls": n}
+
+
+@dataclass
+class _Poll:
+    """A sensor's poll returned False (sent to the loop, which records it)."""
+
+    polls: int
 
 
 @dataclass
@@ -74,7 +82,7 @@ class PipelineRunner:
         *,
         variables: dict | None = None,
         trigger_variables: dict | None = None,
-        use_cache: bool = True,
+        use_cache: bool | None = None,
         executor: str | Executor | None = "thread",
         max_workers: int | None = None,
         run_tests: bool = True,
@@ -109,6 +117,8 @@ class PipelineRunner:
         self._cancel = threading.Event()
         self.error: str | None = None
         self.error_details: dict | None = None
+        self.run_settings: dict = {}
+        self.recover_runs: list[int] = []  # earlier attempts of this run (resume, retry)
 
     # ---------------------------------------------------------------- setup
     def cancel(self) -> None:
@@ -144,16 +154,17 @@ class PipelineRunner:
         try:
             self.spec.validate()
             self.plan = plan_pipeline(self.spec)
-            self._selection_from_run_settings()
+            self._read_run_row()
+            self._resolve_cache_settings()
             self.selected = self._select()
             self._sources = self._read_sources()
             self._externals = self._external_inputs()
         except BlockyardError as exc:
             return self._fail_before_start(exc)
         self.callback_files, self.condition_files = self._attached_files()
-        self.utils_hash = cache_mod.tree_hash(
-            [ws.root / "utils", self.spec.project.path / "utils"]
-        )
+        self._ws_root = ws.root
+        self._imports: dict[str, str] = {}
+        self._policies: dict[str, cache_mod.CachePolicy] = {}
         if self.run_id is None:
             self.run_id = db.create_pipeline_run(
                 project=self.project,
@@ -191,19 +202,73 @@ class PipelineRunner:
             self.executor.shutdown()
         return self._finish()
 
-    def _selection_from_run_settings(self) -> None:
-        """A queued run (API/worker) may carry its block selection in its settings:
-        `{"block": B, "with_upstream": true}`; explicit arguments win."""
-        if self.run_id is None or self.only_block or self.from_block:
+    def _read_run_row(self) -> None:
+        """A queued run (API/worker) may carry settings: its block selection
+        (`{"block": B, "with_upstream": true}`; explicit arguments win), `cache`, a
+        sensor `poke_interval`. A resumed run (resume_count > 0) or a retry
+        (`retry_of`) reuses the completed blocks of its earlier attempts."""
+        if self.run_id is None:
             return
+        db = self.session.db
         try:
-            row = self.session.db.get_pipeline_run(self.run_id)
-        except Exception:  # noqa: BLE001 - no selection then: the whole pipeline
+            row = db.get_pipeline_run(self.run_id)
+        except Exception:  # noqa: BLE001 - no settings then: the whole pipeline
             return
-        settings = (row or {}).get("settings") or {}
-        if isinstance(settings, dict) and isinstance(settings.get("block"), str) and settings["block"]:
+        row = row or {}
+        settings = row.get("settings") or {}
+        self.run_settings = settings if isinstance(settings, dict) else {}
+        if row.get("resume_count"):
+            self.recover_runs.append(int(self.run_id))
+        earlier = row.get("retry_of")
+        while earlier is not None and len(self.recover_runs) < 50:  # the chain of retries
+            self.recover_runs.append(int(earlier))
+            try:
+                earlier = (db.get_pipeline_run(int(earlier)) or {}).get("retry_of")
+            except Exception:  # noqa: BLE001
+                break
+        if self.only_block or self.from_block:
+            return
+        if isinstance(self.run_settings.get("block"), str) and self.run_settings["block"]:
+            settings = self.run_settings
             self.only_block = settings["block"]
             self.with_upstream = bool(settings.get("with_upstream", self.with_upstream))
+
+    def _resolve_cache_settings(self) -> None:
+        """Caching is opt-in: the caller's `use_cache`, else the queued run's `cache`
+        setting, else the pipeline's `cache: true`; a block's `configuration.cache`
+        decides for that block (see _caching). Bad settings fail before anything runs."""
+        raw = getattr(self.spec, "raw", None)
+        pipeline_cache = raw.get("cache") if isinstance(raw, dict) else None
+        if pipeline_cache is not None and not isinstance(pipeline_cache, bool):
+            raise BlockyardError(
+                f"'cache' must be true or false, not {pipeline_cache!r}",
+                file=self.spec.path,
+                pipeline=self.spec.uuid,
+            )
+        self.pipeline_cache = bool(pipeline_cache)
+        if self.use_cache is None and isinstance(self.run_settings.get("cache"), bool):
+            self.use_cache = self.run_settings["cache"]
+        for uuid, pb in self.plan.items():
+            cfg = pb.spec.configuration or {}
+            where = {"file": self.spec.path, "block": uuid, "pipeline": self.spec.uuid}
+            if "cache" in cfg and not isinstance(cfg["cache"], bool):
+                raise BlockyardError(
+                    f"configuration.cache must be true or false, not {cfg['cache']!r}", **where
+                )
+            try:
+                cache_mod.policy_from(cfg.get("cache_policy"))
+            except ValueError as exc:
+                raise BlockyardError(f"configuration.cache_policy: {exc}", **where) from None
+            if pb.type == "sensor":
+                _poke_interval(cfg, self.run_settings, where)
+
+    def _caching(self, pb: PlannedBlock) -> bool:
+        if self.use_cache is False:
+            return False
+        own = cache_mod.cache_setting(pb.spec.configuration)
+        if own is not None:
+            return own
+        return bool(self.use_cache) or self.pipeline_cache
 
     def _select(self) -> dict[str, PlannedBlock]:
         for name in (self.only_block, self.from_block):
@@ -306,6 +371,9 @@ class PipelineRunner:
             if not self.running:
                 continue
             node, result = self._done_q.get()
+            if isinstance(result, _Poll):  # a sensor said False; it keeps polling
+                self._sensor_waiting(node, result.polls)
+                continue
             self.running -= 1
             self._complete(node, result)
         if self._cancel.is_set():
@@ -478,21 +546,14 @@ class PipelineRunner:
             return
         source, code_hash, file_path = self._sources[pb.uuid]
         key = None
-        if self.use_cache and pb.type != "sensor" and not cache_mod.cache_disabled(
-            pb.spec.configuration
-        ):
-            digests = self._digests(node)
-            key = cache_mod.cache_key(
-                code_hash=code_hash,
-                utils_hash=self.utils_hash,
-                block_type=pb.type,
-                configuration=pb.spec.configuration,
-                variables=self.variables,
-                input_digests=digests,
-                dynamic_index=node.dynamic_index,
-                extra_code_hashes=[str(p) for p in self.condition_files.get(pb.uuid, [])],
-            )
-            hit = self.session.db.lookup_cache(key)
+        if pb.type != "sensor":  # a sensor always polls: never cached, never reused
+            key = self._key(node, code_hash, file_path)
+            caching = self._caching(pb)
+            hit = None
+            if caching or self.recover_runs:
+                hit = self.session.db.lookup_cache(
+                    key, run_ids=None if caching else self.recover_runs
+                )
             if hit and hit.get("output_ref") and self._ref_exists(hit["output_ref"]):
                 node.cache_hit = True
                 node.output_ref = hit["output_ref"]
@@ -552,8 +613,67 @@ class PipelineRunner:
         )
         self._emit(type="block", node=node.uuid, block=pb.uuid, status="running")
         self.running += 1
+        if pb.type == "sensor":
+            self._start_sensor(node, task)
+            return
         fut = self.executor.submit(task)
         fut.add_done_callback(lambda f, n=node: self._done_q.put((n, _result(f))))
+
+    def _key(self, node: Node, code_hash: str, file_path: Path) -> str:
+        """The node's cache key under its block's policy (see engine/cache.py). Recorded
+        on every completed block run, so a later cached or resumed run can find it."""
+        pb = node.block
+        static = self._policies.get(pb.uuid)
+        if static is None:
+            attached = self.condition_files.get(pb.uuid, []) + self.callback_files.get(pb.uuid, [])
+            roots = [self._ws_root.parent, self._ws_root]
+            imports = ",".join(
+                cache_mod.imports_hash(p, roots, self._ws_root) for p in [file_path, *attached]
+            )
+            static = (
+                cache_mod.policy_from((pb.spec.configuration or {}).get("cache_policy")),
+                [cache_mod.file_digest(p) for p in attached],
+                imports,
+            )
+            self._policies[pb.uuid] = static
+        policy, attached_hashes, imports = static
+        return policy.key(
+            cache_mod.KeyParts(
+                block_type=pb.type,
+                code_hash=code_hash,
+                attached_hashes=attached_hashes,
+                imports_hash=imports,
+                configuration=pb.spec.configuration,
+                variables=self.variables,
+                input_digests=self._digests(node),
+                dynamic_index=node.dynamic_index,
+                execution_date=self.execution_date,
+            )
+        )
+
+    def _start_sensor(self, node: Node, task: BlockTask) -> None:
+        """A sensor polls on a thread of its own (whatever the executor): it mostly
+        waits, must not hold a pool slot, and stops at once when the run is cancelled."""
+        cfg = node.block.spec.configuration or {}
+        task.poke_interval = _poke_interval(cfg, self.run_settings, {})
+        task.cancel = self._cancel
+        task.on_poll = lambda polls, n=node: self._done_q.put((n, _Poll(polls)))
+
+        def work() -> None:
+            try:
+                result: Any = execute_block(task)
+            except BaseException as exc:  # noqa: BLE001
+                result = exc
+            self._done_q.put((node, result))
+
+        threading.Thread(target=work, name=f"sensor-{node.uuid}", daemon=True).start()
+
+    def _sensor_waiting(self, node: Node, polls: int) -> None:
+        interval = _poke_interval(node.block.spec.configuration or {}, self.run_settings, {})
+        info = {"state": "waiting", "polls": polls, "poke_interval": interval}
+        node.sensor = info
+        self.rec.update_block_run(self.run_id, node.uuid, metrics={"sensor": info})
+        self._emit(type="sensor", node=node.uuid, block=node.block.uuid, **info)
 
     def _progress_sink(self, node: Node) -> Callable[[dict], None]:
         def sink(info: dict) -> None:
@@ -649,7 +769,7 @@ class PipelineRunner:
             "output_ref": outcome.output_ref,
             "digest": outcome.digest,
             "tests": [t.to_dict() for t in outcome.tests] or None,
-            "metrics": {"duration": outcome.duration},
+            "metrics": self._metrics(node, outcome),
             "log_path": outcome.log_path,
         }
         if outcome.status == "completed" and node.cache_key:
@@ -664,6 +784,14 @@ class PipelineRunner:
             self._completed(node)
         else:
             self._after(node, outcome.status)
+
+    @staticmethod
+    def _metrics(node: Node, outcome: Outcome) -> dict:
+        metrics: dict[str, Any] = {"duration": outcome.duration}
+        if node.block.type == "sensor":
+            state = {"completed": "met", "cancelled": "cancelled"}.get(outcome.status, "failed")
+            metrics["sensor"] = {"state": state, "polls": outcome.attempts}
+        return metrics
 
     def _completed(self, node: Node) -> None:
         """A node finished well (ran, or hit the cache): expand it if it is dynamic."""
@@ -752,6 +880,24 @@ class PipelineRunner:
         )
         self._emit(type="run_finished", run_id=self.run_id, status=status, error=self.error)
         return RunState(self, status)
+
+
+DEFAULT_POKE_INTERVAL = 60.0  # Mage's sensor default
+
+
+def _poke_interval(configuration: dict, run_settings: dict, where: dict) -> float:
+    """Seconds between a sensor's polls: the block's `configuration.poke_interval`
+    (Mage's key), else the trigger's `poke_interval` setting, else 60."""
+    for source in (configuration, run_settings):
+        value = source.get("poke_interval")
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise BlockyardError(
+                f"poke_interval must be a number of seconds >= 0, not {value!r}", **where
+            )
+        return float(value)
+    return DEFAULT_POKE_INTERVAL
 
 
 def _aggregate(statuses: list[str]) -> str:
