@@ -67,8 +67,12 @@ def test_import_and_help_stay_light():
 def test_run_exit_codes_vars_and_cache(ws):
     ok = cli("run", "p/pipe", "--var", "n=3", cwd=ws, check=0)
     assert "completed" in ok.stdout
-    again = cli("run", "pipe", "--vars-json", '{"n": 3}', cwd=ws, check=0)
+    rerun = cli("run", "pipe", "--vars-json", '{"n": 3}', cwd=ws, check=0)
+    assert "cached" not in rerun.stdout  # every block runs on every run (Mage)
+    again = cli("run", "pipe", "--vars-json", '{"n": 3}', "--cache", cwd=ws, check=0)
     assert "2 cached" in again.stdout and "cached, skipped" in again.stdout
+    both = cli("run", "pipe", "--cache", "--no-cache", cwd=ws, check=1)
+    assert "--cache" in both.stderr
     bad = cli("run", "p/pipe", "--var", "n=20", cwd=ws, check=1)
     assert "test_small" in bad.stderr and "400 is too big" in bad.stderr
     unknown = cli("run", "nope", cwd=ws, check=1)

@@ -352,7 +352,8 @@ def _poll_sensor(
         wait = task.poke_interval
         if deadline is not None:
             wait = min(wait, max(0.0, deadline - time.monotonic()))
-        log.line(f"sensor poll {polls}: not yet; next poll in {wait:g} s", hold=True)
+        log.line(f"sensor poll {polls}: not yet; next poll in {wait:g} s")  # shown live
+        log.flush()
         if task.cancel is not None:
             if task.cancel.wait(wait):
                 return None

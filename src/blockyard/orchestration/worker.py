@@ -10,8 +10,8 @@ run timeouts and leases it lost.
 
 Crash recovery: a run whose lease expired (any host), or whose worker process is
 gone (same host: its pid no longer exists), is put back in the queue (`resume_count`
-+1) — the resumed run reuses the blocks that had completed through the content-hash
-cache — or failed with the reason once it was resumed `max_resumes` times. Every
++1) — the resumed run reuses the blocks that had completed (their recorded cache
+keys, looked up among this run's own block runs) — or failed with the reason once it was resumed `max_resumes` times. Every
 worker does this at start and every `recover_interval` seconds.
 """
 from __future__ import annotations
@@ -35,11 +35,6 @@ from blockyard.orchestration._util import (
     unregister_worker_event,
     write_txn,
 )
-
-
-# A run variable holding the execution time of trigger and backfill runs, so that it
-# is part of their blocks' cache keys (see Worker._execute).
-CACHE_PARTITION_VARIABLE = "_cache_partition"
 
 
 @dataclass(eq=False)
@@ -341,11 +336,6 @@ class Worker:
             ws = self._workspace()
             spec = ws.project(row["project"]).pipeline(row["pipeline_uuid"])
             variables = dict(row.get("variables") or {})
-            if row.get("trigger_id") is not None or row.get("backfill_id") is not None:
-                # The engine leaves execution_date/ds/interval_* out of cache keys; runs
-                # of triggers and backfills must not reuse another execution time's
-                # outputs, while a resumed or retried run (same time) still does.
-                variables.setdefault(CACHE_PARTITION_VARIABLE, row["execution_date"].isoformat())
             runner = PipelineRunner(
                 self._session(ws, ctx),
                 spec,
