@@ -24,6 +24,7 @@ from blockyard.engine.loader import (
     user_line,
 )
 from blockyard.engine.logs import BlockLog, block_logger, install_stream_routing, routed
+from blockyard.engine.sensors import poll_sensor
 from blockyard import runtime
 from blockyard.errors import (
     BlockLoadError,
@@ -228,11 +229,12 @@ def execute_block(task: BlockTask) -> Outcome:
                     log.line("condition was false: block skipped", hold=True)
                     return outcome
                 if task.block_type == "sensor":
-                    outputs = _poll_sensor(loaded, task, kwargs, outcome, log)
-                    if outputs is None:
+                    value = poll_sensor(_sensor_call(loaded, task, kwargs), task, outcome, log)
+                    if value is None:
                         outcome.status = "cancelled"
                         log.line("cancelled while polling", hold=True)
                         return outcome
+                    outputs = _split_outputs(value)
                 else:
                     outputs = _call_with_retries(loaded, task, kwargs, outcome, log)
                 if task.run_tests and loaded.tests:
@@ -318,56 +320,17 @@ def _call_with_retries(
                 time.sleep(wait)
 
 
-def _poll_sensor(
-    loaded: LoadedBlock, task: BlockTask, kwargs: dict, outcome: Outcome, log: BlockLog
-) -> list[Any] | None:
-    """Mage's sensor: call the function every `poke_interval` seconds until it returns
-    a true value, up to the block's `timeout` (then BlockTimeout). None if the run was
-    cancelled meanwhile. `outcome.attempts` counts the polls."""
-    deadline = time.monotonic() + task.timeout if task.timeout else None
-    polls = 0
-    while True:
-        if task.cancel is not None and task.cancel.is_set():
-            return None
-        polls += 1
-        outcome.attempts = polls
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise _sensor_timeout(task, polls - 1)
-        try:
-            value = _run_with_timeout(
-                lambda: call_block_function(
-                    loaded.main, task.inputs, kwargs, file=task.file_path, block=task.node_uuid
-                ),
-                remaining,
-                task,
-            )
-        except BlockTimeout:
-            raise _sensor_timeout(task, polls) from None
-        if value:
-            log.line(f"sensor condition met on poll {polls}", hold=True)
-            return _split_outputs(value)
-        if task.on_poll is not None:
-            task.on_poll(polls)
-        wait = task.poke_interval
-        if deadline is not None:
-            wait = min(wait, max(0.0, deadline - time.monotonic()))
-        log.line(f"sensor poll {polls}: not yet; next poll in {wait:g} s")  # shown live
-        log.flush()
-        if task.cancel is not None:
-            if task.cancel.wait(wait):
-                return None
-        elif wait:
-            time.sleep(wait)
+def _sensor_call(loaded: LoadedBlock, task: BlockTask, kwargs: dict) -> Callable:
+    def call(timeout: float | None) -> Any:
+        return _run_with_timeout(
+            lambda: call_block_function(
+                loaded.main, task.inputs, kwargs, file=task.file_path, block=task.node_uuid
+            ),
+            timeout,
+            task,
+        )
 
-
-def _sensor_timeout(task: BlockTask, polls: int) -> BlockTimeout:
-    return BlockTimeout(
-        f"sensor did not return True within its timeout of {task.timeout:g} s ({polls} poll(s))",
-        file=task.file_path,
-        block=task.node_uuid,
-        hint="raise the block's 'timeout' in metadata.yaml, or check what the sensor waits for",
-    )
+    return call
 
 
 def _run_tests(

@@ -22,6 +22,7 @@ from blockyard.engine import cache as cache_mod
 from blockyard.engine.execute import BlockTask, Outcome, execute_block
 from blockyard.engine.executors import Executor, make_executor
 from blockyard.engine.loader import compile_block, read_source
+from blockyard.engine.sensors import Poll, poke_interval, start_sensor
 from blockyard.engine.plan import PlannedBlock, clone_labels, parse_dynamic_output, plan_pipeline
 from blockyard.errors import BlockLoadError, BlockyardError
 from blockyard.runtime import BlockContext
@@ -59,13 +60,6 @@ class Node:
     cache_key: str | None = None
     pending: int = 0  # dependents that have not read this node's outputs yet
     sensor: dict | None = None  # a polling sensor: {"state": "waiting", "polls": n}
-
-
-@dataclass
-class _Poll:
-    """A sensor's poll returned False (sent to the loop, which records it)."""
-
-    polls: int
 
 
 @dataclass
@@ -260,7 +254,7 @@ class PipelineRunner:
             except ValueError as exc:
                 raise BlockyardError(f"configuration.cache_policy: {exc}", **where) from None
             if pb.type == "sensor":
-                _poke_interval(cfg, self.run_settings, where)
+                poke_interval(cfg, self.run_settings, where)
 
     def _caching(self, pb: PlannedBlock) -> bool:
         if self.use_cache is False:
@@ -371,7 +365,7 @@ class PipelineRunner:
             if not self.running:
                 continue
             node, result = self._done_q.get()
-            if isinstance(result, _Poll):  # a sensor said False; it keeps polling
+            if isinstance(result, Poll):  # a sensor said False; it keeps polling
                 self._sensor_waiting(node, result.polls)
                 continue
             self.running -= 1
@@ -652,24 +646,14 @@ class PipelineRunner:
         )
 
     def _start_sensor(self, node: Node, task: BlockTask) -> None:
-        """A sensor polls on a thread of its own (whatever the executor): it mostly
-        waits, must not hold a pool slot, and stops at once when the run is cancelled."""
         cfg = node.block.spec.configuration or {}
-        task.poke_interval = _poke_interval(cfg, self.run_settings, {})
+        task.poke_interval = poke_interval(cfg, self.run_settings, {})
         task.cancel = self._cancel
-        task.on_poll = lambda polls, n=node: self._done_q.put((n, _Poll(polls)))
-
-        def work() -> None:
-            try:
-                result: Any = execute_block(task)
-            except BaseException as exc:  # noqa: BLE001
-                result = exc
-            self._done_q.put((node, result))
-
-        threading.Thread(target=work, name=f"sensor-{node.uuid}", daemon=True).start()
+        task.on_poll = lambda polls, n=node: self._done_q.put((n, Poll(polls)))
+        start_sensor(execute_block, task, lambda result, n=node: self._done_q.put((n, result)))
 
     def _sensor_waiting(self, node: Node, polls: int) -> None:
-        interval = _poke_interval(node.block.spec.configuration or {}, self.run_settings, {})
+        interval = poke_interval(node.block.spec.configuration or {}, self.run_settings, {})
         info = {"state": "waiting", "polls": polls, "poke_interval": interval}
         node.sensor = info
         self.rec.update_block_run(self.run_id, node.uuid, metrics={"sensor": info})
@@ -880,24 +864,6 @@ class PipelineRunner:
         )
         self._emit(type="run_finished", run_id=self.run_id, status=status, error=self.error)
         return RunState(self, status)
-
-
-DEFAULT_POKE_INTERVAL = 60.0  # Mage's sensor default
-
-
-def _poke_interval(configuration: dict, run_settings: dict, where: dict) -> float:
-    """Seconds between a sensor's polls: the block's `configuration.poke_interval`
-    (Mage's key), else the trigger's `poke_interval` setting, else 60."""
-    for source in (configuration, run_settings):
-        value = source.get("poke_interval")
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise BlockyardError(
-                f"poke_interval must be a number of seconds >= 0, not {value!r}", **where
-            )
-        return float(value)
-    return DEFAULT_POKE_INTERVAL
 
 
 def _aggregate(statuses: list[str]) -> str:
