@@ -79,6 +79,29 @@ def test_run_exit_codes_vars_and_cache(ws):
     assert "nope" in unknown.stderr and "p/pipe" in unknown.stderr
 
 
+def test_run_shows_a_waiting_sensor_with_its_poll_count(tmp_path):
+    root = tmp_path / "ws"
+    root.mkdir()
+    polls = tmp_path / "polls.txt"
+    write_pipeline(root, "p", "sensed", [
+        block("wait", f"""
+            from pathlib import Path
+            @sensor
+            def wait(**kwargs):
+                p = Path({str(polls)!r})
+                n = int(p.read_text()) + 1 if p.exists() else 1
+                p.write_text(str(n))
+                return n >= 3
+            """, type="sensor", config={"poke_interval": 0.1}),
+        block("after", "@custom\ndef after(*args, **kwargs):\n    return 1\n", upstream=["wait"]),
+    ])
+    out = cli("run", "p/sensed", cwd=root, check=0)
+    lines = out.stdout.splitlines()
+    waiting = [ln for ln in lines if ln.startswith("wait  waiting")]
+    assert [w.split("  ")[2].split(":")[0] for w in waiting] == ["poll 1", "poll 2"], out.stdout
+    assert lines.index(waiting[-1]) < next(i for i, ln in enumerate(lines) if ln.startswith("after  completed"))
+
+
 def test_single_block_and_from_block(ws):
     cli("run", "p/pipe", cwd=ws, check=0)
     only = cli("run", "p/pipe", "--block", "square", "--no-cache", "-q", cwd=ws, check=0)
