@@ -60,10 +60,21 @@ class KeyParts:
     input_digests: list[Any] = field(default_factory=list)
     dynamic_index: int | None = None
     execution_date: Any = None
+    # The same for every node of a run / block: the runner serializes them once.
+    variables_json: str | None = None
+    configuration_json: str | None = None
 
 
 def _stable(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=repr, separators=(",", ":"))
+
+
+def configuration_json(configuration: dict | None) -> str:
+    return _stable({a: b for a, b in (configuration or {}).items() if a not in _CACHE_SETTINGS})
+
+
+def variables_json(variables: dict) -> str:
+    return _stable({a: b for a, b in variables.items() if a not in VOLATILE_KEYS})
 
 
 class CachePolicy:
@@ -119,15 +130,18 @@ class Configuration(CachePolicy):
     name = "configuration"
 
     def parts(self, k: KeyParts) -> list[str]:
-        cfg = {a: b for a, b in (k.configuration or {}).items() if a not in _CACHE_SETTINGS}
-        return [_stable(cfg)]
+        if k.configuration_json is not None:
+            return [k.configuration_json]
+        return [configuration_json(k.configuration)]
 
 
 class Variables(CachePolicy):
     name = "variables"
 
     def parts(self, k: KeyParts) -> list[str]:
-        return [_stable({a: b for a, b in k.variables.items() if a not in VOLATILE_KEYS})]
+        if k.variables_json is not None:
+            return [k.variables_json]
+        return [variables_json(k.variables)]
 
 
 class ExecutionDate(CachePolicy):
@@ -239,11 +253,16 @@ def imports_hash(path: Path, roots: Iterable[Path], within: Path) -> str:
     """Digest of every module under `within` (the workspace) that the file imports,
     transitively, by content. Third-party and standard-library imports resolve
     outside `within` and do not count."""
+    try:
+        if not _scan(Path(path))[1]:
+            return ""  # imports nothing (the common case for small blocks): nothing to follow
+    except OSError:
+        return ""
     roots = [Path(r) for r in roots]
-    within_s = str(within.resolve()) + os.sep
+    within_s = os.path.normpath(os.path.abspath(within)) + os.sep
     seen: dict[str, str] = {}
-    todo = [Path(path)]
-    own = str(Path(path).resolve())
+    own = os.path.normpath(os.path.abspath(path))
+    todo = [Path(own)]
     while todo:
         current = todo.pop()
         try:
@@ -261,13 +280,28 @@ def imports_hash(path: Path, roots: Iterable[Path], within: Path) -> str:
                     (r, f"{module}.{n}") for r in roots for n in names if n != "*"
                 ]
             for base, dotted in candidates:
-                for f in _module_file(base, dotted):
-                    key = str(f.resolve())
+                for f in _resolve(base, dotted):
+                    key = os.path.normpath(os.path.abspath(f))
                     if key in seen or key == own or not key.startswith(within_s):
                         continue
-                    seen[key] = file_digest(f)
-                    todo.append(f)
+                    seen[key] = file_digest(Path(key))
+                    todo.append(Path(key))
+    if not seen:
+        return ""
     h = hashlib.blake2b(digest_size=16)
     for key in sorted(seen):
         h.update(f"{os.path.relpath(key, within)}:{seen[key]}\n".encode())
     return h.hexdigest()
+
+
+# (base, dotted) -> files; module files appearing or vanishing between runs of one
+# process are rare, and a new module shows up in its importer's content anyway.
+_resolved: dict[tuple[str, str], list[Path]] = {}
+
+
+def _resolve(base: Path, dotted: str) -> list[Path]:
+    key = (str(base), dotted)
+    found = _resolved.get(key)
+    if found is None:
+        found = _resolved[key] = _module_file(base, dotted)
+    return found

@@ -158,7 +158,8 @@ class PipelineRunner:
         self.callback_files, self.condition_files = self._attached_files()
         self._ws_root = ws.root
         self._imports: dict[str, str] = {}
-        self._policies: dict[str, cache_mod.CachePolicy] = {}
+        self._policies: dict[str, tuple] = {}  # per block: policy and its fixed key parts
+        self._variables_json: str | None = None
         if self.run_id is None:
             self.run_id = db.create_pipeline_run(
                 project=self.project,
@@ -628,9 +629,12 @@ class PipelineRunner:
                 cache_mod.policy_from((pb.spec.configuration or {}).get("cache_policy")),
                 [cache_mod.file_digest(p) for p in attached],
                 imports,
+                cache_mod.configuration_json(pb.spec.configuration),
             )
             self._policies[pb.uuid] = static
-        policy, attached_hashes, imports = static
+        policy, attached_hashes, imports, config_json = static
+        if self._variables_json is None:
+            self._variables_json = cache_mod.variables_json(self.variables)
         return policy.key(
             cache_mod.KeyParts(
                 block_type=pb.type,
@@ -642,6 +646,8 @@ class PipelineRunner:
                 input_digests=self._digests(node),
                 dynamic_index=node.dynamic_index,
                 execution_date=self.execution_date,
+                variables_json=self._variables_json,
+                configuration_json=config_json,
             )
         )
 
