@@ -22,8 +22,8 @@ from blockyard.engine import cache as cache_mod
 from blockyard.engine.execute import BlockTask, Outcome, execute_block
 from blockyard.engine.executors import Executor, make_executor
 from blockyard.engine.loader import compile_block, read_source
-from blockyard.engine.sensors import Poll, poke_interval, start_sensor
 from blockyard.engine.plan import PlannedBlock, clone_labels, parse_dynamic_output, plan_pipeline
+from blockyard.engine.sensors import Poll, poke_interval, start_sensor
 from blockyard.errors import BlockLoadError, BlockyardError
 from blockyard.runtime import BlockContext
 
@@ -59,7 +59,6 @@ class Node:
     items: list[Any] | None = None  # parsed fan-out of a dynamic node
     cache_key: str | None = None
     pending: int = 0  # dependents that have not read this node's outputs yet
-    sensor: dict | None = None  # a polling sensor: {"state": "waiting", "polls": n}
 
 
 @dataclass
@@ -157,7 +156,6 @@ class PipelineRunner:
             return self._fail_before_start(exc)
         self.callback_files, self.condition_files = self._attached_files()
         self._ws_root = ws.root
-        self._imports: dict[str, str] = {}
         self._policies: dict[str, tuple] = {}  # per block: policy and its fixed key parts
         self._variables_json: str | None = None
         if self.run_id is None:
@@ -661,7 +659,6 @@ class PipelineRunner:
     def _sensor_waiting(self, node: Node, polls: int) -> None:
         interval = poke_interval(node.block.spec.configuration or {}, self.run_settings, {})
         info = {"state": "waiting", "polls": polls, "poke_interval": interval}
-        node.sensor = info
         self.rec.update_block_run(self.run_id, node.uuid, metrics={"sensor": info})
         self._emit(type="sensor", node=node.uuid, block=node.block.uuid, **info)
 
