@@ -265,6 +265,10 @@ def execute_block(task: BlockTask) -> Outcome:
         if log.created:
             outcome.log_path = str(log.path)
         log.close()
+        # The executor may hold the task a moment after the outcome is handed over (a
+        # pool's work item): drop the inputs now, so an upstream output is freed as soon
+        # as its last reader finished, not when the pool thread gets round to it.
+        task.inputs = []
     return outcome
 
 
