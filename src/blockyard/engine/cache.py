@@ -188,15 +188,16 @@ def cache_setting(configuration: dict | None) -> bool | None:
 
 
 # ------------------------------------------------------------ file contents
-# path -> ((mtime_ns, size), content digest, imported module references)
-_files: dict[str, tuple[tuple[int, int], str, list[tuple[int, str, tuple[str, ...]]]]] = {}
+# path -> ((mtime_ns, ctime_ns, size), content digest, imported module references):
+# a file is read and parsed again only when a write touched it.
+_files: dict[str, tuple[tuple[int, int, int], str, list[tuple[int, str, tuple[str, ...]]]]] = {}
 
 
 def _scan(path: Path) -> tuple[str, list[tuple[int, str, tuple[str, ...]]]]:
     """Content digest and import statements (level, module, names) of a file."""
     key = str(path)
     st = os.stat(path)
-    stamp = (st.st_mtime_ns, st.st_size)
+    stamp = (st.st_mtime_ns, st.st_ctime_ns, st.st_size)
     cached = _files.get(key)
     if cached is not None and cached[0] == stamp:
         return cached[1], cached[2]
