@@ -60,13 +60,16 @@ class KeyParts:
     input_digests: list[Any] = field(default_factory=list)
     dynamic_index: int | None = None
     execution_date: Any = None
-    # The same for every node of a run / block: the runner serializes them once.
-    variables_json: str | None = None
-    configuration_json: str | None = None
 
 
 def _stable(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=repr, separators=(",", ":"))
+
+
+def _feed(h: Any, parts: list[str]) -> None:
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\x00")
 
 
 def configuration_json(configuration: dict | None) -> str:
@@ -79,9 +82,14 @@ def variables_json(variables: dict) -> str:
 
 class CachePolicy:
     name = ""
+    per_node = False  # True: differs between the nodes (clones) of one block in a run
 
     def parts(self, k: KeyParts) -> list[str]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    @property
+    def members(self) -> list["CachePolicy"]:
+        return [self]
 
     def __add__(self, other: "CachePolicy") -> "CachePolicy":
         mine = self.policies if isinstance(self, Compound) else [self]
@@ -93,10 +101,23 @@ class CachePolicy:
         return Compound(merged)
 
     def key(self, k: KeyParts) -> str:
+        return self.node_key(self.block_hasher(k), k)
+
+    def block_hasher(self, k: KeyParts) -> Any:
+        """A hash of the parts that are the same for every node of a block in a run
+        (the runner keeps one per block and finishes a copy per node: cheap per block)."""
         h = hashlib.blake2b(digest_size=20)
-        for part in [self.name, *self.parts(k)]:
-            h.update(part.encode())
-            h.update(b"\x00")
+        _feed(h, [self.name])
+        for p in self.members:
+            if not p.per_node:
+                _feed(h, p.parts(k))
+        return h
+
+    def node_key(self, block_hasher: Any, k: KeyParts) -> str:
+        h = block_hasher.copy()
+        for p in self.members:
+            if p.per_node:
+                _feed(h, p.parts(k))
         return h.hexdigest()
 
     def __repr__(self) -> str:
@@ -107,6 +128,10 @@ class Compound(CachePolicy):
     def __init__(self, policies: list[CachePolicy]) -> None:
         self.policies = sorted(policies, key=lambda p: p.name)  # order does not change the key
         self.name = "+".join(p.name for p in self.policies)
+
+    @property
+    def members(self) -> list[CachePolicy]:
+        return self.policies
 
     def parts(self, k: KeyParts) -> list[str]:
         return [part for p in self.policies for part in p.parts(k)]
@@ -121,6 +146,7 @@ class Source(CachePolicy):
 
 class Inputs(CachePolicy):
     name = "inputs"
+    per_node = True
 
     def parts(self, k: KeyParts) -> list[str]:
         return [_stable(k.input_digests), str(k.dynamic_index)]
@@ -130,8 +156,6 @@ class Configuration(CachePolicy):
     name = "configuration"
 
     def parts(self, k: KeyParts) -> list[str]:
-        if k.configuration_json is not None:
-            return [k.configuration_json]
         return [configuration_json(k.configuration)]
 
 
@@ -139,8 +163,6 @@ class Variables(CachePolicy):
     name = "variables"
 
     def parts(self, k: KeyParts) -> list[str]:
-        if k.variables_json is not None:
-            return [k.variables_json]
         return [variables_json(k.variables)]
 
 

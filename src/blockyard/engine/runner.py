@@ -157,7 +157,6 @@ class PipelineRunner:
         self.callback_files, self.condition_files = self._attached_files()
         self._ws_root = ws.root
         self._policies: dict[str, tuple] = {}  # per block: policy and its fixed key parts
-        self._variables_json: str | None = None
         if self.run_id is None:
             self.run_id = db.create_pipeline_run(
                 project=self.project,
@@ -614,40 +613,30 @@ class PipelineRunner:
 
     def _key(self, node: Node, code_hash: str, file_path: Path) -> str:
         """The node's cache key under its block's policy (see engine/cache.py). Recorded
-        on every completed block run, so a later cached or resumed run can find it."""
+        on every completed block run, so a later cached or resumed run can find it. The
+        parts shared by all nodes of a block are hashed once per run."""
         pb = node.block
         static = self._policies.get(pb.uuid)
         if static is None:
             attached = self.condition_files.get(pb.uuid, []) + self.callback_files.get(pb.uuid, [])
             roots = [self._ws_root.parent, self._ws_root]
-            imports = ",".join(
-                cache_mod.imports_hash(p, roots, self._ws_root) for p in [file_path, *attached]
-            )
-            static = (
-                cache_mod.policy_from((pb.spec.configuration or {}).get("cache_policy")),
-                [cache_mod.file_digest(p) for p in attached],
-                imports,
-                cache_mod.configuration_json(pb.spec.configuration),
-            )
-            self._policies[pb.uuid] = static
-        policy, attached_hashes, imports, config_json = static
-        if self._variables_json is None:
-            self._variables_json = cache_mod.variables_json(self.variables)
-        return policy.key(
-            cache_mod.KeyParts(
+            policy = cache_mod.policy_from((pb.spec.configuration or {}).get("cache_policy"))
+            parts = cache_mod.KeyParts(
                 block_type=pb.type,
                 code_hash=code_hash,
-                attached_hashes=attached_hashes,
-                imports_hash=imports,
+                attached_hashes=[cache_mod.file_digest(p) for p in attached],
+                imports_hash=",".join(
+                    cache_mod.imports_hash(p, roots, self._ws_root) for p in [file_path, *attached]
+                ),
                 configuration=pb.spec.configuration,
                 variables=self.variables,
-                input_digests=self._digests(node),
-                dynamic_index=node.dynamic_index,
                 execution_date=self.execution_date,
-                variables_json=self._variables_json,
-                configuration_json=config_json,
             )
-        )
+            static = self._policies[pb.uuid] = (policy, policy.block_hasher(parts), parts)
+        policy, hasher, parts = static
+        parts.input_digests = self._digests(node)
+        parts.dynamic_index = node.dynamic_index
+        return policy.node_key(hasher, parts)
 
     def _start_sensor(self, node: Node, task: BlockTask) -> None:
         cfg = node.block.spec.configuration or {}
