@@ -67,9 +67,7 @@ def _stable(value: Any) -> str:
 
 
 def _feed(h: Any, parts: list[str]) -> None:
-    for part in parts:
-        h.update(part.encode())
-        h.update(b"\x00")
+    h.update("".join(f"{part}\x00" for part in parts).encode())
 
 
 def configuration_json(configuration: dict | None) -> str:
@@ -277,7 +275,7 @@ def imports_hash(path: Path, roots: Iterable[Path], within: Path) -> str:
     transitively, by content. Third-party and standard-library imports resolve
     outside `within` and do not count."""
     try:
-        if not _scan(Path(path))[1]:
+        if not _scan(path)[1]:
             return ""  # imports nothing (the common case for small blocks): nothing to follow
     except OSError:
         return ""

@@ -626,7 +626,7 @@ class PipelineRunner:
                 code_hash=code_hash,
                 attached_hashes=[cache_mod.file_digest(p) for p in attached],
                 imports_hash=",".join(
-                    cache_mod.imports_hash(p, roots, self._ws_root) for p in [file_path, *attached]
+                    [cache_mod.imports_hash(p, roots, self._ws_root) for p in [file_path, *attached]]
                 ),
                 configuration=pb.spec.configuration,
                 variables=self.variables,
