@@ -10,9 +10,10 @@ run timeouts and leases it lost.
 
 Crash recovery: a run whose lease expired (any host), or whose worker process is
 gone (same host: its pid no longer exists), is put back in the queue (`resume_count`
-+1) — the resumed run reuses the blocks that had completed (their recorded cache
-keys, looked up among this run's own block runs) — or failed with the reason once it was resumed `max_resumes` times. Every
-worker does this at start and every `recover_interval` seconds.
++1) — the resumed run reuses the blocks it had completed itself (the engine looks their
+cache keys up among this run's own block runs) — or failed with the reason once it was
+resumed `max_resumes` times. Every worker does this at start and every
+`recover_interval` seconds.
 """
 from __future__ import annotations
 
