@@ -67,12 +67,39 @@ def test_import_and_help_stay_light():
 def test_run_exit_codes_vars_and_cache(ws):
     ok = cli("run", "p/pipe", "--var", "n=3", cwd=ws, check=0)
     assert "completed" in ok.stdout
-    again = cli("run", "pipe", "--vars-json", '{"n": 3}', cwd=ws, check=0)
+    rerun = cli("run", "pipe", "--vars-json", '{"n": 3}', cwd=ws, check=0)
+    assert "cached" not in rerun.stdout  # every block runs on every run (Mage)
+    again = cli("run", "pipe", "--vars-json", '{"n": 3}', "--cache", cwd=ws, check=0)
     assert "2 cached" in again.stdout and "cached, skipped" in again.stdout
+    both = cli("run", "pipe", "--cache", "--no-cache", cwd=ws, check=1)
+    assert "--cache" in both.stderr
     bad = cli("run", "p/pipe", "--var", "n=20", cwd=ws, check=1)
     assert "test_small" in bad.stderr and "400 is too big" in bad.stderr
     unknown = cli("run", "nope", cwd=ws, check=1)
     assert "nope" in unknown.stderr and "p/pipe" in unknown.stderr
+
+
+def test_run_shows_a_waiting_sensor_with_its_poll_count(tmp_path):
+    root = tmp_path / "ws"
+    root.mkdir()
+    polls = tmp_path / "polls.txt"
+    write_pipeline(root, "p", "sensed", [
+        block("wait", f"""
+            from pathlib import Path
+            @sensor
+            def wait(**kwargs):
+                p = Path({str(polls)!r})
+                n = int(p.read_text()) + 1 if p.exists() else 1
+                p.write_text(str(n))
+                return n >= 3
+            """, type="sensor", config={"poke_interval": 0.1}),
+        block("after", "@custom\ndef after(*args, **kwargs):\n    return 1\n", upstream=["wait"]),
+    ])
+    out = cli("run", "p/sensed", cwd=root, check=0)
+    lines = out.stdout.splitlines()
+    waiting = [ln for ln in lines if ln.startswith("wait  waiting")]
+    assert [w.split("  ")[2].split(":")[0] for w in waiting] == ["poll 1", "poll 2"], out.stdout
+    assert lines.index(waiting[-1]) < next(i for i, ln in enumerate(lines) if ln.startswith("after  completed"))
 
 
 def test_single_block_and_from_block(ws):

@@ -44,7 +44,7 @@ def home(tmp_path_factory):
     mp.undo()
 
 
-def _run(pipeline: str, use_cache: bool = True, **variables):
+def _run(pipeline: str, use_cache: bool | None = None, **variables):
     from blockyard import run_pipeline
 
     result = run_pipeline(pipeline, workspace=WORKSPACE, variables=variables or None, use_cache=use_cache)
@@ -165,10 +165,10 @@ def test_unit_2_xgboost_training_reuses_the_fresh_training_set_and_takes_the_cro
 
 
 def test_unit_1_data_preparation_reference_numbers(home):
-    # Run once (a cache hit already when the training-set product ran it in this
-    # module), then again: same code, data and variables, so every block is a hit.
+    # Run once, then again with the cache: same code, data and variables, so every
+    # block is a hit.
     _run("unit_1_data_preparation/data_preparation")
-    cached = _run("unit_1_data_preparation/data_preparation")
+    cached = _run("unit_1_data_preparation/data_preparation", use_cache=True)
     assert all(b.cache_hit for b in cached.block_runs.values())
     result = _run("unit_1_data_preparation/data_preparation", use_cache=False)
     assert not any(b.cache_hit for b in result.block_runs.values())

@@ -111,7 +111,7 @@ def test_kwargs_only_when_accepted_and_context_keys(ws):
         assert k in keys
 
 
-def test_cache_skips_unchanged_and_reruns_on_change(ws):
+def test_opt_in_cache_skips_unchanged_and_reruns_on_change(ws):
     counter = ws / "count.txt"
     code = f"""
         @data_loader
@@ -132,11 +132,11 @@ def test_cache_skips_unchanged_and_reruns_on_change(ws):
     ])
     first = run(ws)
     assert first.ok and first.output("double") == 6
-    second = run(ws)
+    second = run(ws, use_cache=True)
     assert second.block_runs["load"].cache_hit and second.block_runs["double"].cache_hit
     assert second.output("double") == 6
     assert counter.read_text() == "1"
-    third = run(ws, variables={"size": 4})
+    third = run(ws, variables={"size": 4}, use_cache=True)
     assert not third.block_runs["load"].cache_hit and third.output("double") == 8
     fourth = run(ws, use_cache=False)
     assert not fourth.block_runs["load"].cache_hit
@@ -144,7 +144,7 @@ def test_cache_skips_unchanged_and_reruns_on_change(ws):
     # editing downstream code reruns only that block
     path = ws / "p" / "transformers" / "double.py"
     path.write_text(path.read_text().replace("n * 2", "n * 3"))
-    fifth = run(ws)
+    fifth = run(ws, use_cache=True)
     assert fifth.block_runs["load"].cache_hit and not fifth.block_runs["double"].cache_hit
     assert fifth.output("double") == 9
 
@@ -180,12 +180,12 @@ def test_dynamic_fan_out_names_clones_and_reduces(ws):
     assert result.output("report") == ["a0!", "b1!", "c2!"]
     assert result.output("train:B") == "b1"
     # a cached dynamic parent still expands: clones and the reduce come from the cache
-    again = run(ws)
+    again = run(ws, use_cache=True)
     assert again.ok and again.output("report") == ["a0!", "b1!", "c2!"]
     assert [c.cache_hit for c in again.children("train")] == [True, True, True]
     assert again.block_runs["report"].cache_hit
     # a different fan-out reruns what changed
-    two = run(ws, variables={"models": "a,d"})
+    two = run(ws, variables={"models": "a,d"}, use_cache=True)
     assert two.output("report") == ["a0!", "d1!"]
 
 

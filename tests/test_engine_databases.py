@@ -73,7 +73,9 @@ def test_runs_block_runs_and_clones_are_rows(ws):
 
 def test_cache_hits_and_failures_are_recorded(ws):
     first = blockyard.run_pipeline("p/pipe", workspace=ws)
-    second = blockyard.run_pipeline("p/pipe", workspace=ws)
+    rerun = blockyard.run_pipeline("p/pipe", workspace=ws)
+    assert not any(b.cache_hit for b in rerun.block_runs.values())
+    second = blockyard.run_pipeline("p/pipe", workspace=ws, use_cache=True)
     assert all(b.cache_hit for b in second.block_runs.values())
     db = _db(ws)
     rows = db.get_block_runs(second.run_id)

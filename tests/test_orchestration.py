@@ -443,7 +443,7 @@ def test_api_trigger_token_and_variables(env):
 
 
 # ------------------------------------------------------------------ sensors
-def test_sensor_trigger_fires_on_the_third_poll(env, tmp_path):
+def test_sensor_trigger_queues_a_run_whose_sensor_polls_in_the_worker(env, tmp_path):
     counter = tmp_path / "polls.txt"
     env.pipeline("sensed", [
         block("wait_for_data", f"""
@@ -454,30 +454,33 @@ def test_sensor_trigger_fires_on_the_third_poll(env, tmp_path):
                 n = int(p.read_text()) + 1 if p.exists() else 1
                 p.write_text(str(n))
                 return n >= 3
-            """, type="sensor"),
-        block("after", """
+            """, type="sensor", config={"poke_interval": 0.2}),
+        block("after", f"""
+            from pathlib import Path
             @custom
             def after(*args, **kwargs):
-                return 'ran'
+                return Path({str(counter)!r}).read_text()
             """, upstream=["wait_for_data"]),
     ])
     clock = FakeClock(T0)
     trig = env.store(clock).create({"pipeline": f"{env.project}/sensed", "name": "when_ready",
                                     "schedule_type": "event", "settings": {"poke_interval": 10}})
     sched = env.scheduler(clock)
-    assert sched.tick(T0) == [] and counter.read_text() == "1"
-    assert sched.tick(T0 + timedelta(seconds=5)) == [] and counter.read_text() == "1"  # not due yet
-    assert sched.tick(T0 + timedelta(seconds=10)) == [] and counter.read_text() == "2"
-    fired = sched.tick(T0 + timedelta(seconds=20))
-    assert counter.read_text() == "3"
+    fired = sched.tick(T0)
     assert len(fired) == 1 and fired[0]["trigger_id"] == trig["id"]
-    assert fired[0]["execution_date"] == T0 + timedelta(seconds=20)
-    # While its run is unfinished the sensor is not polled again.
-    assert sched.tick(T0 + timedelta(seconds=30)) == [] and counter.read_text() == "3"
+    assert not counter.exists()  # the scheduler queued the run without calling the sensor
+    # While its run is unfinished no other run is queued.
+    assert sched.tick(T0 + timedelta(seconds=20)) == []
     worker = env.worker()
     worker.run_once()
     assert worker.wait_idle(60)
     assert env.db.get_pipeline_run(fired[0]["id"])["status"] == "completed"
+    blocks = {b["block_uuid"]: b for b in env.db.get_block_runs(fired[0]["id"])}
+    assert blocks["wait_for_data"]["metrics"]["sensor"] == {"state": "met", "polls": 3}
+    assert counter.read_text() == "3" and blocks["after"]["status"] == "completed"
+    # Once it finished, the next due time queues the next run.
+    again = sched.tick(T0 + timedelta(seconds=30))
+    assert len(again) == 1 and again[0]["id"] != fired[0]["id"]
 
 
 # ------------------------------------------------- two schedulers, one fire

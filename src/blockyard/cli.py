@@ -115,6 +115,12 @@ class _LiveView:
             if ev.get("message"):
                 text += f" {ev['message']}"
             row["progress"] = text if ev["node"] == ev["block"] else f"{ev['node']}: {text}"
+        elif ev.get("type") == "sensor":  # a sensor said False and polls again
+            row = self.rows.setdefault(ev["block"], {"status": "running", "clones": {}, "duration": None})
+            row["status"] = "waiting"
+            row["progress"] = f"poll {ev['polls']}: not yet, next in {ev['poke_interval']:g}s"
+            if self.live is None:
+                self.console.print(f"{ev['node']}  waiting  {row['progress']}", markup=False, highlight=False)
         elif ev.get("type") == "block":
             row = self.rows.setdefault(ev["block"], {"status": "initial", "clones": {}, "duration": None})
             if ev["node"] != ev["block"]:
@@ -145,6 +151,7 @@ class _LiveView:
             "failed": "red",
             "upstream_failed": "red",
             "running": "yellow",
+            "waiting": "yellow",
             "queued": "cyan",
             "condition_failed": "magenta",
             "cancelled": "red",
@@ -158,7 +165,7 @@ class _LiveView:
                 running = sum(1 for s in row["clones"].values() if s == "running")
                 status = "failed" if failed else ("running" if running or done < len(row["clones"]) else "completed")
                 note.append(f"{done}/{len(row['clones'])} clones")
-            if row.get("progress") and status == "running":
+            if row.get("progress") and status in ("running", "waiting"):
                 note.append(row["progress"])
             if row.get("cache_hit"):
                 note.append("cached, skipped")
@@ -175,7 +182,7 @@ def _run(
     variables: dict,
     block: str | None,
     from_block: str | None,
-    use_cache: bool,
+    use_cache: bool | None,
     executor: str | None,
     quiet: bool,
 ):
@@ -206,13 +213,17 @@ def run(
     vars_json: Optional[str] = typer.Option(None, "--vars-json", help="Runtime variables as a JSON object."),
     block: Optional[str] = typer.Option(None, "--block", help="Run only this block, on the stored outputs of its upstream blocks."),
     from_block: Optional[str] = typer.Option(None, "--from-block", help="Run this block and everything downstream of it."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Run every block even if its cached output is still valid."),
+    cache: bool = typer.Option(False, "--cache", help="Reuse a block's output from an earlier run when its code, attached and imported files, configuration, variables and inputs are unchanged (off by default: every block runs)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Run every block even where the pipeline or block sets cache: true."),
     executor: Optional[str] = typer.Option(None, "--executor", help="thread, process, inline or dask (BLOCKYARD_DASK_ADDRESS, else a local cluster); default: the pipeline's executor_type, else thread."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view; print only the result line."),
 ) -> None:
     """Run a pipeline (or one block) and record it in the run history."""
     variables = _parse_vars(var, vars_json)
-    result = _run(pipeline, variables, block, from_block, not no_cache, executor, quiet)
+    if cache and no_cache:
+        _fail("--cache and --no-cache exclude each other")
+    use_cache = True if cache else (False if no_cache else None)
+    result = _run(pipeline, variables, block, from_block, use_cache, executor, quiet)
     _report(result)
     raise typer.Exit(0 if result.ok else 1)
 

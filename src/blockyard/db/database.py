@@ -309,15 +309,13 @@ class Database:
         with self.engine.connect() as conn:
             return _row(conn.execute(query).first())
 
-    def lookup_cache(self, cache_key: str) -> dict | None:
+    def lookup_cache(self, cache_key: str, run_ids: list[int] | None = None) -> dict | None:
         """The latest completed block run with this cache key (its `output_ref` says where
-        the outputs live), or None."""
-        query = (
-            sa.select(block_runs)
-            .where(block_runs.c.cache_key == cache_key, block_runs.c.status == "completed")
-            .order_by(block_runs.c.id.desc())
-            .limit(1)
-        )
+        the outputs live), or None. With `run_ids`, only among those runs' block runs."""
+        where = [block_runs.c.cache_key == cache_key, block_runs.c.status == "completed"]
+        if run_ids is not None:
+            where.append(block_runs.c.pipeline_run_id.in_([int(i) for i in run_ids]))
+        query = sa.select(block_runs).where(*where).order_by(block_runs.c.id.desc()).limit(1)
         with self.engine.connect() as conn:
             return _row(conn.execute(query).first())
 

@@ -587,11 +587,17 @@ class LiteDatabase:
         sql = f"{_BR.select} WHERE pipeline_run_id = ? AND block_uuid = ?"
         return _BR.read(_execute(self._conn(), sql, (run_id, block_uuid)).fetchone())
 
-    def lookup_cache(self, cache_key: str) -> dict | None:
+    def lookup_cache(self, cache_key: str, run_ids: list[int] | None = None) -> dict | None:
         """The latest completed block run with this cache key (its `output_ref` says where
-        the outputs live), or None."""
-        sql = f"{_BR.select} WHERE cache_key = ? AND status = ? ORDER BY id DESC LIMIT 1"
-        return _BR.read(_execute(self._conn(), sql, (cache_key, "completed")).fetchone())
+        the outputs live), or None. With `run_ids`, only among those runs' block runs."""
+        params: list[Any] = [cache_key, "completed"]
+        sql = f"{_BR.select} WHERE cache_key = ? AND status = ?"
+        if run_ids is not None:
+            ids = [int(i) for i in run_ids]
+            sql += f" AND pipeline_run_id IN ({', '.join('?' * len(ids)) or 'NULL'})"
+            params.extend(ids)
+        sql += " ORDER BY id DESC LIMIT 1"
+        return _BR.read(_execute(self._conn(), sql, params).fetchone())
 
     def latest_block_run(
         self,

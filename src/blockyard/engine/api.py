@@ -88,7 +88,7 @@ def run_pipeline(
     block: str | None = None,
     from_block: str | None = None,
     with_upstream: bool = False,
-    use_cache: bool = True,
+    use_cache: bool | None = None,
     executor: str | Any = None,  # None: the pipeline's executor_type, else "thread"
     max_workers: int | None = None,
     run_tests: bool = True,
@@ -102,6 +102,10 @@ def run_pipeline(
 
     With `block=B, with_upstream=True`, B runs together with every block it depends on
     (transitively), in topological order, and nothing else.
+
+    Every block runs on every run, as in Mage. `use_cache=True` reuses the outputs of
+    an earlier block run with the same cache key (engine/cache.py); None follows the
+    pipeline's `cache:` and each block's `configuration.cache`; False never reuses.
 
     `pipeline` is `project/pipeline`, a bare pipeline uuid unique in the workspace,
     or a PipelineSpec. `run_id` executes a run already recorded (e.g. queued by the

@@ -24,6 +24,7 @@ from blockyard.engine.loader import (
     user_line,
 )
 from blockyard.engine.logs import BlockLog, block_logger, install_stream_routing, routed
+from blockyard.engine.sensors import poll_sensor
 from blockyard import runtime
 from blockyard.errors import (
     BlockLoadError,
@@ -59,6 +60,11 @@ class BlockTask:
     # The source the runner read (and keyed the cache on): run exactly that code.
     source: str | None = None
     code_hash: str | None = None
+    # Sensors: seconds between polls, the run's cancel event (threading.Event) and a
+    # callable(polls) told after every poll that returned False.
+    poke_interval: float = 60.0
+    cancel: Any = None
+    on_poll: Any = None
 
 
 @dataclass
@@ -74,7 +80,7 @@ class TestResult:
 @dataclass
 class Outcome:
     node_uuid: str
-    status: str  # completed | failed | condition_failed
+    status: str  # completed | failed | condition_failed | cancelled (a polling sensor)
     outputs: list[Any] | None = None
     digest: str | None = None
     output_ref: str | None = None
@@ -222,7 +228,15 @@ def execute_block(task: BlockTask) -> Outcome:
                     outcome.status = "condition_failed"
                     log.line("condition was false: block skipped", hold=True)
                     return outcome
-                outputs = _call_with_retries(loaded, task, kwargs, outcome, log)
+                if task.block_type == "sensor":
+                    value = poll_sensor(_sensor_call(loaded, task, kwargs), task, outcome, log)
+                    if value is None:
+                        outcome.status = "cancelled"
+                        log.line("cancelled while polling", hold=True)
+                        return outcome
+                    outputs = _split_outputs(value)
+                else:
+                    outputs = _call_with_retries(loaded, task, kwargs, outcome, log)
                 if task.run_tests and loaded.tests:
                     _run_tests(loaded, outputs, kwargs, outcome, task, log)
                 _persist(task, outputs, outcome)
@@ -251,6 +265,10 @@ def execute_block(task: BlockTask) -> Outcome:
         if log.created:
             outcome.log_path = str(log.path)
         log.close()
+        # The executor may hold the task a moment after the outcome is handed over (a
+        # pool's work item): drop the inputs now, so an upstream output is freed as soon
+        # as its last reader finished, not when the pool thread gets round to it.
+        task.inputs = []
     return outcome
 
 
@@ -304,6 +322,19 @@ def _call_with_retries(
             )
             if wait:
                 time.sleep(wait)
+
+
+def _sensor_call(loaded: LoadedBlock, task: BlockTask, kwargs: dict) -> Callable:
+    def call(timeout: float | None) -> Any:
+        return _run_with_timeout(
+            lambda: call_block_function(
+                loaded.main, task.inputs, kwargs, file=task.file_path, block=task.node_uuid
+            ),
+            timeout,
+            task,
+        )
+
+    return call
 
 
 def _run_tests(

@@ -20,10 +20,11 @@ from urllib.parse import quote
 
 from blockyard import masking
 from blockyard.engine import cache as cache_mod
-from blockyard.engine.execute import BlockTask, Outcome
+from blockyard.engine.execute import BlockTask, Outcome, execute_block
 from blockyard.engine.executors import Executor, InputRef, executor_for
 from blockyard.engine.loader import compile_block, read_source
 from blockyard.engine.plan import PlannedBlock, clone_labels, parse_dynamic_output, plan_pipeline
+from blockyard.engine.sensors import Poll, poke_interval, start_sensor
 from blockyard.errors import BlockLoadError, BlockyardError
 from blockyard.runtime import BlockContext
 
@@ -75,7 +76,7 @@ class PipelineRunner:
         *,
         variables: dict | None = None,
         trigger_variables: dict | None = None,
-        use_cache: bool = True,
+        use_cache: bool | None = None,
         executor: str | Executor | None = None,  # None: the pipeline's executor_type, else thread
         max_workers: int | None = None,
         run_tests: bool = True,
@@ -114,6 +115,8 @@ class PipelineRunner:
         self._done_before: dict[str, dict] = {}
         self.error: str | None = None
         self.error_details: dict | None = None
+        self.run_settings: dict = {}
+        self.recover_runs: list[int] = []  # earlier attempts of this run (resume, retry)
 
     # ---------------------------------------------------------------- setup
     def cancel(self) -> None:
@@ -149,7 +152,8 @@ class PipelineRunner:
         try:
             self.spec.validate()
             self.plan = plan_pipeline(self.spec)
-            self._selection_from_run_settings()
+            self._read_run_row()
+            self._resolve_cache_settings()
             self.selected = self._select()
             self._sources = self._read_sources()
             self._externals = self._external_inputs()
@@ -157,9 +161,8 @@ class PipelineRunner:
         except BlockyardError as exc:
             return self._fail_before_start(exc)
         self.callback_files, self.condition_files = self._attached_files()
-        self.utils_hash = cache_mod.tree_hash(
-            [ws.root / "utils", self.spec.project.path / "utils"]
-        )
+        self._ws_root = ws.root
+        self._policies: dict[str, tuple] = {}  # per block: policy and its fixed key parts
         if self.run_id is None:
             self.run_id = db.create_pipeline_run(
                 project=self.project,
@@ -213,19 +216,73 @@ class PipelineRunner:
 
                 heartbeat.unregister(self.run_id)
 
-    def _selection_from_run_settings(self) -> None:
-        """A queued run (API/worker) may carry its block selection in its settings:
-        `{"block": B, "with_upstream": true}`; explicit arguments win."""
-        if self.run_id is None or self.only_block or self.from_block:
+    def _read_run_row(self) -> None:
+        """A queued run (API/worker) may carry settings: its block selection
+        (`{"block": B, "with_upstream": true}`; explicit arguments win), `cache`, a
+        sensor `poke_interval`. A resumed run (resume_count > 0) or a retry
+        (`retry_of`) reuses the completed blocks of its earlier attempts."""
+        if self.run_id is None:
             return
+        db = self.session.db
         try:
-            row = self.session.db.get_pipeline_run(self.run_id)
-        except Exception:  # noqa: BLE001 - no selection then: the whole pipeline
+            row = db.get_pipeline_run(self.run_id)
+        except Exception:  # noqa: BLE001 - no settings then: the whole pipeline
             return
-        settings = (row or {}).get("settings") or {}
-        if isinstance(settings, dict) and isinstance(settings.get("block"), str) and settings["block"]:
+        row = row or {}
+        settings = row.get("settings") or {}
+        self.run_settings = settings if isinstance(settings, dict) else {}
+        if row.get("resume_count"):
+            self.recover_runs.append(int(self.run_id))
+        earlier = row.get("retry_of")
+        while earlier is not None and len(self.recover_runs) < 50:  # the chain of retries
+            self.recover_runs.append(int(earlier))
+            try:
+                earlier = (db.get_pipeline_run(int(earlier)) or {}).get("retry_of")
+            except Exception:  # noqa: BLE001
+                break
+        if self.only_block or self.from_block:
+            return
+        if isinstance(self.run_settings.get("block"), str) and self.run_settings["block"]:
+            settings = self.run_settings
             self.only_block = settings["block"]
             self.with_upstream = bool(settings.get("with_upstream", self.with_upstream))
+
+    def _resolve_cache_settings(self) -> None:
+        """Caching is opt-in: the caller's `use_cache`, else the queued run's `cache`
+        setting, else the pipeline's `cache: true`; a block's `configuration.cache`
+        decides for that block (see _caching). Bad settings fail before anything runs."""
+        raw = getattr(self.spec, "raw", None)
+        pipeline_cache = raw.get("cache") if isinstance(raw, dict) else None
+        if pipeline_cache is not None and not isinstance(pipeline_cache, bool):
+            raise BlockyardError(
+                f"'cache' must be true or false, not {pipeline_cache!r}",
+                file=self.spec.path,
+                pipeline=self.spec.uuid,
+            )
+        self.pipeline_cache = bool(pipeline_cache)
+        if self.use_cache is None and isinstance(self.run_settings.get("cache"), bool):
+            self.use_cache = self.run_settings["cache"]
+        for uuid, pb in self.plan.items():
+            cfg = pb.spec.configuration or {}
+            where = {"file": self.spec.path, "block": uuid, "pipeline": self.spec.uuid}
+            if "cache" in cfg and not isinstance(cfg["cache"], bool):
+                raise BlockyardError(
+                    f"configuration.cache must be true or false, not {cfg['cache']!r}", **where
+                )
+            try:
+                cache_mod.policy_from(cfg.get("cache_policy"))
+            except ValueError as exc:
+                raise BlockyardError(f"configuration.cache_policy: {exc}", **where) from None
+            if pb.type == "sensor":
+                poke_interval(cfg, self.run_settings, where)
+
+    def _caching(self, pb: PlannedBlock) -> bool:
+        if self.use_cache is False:
+            return False
+        own = cache_mod.cache_setting(pb.spec.configuration)
+        if own is not None:
+            return own
+        return bool(self.use_cache) or self.pipeline_cache
 
     def _select(self) -> dict[str, PlannedBlock]:
         for name in (self.only_block, self.from_block):
@@ -330,6 +387,9 @@ class PipelineRunner:
             if not self.running:
                 continue
             node, result = self._done_q.get()
+            if isinstance(result, Poll):  # a sensor said False; it keeps polling
+                self._sensor_waiting(node, result.polls)
+                continue
             self.running -= 1
             self._complete(node, result)
         if self._cancel.is_set():
@@ -541,21 +601,14 @@ class PipelineRunner:
             self._reuse(node, prior["output_ref"], prior.get("digest"), prior.get("cache_key"))
             return
         key = None
-        if self.use_cache and pb.type != "sensor" and not cache_mod.cache_disabled(
-            pb.spec.configuration
-        ):
-            digests = self._digests(node)
-            key = cache_mod.cache_key(
-                code_hash=code_hash,
-                utils_hash=self.utils_hash,
-                block_type=pb.type,
-                configuration=pb.spec.configuration,
-                variables=self.variables,
-                input_digests=digests,
-                dynamic_index=node.dynamic_index,
-                extra_code_hashes=[str(p) for p in self.condition_files.get(pb.uuid, [])],
-            )
-            hit = self.session.db.lookup_cache(key)
+        if pb.type != "sensor":  # a sensor always polls: never cached, never reused
+            key = self._key(node, code_hash, file_path)
+            caching = self._caching(pb)
+            hit = None
+            if caching or self.recover_runs:
+                hit = self.session.db.lookup_cache(
+                    key, run_ids=None if caching else self.recover_runs
+                )
             if hit and hit.get("output_ref") and self._ref_exists(hit["output_ref"]):
                 self._reuse(node, hit["output_ref"], hit.get("digest"), key)
                 return
@@ -599,6 +652,9 @@ class PipelineRunner:
         )
         self._emit(type="block", node=node.uuid, block=pb.uuid, status="running")
         self.running += 1
+        if pb.type == "sensor":
+            self._start_sensor(node, task)
+            return
         fut = self.executor.submit(task)
         fut.add_done_callback(lambda f, n=node: self._done_q.put((n, _result(f))))
 
@@ -618,6 +674,46 @@ class PipelineRunner:
         self._unflushed = True
         self._release_inputs(node)
         self._completed(node)
+
+    def _key(self, node: Node, code_hash: str, file_path: Path) -> str:
+        """The node's cache key under its block's policy (see engine/cache.py). Recorded
+        on every completed block run, so a later cached or resumed run can find it. The
+        parts shared by all nodes of a block are hashed once per run."""
+        pb = node.block
+        static = self._policies.get(pb.uuid)
+        if static is None:
+            attached = self.condition_files.get(pb.uuid, []) + self.callback_files.get(pb.uuid, [])
+            roots = [self._ws_root.parent, self._ws_root]
+            policy = cache_mod.policy_from((pb.spec.configuration or {}).get("cache_policy"))
+            parts = cache_mod.KeyParts(
+                block_type=pb.type,
+                code_hash=code_hash,
+                attached_hashes=[cache_mod.file_digest(p) for p in attached],
+                imports_hash=",".join(
+                    [cache_mod.imports_hash(p, roots, self._ws_root) for p in [file_path, *attached]]
+                ),
+                configuration=pb.spec.configuration,
+                variables=self.variables,
+                execution_date=self.execution_date,
+            )
+            static = self._policies[pb.uuid] = (policy, policy.block_hasher(parts), parts)
+        policy, hasher, parts = static
+        parts.input_digests = self._digests(node)
+        parts.dynamic_index = node.dynamic_index
+        return policy.node_key(hasher, parts)
+
+    def _start_sensor(self, node: Node, task: BlockTask) -> None:
+        cfg = node.block.spec.configuration or {}
+        task.poke_interval = poke_interval(cfg, self.run_settings, {})
+        task.cancel = self._cancel
+        task.on_poll = lambda polls, n=node: self._done_q.put((n, Poll(polls)))
+        start_sensor(execute_block, task, lambda result, n=node: self._done_q.put((n, result)))
+
+    def _sensor_waiting(self, node: Node, polls: int) -> None:
+        interval = poke_interval(node.block.spec.configuration or {}, self.run_settings, {})
+        info = {"state": "waiting", "polls": polls, "poke_interval": interval}
+        self.rec.update_block_run(self.run_id, node.uuid, metrics={"sensor": info})
+        self._emit(type="sensor", node=node.uuid, block=node.block.uuid, **info)
 
     def _progress_sink(self, node: Node) -> Callable[[dict], None]:
         def sink(info: dict) -> None:
@@ -726,7 +822,7 @@ class PipelineRunner:
             "output_ref": outcome.output_ref,
             "digest": outcome.digest,
             "tests": [t.to_dict() for t in outcome.tests] or None,
-            "metrics": {"duration": outcome.duration},
+            "metrics": self._metrics(node, outcome),
             "log_path": outcome.log_path,
         }
         if outcome.status == "completed" and node.cache_key:
@@ -743,6 +839,14 @@ class PipelineRunner:
             self._completed(node)
         else:
             self._after(node, outcome.status)
+
+    @staticmethod
+    def _metrics(node: Node, outcome: Outcome) -> dict:
+        metrics: dict[str, Any] = {"duration": outcome.duration}
+        if node.block.type == "sensor":
+            state = {"completed": "met", "cancelled": "cancelled"}.get(outcome.status, "failed")
+            metrics["sensor"] = {"state": state, "polls": outcome.attempts}
+        return metrics
 
     def _completed(self, node: Node) -> None:
         """A node finished well (ran, or hit the cache): expand it if it is dynamic."""

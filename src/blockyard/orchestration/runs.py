@@ -195,9 +195,10 @@ def request_cancel(db: Any, run_id: int, *, reason: str | None = None) -> dict:
 
 def retry_incomplete(db: Any, run_id: int, *, idempotency_key: str | None = None) -> dict:
     """Queue a new run of a failed or cancelled run's pipeline with the same variables,
-    execution date, trigger and backfill. Blocks that completed are not run again: they
-    hit the content-hash cache (same code, variables and inputs) and reuse the stored
-    outputs; failed, cancelled and never-run blocks run. The new run's `retry_of` is
+    execution date, trigger and backfill. Blocks that completed are not run again: the
+    engine finds them among the retried run's block runs (same cache key: code,
+    variables, inputs) and reuses their stored outputs; failed, cancelled and never-run
+    blocks run. The new run's `retry_of` is
     `run_id`."""
     import sqlalchemy as sa
 
@@ -286,7 +287,7 @@ def finish_leased(
 def requeue_for_resume(conn: Any, row: dict, reason: str) -> bool:
     """Put a run whose worker was lost back in the queue (compare-and-set on its lease).
 
-    Completed block runs are kept (the resumed run finds them in the cache); other
+    Completed block runs are kept (the resumed run reuses them); other
     block runs go back to 'initial'; dynamic children are removed (the runner creates
     them again when their parent is expanded)."""
     import sqlalchemy as sa

@@ -1,4 +1,6 @@
-"""The scheduler: fires time triggers on time, polls sensor triggers, watches SLAs.
+"""The scheduler: fires time triggers on time, queues sensor-trigger runs, watches SLAs.
+
+It never imports or calls user code: sensor blocks, like every block, run in a worker.
 
 `run_forever` computes the earliest `next_run_at` of the active triggers and sleeps
 until exactly then (at most `max_sleep` seconds, so triggers created by another
@@ -10,7 +12,7 @@ process are seen quickly), then `tick`s. A tick:
    a `pipeline_schedule_fires` row is inserted per (trigger, execution time) with
    `ON CONFLICT DO NOTHING` — its primary key makes a second fire of the same time
    impossible, whatever the number of schedulers — then the runs and the new cursors;
-3. polls due sensor triggers (on a thread pool in run_forever; inline in tick());
+3. queues a run for each due sensor trigger (its sensor block polls in a worker);
 4. reports runs past their SLA (blockyard.notify.notify_sla_passed, if present);
 5. refreshes its heartbeat row.
 
@@ -25,7 +27,6 @@ import socket
 import threading
 import time
 import uuid as _uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -73,10 +74,7 @@ class Scheduler:
         self.max_catchup = int(max_catchup)
         self._schedules: dict[int, tuple[Any, Any]] = {}
         self._wake = threading.Event()
-        self._pool: ThreadPoolExecutor | None = None
-        self._sensor_threads = int(sensor_threads)
-        self._polling: set[int] = set()
-        self._polling_lock = threading.Lock()
+        del sensor_threads  # sensors poll in workers now; kept for callers that pass it
         self._started_at = self.clock()
         self._last_beat: float | None = None
         self._last_sync: float | None = None
@@ -111,7 +109,7 @@ class Scheduler:
     # --------------------------------------------------------------- tick
     def tick(self, now: datetime | None = None) -> list[dict]:
         """One pass at time `now` (default: the clock): sync trigger files, fire due
-        triggers, poll due sensors (waiting for them), check SLAs, heartbeat. Returns
+        triggers, queue runs of due sensor triggers, check SLAs, heartbeat. Returns
         the runs created (rows, status queued)."""
         return self._tick(now, sync=True, wait_sensors=True)
 
@@ -379,14 +377,19 @@ class Scheduler:
 
     # ---------------------------------------------------------- sensors
     def poll_sensors(self, now: datetime, *, wait: bool = True) -> list[dict]:
-        """Poll the sensor triggers that are due (each claims its poll with a
-        compare-and-set on next_run_at, so two schedulers never poll the same one at
-        once). With `wait`, returns the runs the polls created."""
+        """Queue a run for each due sensor trigger whose previous run has finished.
+
+        The scheduler never runs user code (Airflow's rule): the run's sensor block polls
+        in a worker, every `poke_interval` seconds until it returns True (then the
+        downstream blocks run) or until its `timeout`. Each trigger claims its due time
+        with a compare-and-set on next_run_at, so two schedulers never queue it twice.
+        `wait` is accepted for compatibility: queueing a run is immediate."""
         import sqlalchemy as sa
 
         from blockyard.db.schema import pipeline_runs as pr
         from blockyard.db.schema import pipeline_schedules as ps
 
+        del wait
         projects = self._projects()
         if not projects:
             return []
@@ -403,12 +406,8 @@ class Scheduler:
                     )
                 )
             ]
-        futures: list[Future] = []
         fired: list[dict] = []
         for row in rows:
-            with self._polling_lock:
-                if row["id"] in self._polling:
-                    continue
             interval = timedelta(seconds=poke_interval(row, self._sensor_default_interval(row)))
             due = row["next_run_at"]
             with self.db.engine.begin() as conn:
@@ -419,20 +418,15 @@ class Scheduler:
                     sa.update(ps).where(ps.c.id == row["id"], ps.c.next_run_at == due).values(next_run_at=now + interval)
                 ).rowcount
             if not claimed or busy is not None:
-                continue  # another scheduler took this poll, or the last run is not done yet
-            with self._polling_lock:
-                self._polling.add(row["id"])
-            if wait:
-                run = self._poll_one(row, due)
-                if run is not None:
-                    fired.append(run)
-            else:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(self._sensor_threads, thread_name_prefix="blockyard-sensor")
-                futures.append(self._pool.submit(self._poll_async, row, due))
+                continue  # another scheduler took this time, or the last run is not done yet
+            run = self._fire_sensor(row, now)
+            if run is not None:
+                fired.append(run)
         return fired
 
     def _sensor_default_interval(self, row: dict) -> float:
+        """How soon after a run finished the next one is queued: the trigger's
+        poke_interval, else the sensor block's (read from metadata.yaml, never run)."""
         block = self._sensor_block(row)
         if block is not None:
             value = (block.configuration or {}).get("poke_interval")
@@ -452,52 +446,6 @@ class Scheduler:
         if name:
             return spec.get_block(name)
         return next((b for b in spec.blocks if b.type == "sensor"), None)
-
-    def _poll_async(self, row: dict, due: datetime) -> None:
-        run = self._poll_one(row, due)
-        if run is not None:
-            notify_runs_queued()
-
-    def _poll_one(self, row: dict, due: datetime) -> dict | None:
-        try:
-            ok = self._evaluate_sensor(row, due)
-        except Exception as exc:
-            log.warning("sensor trigger %s (%s/%s): %s", row["name"], row["project"], row["pipeline_uuid"], exc)
-            ok = False
-        finally:
-            with self._polling_lock:
-                self._polling.discard(row["id"])
-        if not ok:
-            return None
-        return self._fire_sensor(row, due)
-
-    def _evaluate_sensor(self, row: dict, due: datetime) -> bool:
-        from blockyard.engine.execute import call_block_function
-        from blockyard.engine.loader import ensure_import_paths, load_block
-
-        ws = self.store._fresh_workspace()
-        spec = ws.project(row["project"]).pipeline(row["pipeline_uuid"])
-        block = self._sensor_block(row)
-        if block is None or block.file_path is None:
-            raise ValueError(
-                "no sensor block to poll: add a block of type 'sensor' to the pipeline or name one in settings.sensor_block"
-            )
-        ensure_import_paths(ws.root.parent, ws.root)
-        loaded = load_block(block.file_path, block.uuid)
-        kwargs = dict(spec.variables or {})
-        kwargs.update(row.get("variables") or {})
-        kwargs.update(
-            execution_date=due,
-            ds=due.strftime("%Y-%m-%d"),
-            env=os.environ.get("BLOCKYARD_ENV", "dev"),
-            pipeline_uuid=spec.uuid,
-            project_uuid=spec.project.name,
-            block_uuid=block.uuid,
-            configuration=block.configuration or {},
-            trigger_id=row["id"],
-            context={},
-        )
-        return bool(call_block_function(loaded.main, [], kwargs, file=block.file_path, block=block.uuid))
 
     def _fire_sensor(self, row: dict, due: datetime) -> dict | None:
         import sqlalchemy as sa
@@ -597,8 +545,6 @@ class Scheduler:
                     self._wake.wait(timeout)
         finally:
             unregister_scheduler_event(self._wake)
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
             from blockyard.orchestration import status
 
             status.remove(self.db, self.scheduler_id)

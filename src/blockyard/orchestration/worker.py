@@ -10,9 +10,10 @@ run timeouts and leases it lost.
 
 Crash recovery: a run whose lease expired (any host), or whose worker process is
 gone (same host: its pid no longer exists), is put back in the queue (`resume_count`
-+1) — the resumed run reuses the blocks that had completed through the content-hash
-cache — or failed with the reason once it was resumed `max_resumes` times. Every
-worker does this at start and every `recover_interval` seconds.
++1) — the resumed run reuses the blocks it had completed itself (the engine looks their
+cache keys up among this run's own block runs) — or failed with the reason once it was
+resumed `max_resumes` times. Every worker does this at start and every
+`recover_interval` seconds.
 
 Isolation (`isolation="process"`, the default): each run executes in a child process
 (see orchestration/isolation.py), so a cancel or a run timeout ends its code (SIGTERM,
@@ -41,11 +42,6 @@ from blockyard.orchestration._util import (
     unregister_worker_event,
     write_txn,
 )
-
-
-# A run variable holding the execution time of trigger and backfill runs, so that it
-# is part of their blocks' cache keys (see Worker._execute).
-CACHE_PARTITION_VARIABLE = "_cache_partition"
 
 
 @dataclass(eq=False)
@@ -363,7 +359,7 @@ class Worker:
                 return
             ws = self._workspace()
             spec = ws.project(row["project"]).pipeline(row["pipeline_uuid"])
-            variables = _run_variables(row)
+            variables = dict(row.get("variables") or {})
             runner = PipelineRunner(
                 self._session(ws, ctx),
                 spec,
@@ -417,7 +413,7 @@ class Worker:
             payload = {
                 "run_id": ctx.run_id,
                 "row": row,
-                "variables": _run_variables(row),
+                "variables": dict(row.get("variables") or {}),
                 "worker_id": self.worker_id,
                 "worker_pid": self.pid,
                 "parent_pid": os.getpid(),
@@ -855,16 +851,6 @@ class Worker:
             if deadline is not None and time.monotonic() >= deadline:
                 with self._lock:
                     return not self._active
-
-
-def _run_variables(row: dict) -> dict:
-    variables = dict(row.get("variables") or {})
-    if row.get("trigger_id") is not None or row.get("backfill_id") is not None:
-        # The engine leaves execution_date/ds/interval_* out of cache keys; runs of
-        # triggers and backfills must not reuse another execution time's outputs, while
-        # a resumed or retried run (same time) still does.
-        variables.setdefault(CACHE_PARTITION_VARIABLE, row["execution_date"].isoformat())
-    return variables
 
 
 def _check_late_sla(worker: Worker, row: dict) -> None:

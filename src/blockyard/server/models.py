@@ -165,6 +165,7 @@ class RunOut(BaseModel):
     cancel_requested_at: Optional[datetime] = None
     block: Optional[str] = Field(None, description="Only this block runs (with `with_upstream`: and its ancestors).")
     with_upstream: bool = False
+    cache: Optional[bool] = Field(None, description="The run's cache setting (null: the pipeline's).")
 
 
 class RunList(BaseModel):
@@ -185,6 +186,11 @@ class RunCreate(BaseModel):
         None, description="Run only this block, on the stored outputs of its upstream blocks "
                           "(with `with_upstream`: the block and every block it depends on).")
     with_upstream: bool = Field(False, description="With `block`: run its upstream blocks (transitively) first.")
+    cache: Optional[bool] = Field(
+        None, description="true: reuse the outputs of earlier block runs with the same cache key "
+                          "(code, attached and imported files, configuration, variables, inputs); "
+                          "false: run every block; null (default): as the pipeline's `cache:` says "
+                          "(every block runs unless the pipeline or block sets cache: true).")
 
 
 class BlockRunOut(BaseModel):

@@ -52,6 +52,7 @@ def run_out(row: dict) -> RunOut:
     settings = row.get("settings") if isinstance(row.get("settings"), dict) else {}
     data["block"] = settings.get("block") if isinstance(settings.get("block"), str) else None
     data["with_upstream"] = bool(data["block"] and settings.get("with_upstream"))
+    data["cache"] = settings.get("cache") if isinstance(settings.get("cache"), bool) else None
     return RunOut(**data)
 
 
@@ -160,6 +161,8 @@ def create_run(
             raise NotFound(f"no block {body.block!r} in pipeline '{project}/{uuid}'; blocks: "
                            + (", ".join(b.uuid for b in spec.blocks) or "none"))
         settings = {"block": body.block, "with_upstream": bool(body.with_upstream)}
+    if body.cache is not None:
+        settings = {**(settings or {}), "cache": body.cache}
     trigger_id = None
     if body.schedule_name and body.schedule_name.strip():
         # Mage's trigger_pipeline: the run is filed under the trigger of that name.

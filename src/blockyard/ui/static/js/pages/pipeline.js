@@ -360,11 +360,11 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
   }
 
   // ------------------------------------------------------------ run @once
-  async function runOnce(btn, variables = {}, onError = null) {
+  async function runOnce(btn, variables = {}, onError = null, cache = null) {
     if (!(await saveAll())) { toast("Fix the code errors before running", "error"); return false; }
     return busy(btn, async () => {
       try {
-        const run = await api(`/api/pipelines/${ref}/runs`, { method: "POST", body: { variables } });
+        const run = await api(`/api/pipelines/${ref}/runs`, { method: "POST", body: cache ? { variables, cache } : { variables } });
         toast(`Run #${run.id} queued`, "success");
         watchRun(run);
         return true;
@@ -391,6 +391,8 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
       return key;
     };
     const err = h("div");
+    // Every block runs on every run (Mage); caching is opt-in per run.
+    const useCache = h("input", { type: "checkbox", id: "run-use-cache" });
     const go = button("Run @once", async () => {
       const variables = {};
       for (const input of m.dialog.querySelectorAll("input[data-var]")) variables[input.dataset.var] = parseValue(input.value);
@@ -398,12 +400,13 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
         const k = row.querySelector(".var-key").value.trim();
         if (k) variables[k] = parseValue(row.querySelector(".var-value").value);
       }
-      if (await runOnce(go, variables, (e) => clear(err, errorBox(e)))) m.close();
+      if (await runOnce(go, variables, (e) => clear(err, errorBox(e)), useCache.checked || null)) m.close();
     }, "primary", { id: "run-with-variables-submit" });
     const m = modal("Run @once with variables", h("form", { onsubmit: (e) => { e.preventDefault(); go.click(); } },
       h("p.muted.small", "These values override the global variables for this run only; blocks get them in **kwargs."),
       fixed.length ? fixed : h("p.muted.small", "This pipeline has no global variables; add runtime variables below."),
       rows, h("div.actions", button("Add variable", () => addRow().focus(), "small secondary", { id: "run-add-variable" })),
+      h("label.small", useCache, " Reuse cached outputs of unchanged blocks"),
       h("button", { type: "submit", hidden: true, tabindex: -1 }), err), [go]);
   }
 

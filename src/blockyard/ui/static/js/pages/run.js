@@ -132,7 +132,10 @@ export default async function runPage(root, { id, query }) {
         s.append(svg("rect", { class: "bar", x: x0, y: y + 4, width: Math.max(3, x1 - x0), height: RH - 8, fill: STATUS_COLORS[b.status] || "#9ca3af", "data-bar": b.block_uuid, tabindex: 0,
           onclick: () => pick(b.block_uuid), onkeydown: (e) => { if (e.key === "Enter") pick(b.block_uuid); } },
           svg("title", {}, `${b.block_uuid}: ${b.status}, ${duration(b.started_at, b.completed_at)}${b.cache_hit ? " (cached)" : ""}`)));
-        s.append(svg("text", { x: Math.min(x1 + 4, L + W + 2), y: y + 16 }, b.cache_hit ? "cached" : duration(b.started_at, b.completed_at)));
+        const sensor = b.metrics && b.metrics.sensor;  // a sensor polling until it returns True
+        const label = b.cache_hit ? "cached" : sensor && sensor.state === "waiting" && b.status === "running"
+          ? `waiting, poll ${sensor.polls}` : duration(b.started_at, b.completed_at);
+        s.append(svg("text", { x: Math.min(x1 + 4, L + W + 2), y: y + 16, "data-sensor": sensor ? sensor.polls : null }, label));
       } else {
         s.append(svg("text", { x: L + 4, y: y + 16, fill: "#9ca3af" }, b.status.replace(/_/g, " ")));
       }
@@ -243,6 +246,7 @@ export default async function runPage(root, { id, query }) {
         const lines = liveLines.get(data.block_uuid) || [];
         lines.push(data.line);
         liveLines.set(data.block_uuid, lines);
+        if (data.line.includes(" sensor poll ")) soon();  // a sensor's poll count changed
         if (!selected) { selected = data.block_uuid; drawLogs(); }
         const pre = logBox.querySelector("pre.log");
         if (pre && pre.dataset.log === data.block_uuid) {
