@@ -103,9 +103,19 @@ def test_new_month_retrains_and_the_served_champion_never_gets_worse(tmp_path, m
         assert holder.current.version == str(champion.version)
         time.sleep(0.2)
         assert new_month(watch) is None  # 2023-03 is seen: no second retraining
-        again = run_pipeline("unit_4_triggering/automatic_retraining", workspace=COURSE, use_cache=False,
+        # Mage's sensor semantics: with nothing new the sensor keeps polling and nothing
+        # downstream runs; with a short timeout the run fails at it and retrain never runs.
+        from blockyard.project import Workspace
+
+        spec = Workspace.open(COURSE).find_pipeline("unit_4_triggering/automatic_retraining")
+        sensor = spec.block("new_data")
+        sensor.timeout = 1.0
+        sensor.configuration["poke_interval"] = 0.2
+        again = run_pipeline(spec, workspace=COURSE, use_cache=False,
                              variables={"watch_dir": str(watch), "cooldown_seconds": 0})
-        assert again.ok and again.output("retrain")["skipped"] is True
+        assert not again.ok
+        assert again.block_runs["new_data"].status == "failed"
+        assert again.block_runs["retrain"].status == "upstream_failed"
     finally:
         stop.set()
         thread.join(10)
