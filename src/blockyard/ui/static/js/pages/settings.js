@@ -66,7 +66,7 @@ export default async function settings(root) {
       clear(info, c.channels.length
         ? h("p", "Channels: ", c.channels.map((x) => h("span.tag", x)), " · alert on: ", (c.alert_on || ["trigger_failure", "trigger_passed_sla"]).join(", "),
             h("div.muted.small", "From ", Object.values(c.sources).filter((v, i, a) => a.indexOf(v) === i).join(", ")))
-        : h("p.muted", "No channels configured. Add notification_config (email_config, slack_config, teams_config, discord_config, webhook_config…) to the project's or pipeline's metadata.yaml."));
+        : h("p.muted", "No channels configured: fill in the project settings below, or add notification_config to a pipeline's metadata.yaml."));
     } catch (e) { clear(info, errorBox(e)); }
   }
   // the project's notification_config as a form (only the fields shown are changed)
