@@ -22,6 +22,8 @@ def test_known_dataset_urls_get_the_mirror_hint():
     assert "green_tripdata_2024-01" in hint and "fetch('green_tripdata_2024-01')" in hint and "read_parquet" in hint
     hint = network_dataset_hint(_fail(f"http://127.0.0.1:{port}/mage-ai/datasets/raw/master/taxi/green/2023/03.parquet"))
     assert "green_tripdata_2023-03" in hint
+    hint = network_dataset_hint(_fail(f"http://127.0.0.1:{port}/misc/taxi_zone_lookup.csv"))
+    assert "pd.read_csv(fetch('taxi_zone_lookup'), keep_default_na=False)" in hint
 
 
 def test_no_hint_for_other_urls_or_other_errors():

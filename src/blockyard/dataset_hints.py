@@ -84,9 +84,10 @@ def _hint(ds: Any, url: str) -> str:
     from blockyard.settings import ENV_DATA_MIRROR
 
     read = "pd.read_csv" if ds.relpath.endswith(".csv") else "pd.read_parquet"
+    extra = ", keep_default_na=False" if "keep_default_na=False" in ds.description else ""  # zone "NA"
     mirror = os.environ.get(ENV_DATA_MIRROR)
     where = (f"{ENV_DATA_MIRROR} is {mirror}" if mirror
              else f"set {ENV_DATA_MIRROR}=<dir> to a folder holding <dir>/{ds.relpath}")
     return (f"{url} is the known dataset {ds.name!r}; read it from the local data mirror instead: "
-            f"from blockyard.datasets import fetch; df = {read}(fetch({ds.name!r})) ({where}; "
+            f"from blockyard.datasets import fetch; df = {read}(fetch({ds.name!r}){extra}) ({where}; "
             f"without a mirror fetch() downloads it once into the cache)")
