@@ -229,3 +229,108 @@ def test_settings_registers_an_existing_project_folder(server, page):
     page.fill("input[name=register_path]", "../outside")
     page.click("#register-project")
     page.wait_for_selector("section[aria-label=Projects] .error-box:has-text('inside the workspace')")
+
+
+def test_settings_renames_a_project_with_its_runs_and_triggers(server, page):
+    import shutil as _shutil
+
+    import yaml
+
+    from blockyard.engine.session import session_for
+    from blockyard.project import Workspace
+
+    _shutil.copytree(server.root / "unit_0_setup", server.root / "to_rename")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(server.url + "/settings")
+    page.wait_for_selector("section[aria-label=Projects] table.data")
+    page.fill("input[name=register_name]", "to_rename")
+    page.click("#register-project")
+    page.wait_for_selector("text=Registered to_rename (")
+    before = {t["id"] for t in api(server, "GET", "/api/triggers") if t["project"] == "to_rename"}
+    assert before  # example_pipeline's triggers.yaml, synced under the project's name
+    db = session_for(Workspace.open(server.root)).db
+    run = db.create_pipeline_run(project="to_rename", pipeline_uuid="example_pipeline", variables={},
+                                 block_uuids=[], status="running")
+    run_id = run["id"] if isinstance(run, dict) else run
+
+    # refused while the run is unfinished: nothing moves
+    page.click("[data-rename=to_rename]")
+    page.fill(".modal input[name=new_name]", "renamed_unit")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".modal .error-box:has-text('unfinished run')")
+    assert (server.root / "to_rename").is_dir() and not (server.root / "renamed_unit").exists()
+    assert api(server, "GET", f"/api/runs/{run_id}")["project"] == "to_rename"
+
+    db.update_pipeline_run(run_id, status="completed")
+    page.click("#rename-project-submit")
+    page.wait_for_selector("section[aria-label=Projects] td a:text('renamed_unit')")
+    assert not (server.root / "to_rename").exists()
+    assert (server.root / "renamed_unit/pipelines/example_pipeline/metadata.yaml").is_file()
+    projects = yaml.safe_load((server.root / "settings.yaml").read_text())["projects"]
+    assert "renamed_unit" in projects and "to_rename" not in projects
+    # the history moved with it: the run and the same trigger rows, under the new name
+    assert api(server, "GET", f"/api/runs/{run_id}")["project"] == "renamed_unit"
+    listed = api(server, "GET", "/api/runs?project=renamed_unit")["runs"]
+    assert run_id in [r["id"] for r in listed]
+    triggers = api(server, "GET", "/api/triggers")
+    assert {t["id"] for t in triggers if t["project"] == "renamed_unit"} == before
+    assert not [t for t in triggers if t["project"] == "to_rename"]
+    page.wait_for_selector("#project-select option[value=renamed_unit]", state="attached")
+
+
+def test_settings_notification_form_writes_yaml_and_test_sends(server, page):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import yaml
+
+    received = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    meta_path = server.root / "unit_3_observability" / "metadata.yaml"
+    meta = yaml.safe_load(meta_path.read_text()) or {}
+    meta["notification_config"] = {
+        "alert_on": ["trigger_failure"],
+        "email_config": {"smtp_host": "mail.invalid", "smtp_port": 2525, "smtp_starttls": False,
+                         "smtp_password": "{{ env_var('BLOCKYARD_TEST_SMTP_PASSWORD') }}", "to_emails": ["ops@example.com"]},
+        "message_templates": {"failure": {"title": "Pipeline {pipeline_uuid} failed"}},
+    }
+    meta_path.write_text(yaml.safe_dump(meta, sort_keys=False))
+    try:
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page.goto(server.url + "/settings")
+        page.select_option("select[name=project]", "unit_3_observability")
+        form = "form.notif-form"
+        page.wait_for_selector(f"{form} input[name='email_config.smtp_host'][value='mail.invalid']")
+        assert page.input_value(f"{form} input[name='email_config.smtp_password']") == "{{ env_var('BLOCKYARD_TEST_SMTP_PASSWORD') }}"
+        page.check(f"{form} input[name=alert_on][value=trigger_success]")
+        page.fill(f"{form} input[name='email_config.smtp_host']", "127.0.0.1")
+        page.fill(f"{form} input[name='webhook_config.url']", f"http://127.0.0.1:{hook.server_port}/alerts")
+        page.click("#save-notifications")
+        page.wait_for_selector(f"{form} .ok:has-text('Saved in')")
+        conf = yaml.safe_load(meta_path.read_text())["notification_config"]
+        assert conf["alert_on"] == ["trigger_failure", "trigger_success"]
+        assert conf["webhook_config"] == {"url": f"http://127.0.0.1:{hook.server_port}/alerts"}
+        email = conf["email_config"]
+        assert email["smtp_host"] == "127.0.0.1"
+        assert email["smtp_password"] == "{{ env_var('BLOCKYARD_TEST_SMTP_PASSWORD') }}"  # untouched
+        assert email["smtp_port"] == 2525 and email["to_emails"] == ["ops@example.com"] and email["smtp_starttls"] is False
+        assert conf["message_templates"] == {"failure": {"title": "Pipeline {pipeline_uuid} failed"}}
+        page.wait_for_selector("text=webhook")  # the channels line now lists the webhook
+        page.click("#send-test-alert")
+        row = page.wait_for_selector("[role=status] table tr:has-text('webhook')")
+        assert "sent" in row.inner_text()
+        assert received and isinstance(received[0], dict)
+    finally:
+        hook.shutdown()

@@ -317,3 +317,50 @@ def test_unsaved_edit_guard_and_project_scope(server, page):
     page.select_option("#project-select", "")
     page.wait_for_url("**/files")
     page.wait_for_selector('.tree li[data-path="unit_1_data_preparation"]')
+
+
+def _api(srv, method, path, body=None):
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(srv.url + path, method=method, headers={"Content-Type": "application/json"},
+                                 data=json.dumps(body).encode() if body is not None else None)
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read() or b"null")
+
+
+def test_add_between_blocks_and_the_mirror_hint_of_a_known_dataset(server, page):
+    """An inline add between two blocks lands between them (page and metadata.yaml); a
+    loader that cannot reach a known dataset's URL says how to read it from the mirror."""
+    import urllib.error
+
+    import yaml
+
+    from ui_support import free_port
+
+    base = "/api/projects/unit_0_setup/pipelines"
+    _api(server, "POST", base, {"uuid": "insert_order"})
+    base += "/insert_order"
+    closed = free_port()  # nothing listens there: the request fails without touching the internet
+    _api(server, "POST", base + "/blocks", {"uuid": "first_loader", "type": "data_loader", "code":
+         "import pandas as pd\n\n\n@data_loader\ndef load(*args, **kwargs):\n"
+         f"    return pd.read_csv('http://127.0.0.1:{closed}/datasets/titanic.csv')\n"})
+    _api(server, "POST", base + "/blocks", {"uuid": "last_exporter", "type": "data_exporter", "upstream_blocks": ["first_loader"]})
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        _api(server, "POST", base + "/blocks", {"uuid": "x", "type": "transformer", "after": "no_such_block"})
+    assert 400 <= bad.value.code < 500 and "no_such_block" in bad.value.read().decode()
+
+    page.goto(server.url + "/pipelines/unit_0_setup/insert_order")
+    add_inline(page, "transformer", "middle", "first_loader")
+    order = page.locator("[data-block-card]").evaluate_all("els => els.map(e => e.dataset.blockCard)")
+    assert order == ["first_loader", "middle", "last_exporter"]
+    meta = yaml.safe_load((server.root / "unit_0_setup/pipelines/insert_order/metadata.yaml").read_text())
+    assert [b["uuid"] for b in meta["blocks"]] == order
+    assert next(b for b in meta["blocks"] if b["uuid"] == "middle")["upstream_blocks"] == ["first_loader"]
+
+    card = '[data-block-card="first_loader"]'
+    page.click(f"{card} [data-action=execute]")
+    page.wait_for_selector(f"{card} .block-status .badge[data-status=failed]", timeout=60_000)
+    error = page.inner_text(f"{card} .error-box")
+    assert "URLError" in error and "known dataset 'titanic'" in error
+    assert "fetch('titanic')" in error and "BLOCKYARD_DATA_MIRROR" in error

@@ -26,6 +26,7 @@ from blockyard.engine.loader import (
 from blockyard.engine.logs import BlockLog, block_logger, install_stream_routing, routed
 from blockyard.engine.sensors import poll_sensor
 from blockyard import runtime
+from blockyard.dataset_hints import network_dataset_hint
 from blockyard.errors import (
     BlockLoadError,
     BlockSignatureError,
@@ -188,7 +189,7 @@ def _error_details(exc: BaseException, task: BlockTask) -> dict:
         "line": user_line(exc, str(task.file_path)),
         "block": task.node_uuid,
         "pipeline": None,
-        "hint": None,
+        "hint": network_dataset_hint(exc),
     }
 
 
@@ -197,7 +198,8 @@ def _format_error(exc: BaseException, task: BlockTask) -> str:
         return str(exc)
     line = user_line(exc, str(task.file_path))
     where = f"{task.file_path}:{line}" if line else str(task.file_path)
-    return f"{where}: block '{task.node_uuid}': {type(exc).__name__}: {exc}"
+    hint = network_dataset_hint(exc)  # a known dataset's URL unreachable: point to the mirror
+    return f"{where}: block '{task.node_uuid}': {type(exc).__name__}: {exc}" + (f" ({hint})" if hint else "")
 
 
 def _load_extra(paths: list[Path], block: str) -> list[LoadedBlock]:

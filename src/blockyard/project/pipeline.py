@@ -320,8 +320,12 @@ class PipelineSpec:
         name: str | None = None,
         language: str = "python",
         configuration: dict | None = None,
+        after: str | None = None,
     ) -> BlockSpec:
         """Add a block (and its file from the type's template, or `code`, if the file is absent).
+
+        `after`: the uuid of the block it is inserted behind in the pipeline's order
+        (the notebook's "add between blocks"); by default it goes last.
 
         An existing file at the default path is reused (Mage shares block files
         between pipelines), unless `code` is given: then it is an error.
@@ -332,6 +336,8 @@ class PipelineSpec:
             language = "markdown"
         if self.get_block(uuid) is not None:
             raise self._error(f"block '{uuid}' already exists in this pipeline", block=uuid)
+        if after is not None and self.get_block(after) is None:
+            raise self._error(f"cannot add block '{uuid}' after '{after}': no such block in this pipeline", block=uuid)
         upstream = self._check_upstream(uuid, list(upstream or []))
         path = self._default_path(type, uuid, language)
         self._guard(path, uuid)
@@ -351,7 +357,9 @@ class PipelineSpec:
         block.configuration.setdefault("file_source", {"path": block.relative_file_source(path)})
         if not path.exists():
             write_text_atomic(path, code if code is not None else block_template(type, language))
-        getattr(self, group).append(block)
+        entries = getattr(self, group)
+        at = next((i + 1 for i, b in enumerate(entries) if b.uuid == after), len(entries))
+        entries.insert(at, block)  # `after` in another group (a chart after a block): last
         self.save()
         return block
 

@@ -131,6 +131,7 @@ class BlockCreate(BaseModel):
     name: Optional[str] = None
     language: str = "python"
     configuration: Optional[JSONDict] = None
+    after: Optional[str] = Field(None, description="Insert it right after this block (default: last).")
 
 
 class BlockPatch(BaseModel):

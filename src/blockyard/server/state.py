@@ -37,6 +37,11 @@ class WorkspaceHolder:
     def root(self) -> Path:
         return Path(self._ws.root)
 
+    def reload(self, workspace: Any) -> None:
+        """Swap in a re-opened workspace now (after an edit that moved a project's folder)."""
+        with self._lock:
+            self._ws, self._stamp, self._checked = workspace, self._stat(), time.monotonic()
+
     def get(self) -> Any:
         now = time.monotonic()
         if now - self._checked < self.check_every:

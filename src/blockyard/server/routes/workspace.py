@@ -213,6 +213,7 @@ def add_block(project: str, pipeline: str, body: BlockCreate, request: Request):
             name=body.name,
             language=body.language,
             configuration=body.configuration,
+            after=body.after,
         )
         spec = spec.reload()
     return block_out(st, spec.block(block.uuid))

@@ -126,7 +126,8 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
         for (const el of paramsBox.querySelectorAll("[name]")) params[el.name] = el.value;
         let code;
         if (template.value !== "generic") code = (await api("/ui-api/block-templates/render", { method: "POST", body: { type, template: template.value, params } })).code;
-        await api(`${base}/blocks`, { method: "POST", body: { uuid, type, upstream_blocks: upstream, code } });
+        // `after`: the card goes right under the block whose add row was clicked
+        await api(`${base}/blocks`, { method: "POST", body: { uuid, type, upstream_blocks: upstream, code, after: after || undefined } });
         m.close();
         if (type === "markdown") editNew.add(uuid);
         toast(`Block ${uuid} added`, "success");

@@ -1,5 +1,5 @@
 // Settings: notification channels (send a test alert) and secrets (write-only values).
-import { h, clear, api, errorBox, field, button, busy, toast, table, fmtTime, empty } from "../lib.js";
+import { h, clear, api, errorBox, field, button, busy, toast, table, fmtTime, empty, modal } from "../lib.js";
 import { setTitle, state, refreshProjects } from "../app.js";
 
 export default async function settings(root) {
@@ -17,8 +17,24 @@ export default async function settings(root) {
   async function loadProjectList() {
     try {
       const ps = await api("/api/projects");
-      clear(pList, table(["Project", "Folder", "Pipelines"], ps.map((p) => [h("a", { href: "/projects/" + encodeURIComponent(p.name) }, p.name), h("code", p.path), String(p.pipelines.length)])));
+      clear(pList, table(["Project", "Folder", "Pipelines", ""], ps.map((p) => [h("a", { href: "/projects/" + encodeURIComponent(p.name) }, p.name), h("code", p.path), String(p.pipelines.length),
+        button("Rename", () => renameProject(p.name), "small secondary", { "data-rename": p.name, "aria-label": `Rename ${p.name}` })])));
     } catch (e) { clear(pList, errorBox(e)); }
+  }
+  function renameProject(old) {
+    const input = h("input", { name: "new_name", required: true, value: old });
+    const err = h("div");
+    const go = button("Rename", () => busy(go, async () => {
+      try {
+        const out = await api(`/ui-api/projects/${encodeURIComponent(old)}/rename`, { method: "POST", body: { new_name: input.value.trim() } });
+        m.close();
+        toast(`Renamed ${old} to ${out.name}`, "success");
+        await loadProjectList(); await refreshProjects();
+      } catch (e) { clear(err, errorBox(e)); }
+    }), "primary", { id: "rename-project-submit" });
+    const m = modal(`Rename ${old}`, h("form", { onsubmit: (e) => { e.preventDefault(); go.click(); } },
+      field("New name", input, "Its folder is renamed too (when it is the project's own folder); runs, triggers and backfills recorded under the old name move with it. Refused while a run is unfinished."),
+      h("button", { type: "submit", hidden: true, tabindex: -1 }), err), [go]);
   }
   const reg = button("Register", () => busy(reg, async () => {
     try {
@@ -50,9 +66,51 @@ export default async function settings(root) {
       clear(info, c.channels.length
         ? h("p", "Channels: ", c.channels.map((x) => h("span.tag", x)), " · alert on: ", (c.alert_on || ["trigger_failure", "trigger_passed_sla"]).join(", "),
             h("div.muted.small", "From ", Object.values(c.sources).filter((v, i, a) => a.indexOf(v) === i).join(", ")))
-        : h("p.muted", "No channels configured. Add notification_config (email_config, slack_config, teams_config, discord_config, webhook_config…) to the project's or pipeline's metadata.yaml."));
+        : h("p.muted", "No channels configured: fill in the project settings below, or add notification_config to a pipeline's metadata.yaml."));
     } catch (e) { clear(info, errorBox(e)); }
   }
+  // the project's notification_config as a form (only the fields shown are changed)
+  const form = h("form.notif-form", { "aria-label": "Project notification settings" });
+  const EVENTS = [["trigger_failure", "Run failed"], ["trigger_success", "Run succeeded"], ["trigger_passed_sla", "Run passed its SLA"]];
+  const LABELS = { smtp_host: "SMTP host", smtp_port: "SMTP port", smtp_user: "SMTP user", smtp_password: "SMTP password", smtp_mail_from: "From", to_emails: "To (comma-separated)", webhook_url: "Webhook URL", url: "URL", method: "Method" };
+  const TITLES = { email_config: "Email", slack_config: "Slack", teams_config: "Microsoft Teams", discord_config: "Discord", webhook_config: "Webhook" };
+  const formMsg = h("div", { role: "status" });
+  const shown = (v) => v == null ? "" : Array.isArray(v) ? v.join(", ") : String(v);
+  async function loadForm() {
+    if (!project.value) { clear(form); return; }
+    let c;
+    try { c = await api("/ui-api/notification-config", { query: { project: project.value } }); } catch (e) { clear(form, errorBox(e)); return; }
+    const on = c.alert_on || ["trigger_failure", "trigger_passed_sla"];
+    const boxes = EVENTS.map(([v, label]) => h("label.check", h("input", { type: "checkbox", name: "alert_on", value: v, checked: on.includes(v) }), " " + label));
+    const sets = Object.entries(c.fields).map(([key, fields]) => {
+      const cur = c.channels[key];
+      if (Array.isArray(cur)) return h("fieldset", h("legend", TITLES[key]), h("p.muted.small", `${cur.length} channels: edit them in ${c.file}.`));
+      return h("fieldset", { "data-channel": key }, h("legend", TITLES[key]),
+        h("div.filters", fields.map((f) => field(LABELS[f], h("input", { name: `${key}.${f}`, "data-field": f, value: shown(cur && cur[f]),
+          type: f === "smtp_password" && !shown(cur && cur[f]).includes("{{") ? "password" : "text", autocomplete: "off",
+          placeholder: f.includes("password") || f.includes("url") ? "{{ env_var('NAME') }}" : "" })))));
+    });
+    const save = button("Save notification settings", () => busy(save, async () => {
+      const channels = {};
+      for (const fs of form.querySelectorAll("fieldset[data-channel]")) {
+        const vals = {};
+        for (const el of fs.querySelectorAll("input[data-field]")) vals[el.dataset.field] = el.value;
+        channels[fs.dataset.channel] = vals;
+      }
+      const alert_on = [...form.querySelectorAll("input[name=alert_on]:checked")].map((x) => x.value);
+      try {
+        await api("/ui-api/notification-config", { method: "PUT", body: { project: project.value, alert_on, channels } });
+        clear(formMsg, h("span.ok", `Saved in ${c.file}`));
+        await loadConfig();
+      } catch (e) { clear(formMsg, errorBox(e)); }
+    }), "primary", { id: "save-notifications" });
+    clear(form, h("h3", `Project settings (${c.file})`),
+      h("p.muted.small", "Secrets: write {{ env_var('NAME') }} or {{ mage_secret_var('NAME') }}; values left as they are are kept as written. Other keys of notification_config",
+        c.other_keys.length ? ` (${c.other_keys.join(", ")})` : "", " are kept."),
+      h("fieldset", h("legend", "Alert on"), boxes), sets, h("button", { type: "submit", hidden: true, tabindex: -1 }), save, formMsg);
+    form.onsubmit = (e) => { e.preventDefault(); save.click(); };
+  }
+  project.addEventListener("change", loadForm);
   project.addEventListener("change", loadPipelines);
   pipeline.addEventListener("change", loadConfig);
   const send = button("Send test alert", () => busy(send, async () => {
@@ -63,8 +121,9 @@ export default async function settings(root) {
         : h("p.muted", "Nothing to send: no channel is configured."));
     } catch (e) { clear(results, errorBox(e)); }
   }), "primary", { id: "send-test-alert" });
-  clear(notif, h("h2", "Notifications"), h("div.filters", field("Project", project), field("Pipeline", pipeline), h("div.field", h("span", "\u00a0"), send)), info, results);
+  clear(notif, h("h2", "Notifications"), h("div.filters", field("Project", project), field("Pipeline", pipeline), h("div.field", h("span", "\u00a0"), send)), info, results, form);
   await loadPipelines();
+  await loadForm();
 
   // ------------------------------------------------------------ secrets
   const list = h("div");
