@@ -121,7 +121,7 @@ def soak(label: str, url: str, args, rng: random.Random) -> dict:
         if all(db.get_pipeline_run(i)["status"] == "completed" for i in ids):
             break
     # CLI runs: kill, let the worker's recovery fail them, run again to completion.
-    worker = Worker(Workspace.open(root), db, concurrency=1)
+    worker = Worker(Workspace.open(root), db, concurrency=1, max_resumes=1000)  # as the killed workers
     cli_failed = 0
     for k in range(args.cli_kills):
         job = 1000 + k
@@ -136,7 +136,9 @@ def soak(label: str, url: str, args, rng: random.Random) -> dict:
         proc.wait(30)
         kills["cli"] += 1
         cli_failed += len(worker.recover()["failed"])
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        # A new run executes every block (Mage semantics); `--cache` reuses what the
+        # killed run completed (its cache keys are recorded with each completed block).
+        done = subprocess.run([*cmd, "--cache"], env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
     # Drain: a worker that is not killed finishes every queued run.
     proc = subprocess.Popen([sys.executable, "-c", WORKER, url, str(root)], env=env,
