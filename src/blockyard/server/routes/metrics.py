@@ -232,27 +232,12 @@ def rules(
     project: str = Query(..., max_length=255),
     pipeline: str | None = Query(None, max_length=255),
 ):
-    import sqlalchemy as sa
-
-    from blockyard.db.schema import alert_rule_states as t
-    from blockyard.notify.config import load_notification_config
+    from blockyard.notify.rules import rules_with_states
     from blockyard.server.deps import get_project
     from blockyard.server.jsonify import to_jsonable
 
     st = state(request)
     get_project(st, project)  # 404 for an unknown project
-    config = load_notification_config(st.workspace, project, pipeline)
-    parsed = config.rules()  # ProjectError (a 4xx naming the file and rule) when malformed
-    with st.db.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(sa.select(t).where(t.c.project == project).order_by(t.c.scope))]
-    out = []
-    for rule in parsed:
-        out.append({
-            "name": rule.name, "metric": rule.metric, "op": rule.op, "threshold": rule.describe_threshold(),
-            "model": rule.model, "pipeline": rule.pipeline,
-            "states": [
-                {k: r[k] for k in ("scope", "firing", "since", "last_value", "last_check_id", "updated_at")}
-                for r in rows if r["rule"] == rule.name
-            ],
-        })
+    # ProjectError (a 4xx naming the file and rule) when a rule is malformed.
+    out = rules_with_states(st.workspace, project, pipeline, db=st.db)
     return to_jsonable({"project": project, "pipeline": pipeline, "rules": out})
