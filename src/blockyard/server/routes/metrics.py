@@ -221,7 +221,8 @@ def dashboard(request: Request, name: str):
         board = load_dashboard(root, name)
     except ChartError as exc:
         raise HTTPException(404, str(exc)) from None
-    board = compute_dashboard(root, board, {})
+    # Query parameters are the chart code's variables (e.g. ?month=2023-02), as `--var` in the CLI.
+    board = compute_dashboard(root, board, dict(request.query_params))
     return {"name": board.name, "rows": board.charts}
 
 
