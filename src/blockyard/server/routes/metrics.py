@@ -159,12 +159,13 @@ def metrics(request: Request):
 def list_checks(
     request: Request,
     model: str | None = Query(None, max_length=255),
+    run_id: int | None = Query(None, description="only the checks made by this pipeline run"),
     limit: int = Query(50, ge=1, le=1000),
 ):
     from blockyard.ml.monitoring_store import MonitoringStore
     from blockyard.server.jsonify import to_jsonable as jsonable
 
-    rows = MonitoringStore(state(request).db).checks(model, limit=limit)
+    rows = MonitoringStore(state(request).db).checks(model, limit=limit, run_id=run_id)
     for row in rows:
         row["report_url"] = f"/api/monitoring/checks/{row['id']}/report" if row.get("report_path") else None
         row.pop("report_path", None)
