@@ -127,3 +127,49 @@ def test_drift_report_from_the_run_and_alert_rules_on_the_pipeline(tmp_path, mon
     finally:
         srv.stop()
         hooks.close()
+
+
+def test_overview_and_a_custom_image_chart_in_the_ui(tmp_path, monkeypatch):
+    """Mage's overview (five charts from the MLflow runs) and a `custom` chart's picture."""
+    import textwrap
+
+    import yaml
+
+    from blockyard.ml.tracking import track_experiment
+
+    monkeypatch.delenv("BLOCKYARD_HOME", raising=False)
+    monkeypatch.delenv("BLOCKYARD_DATABASE_URL", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    root = copy_workspace(REPO / "mlops", tmp_path / "mlops")
+    for model_class, rmse in [("xgboost.Booster", 5.2), ("xgboost.Booster", 5.6), ("sklearn.linear_model.Lasso", 9.0)]:
+        track_experiment(metrics={"rmse": rmse, "mse": rmse ** 2}, model_class=model_class, workspace=root)
+    pics = root / "presenters" / "pics"
+    (pics / "charts").mkdir(parents=True)
+    (pics / "dashboard").mkdir()
+    (pics / "dashboard" / "block_layout.yaml").write_text(yaml.safe_dump({"blocks": {"picture": {
+        "type": "chart", "name": "A picture", "configuration": {"chart_type": "custom"}, "data_source": {"type": "chart_code"}}}}))
+    (pics / "charts" / "picture.py").write_text(textwrap.dedent("""
+        @render(render_type='png')
+        def draw(_, n='3', **kwargs):
+            from matplotlib.figure import Figure
+            fig = Figure(figsize=(3, 2))
+            fig.add_subplot().bar(range(int(n)), range(int(n)))
+            return fig
+    """))
+    srv = UiServer(root, worker=False).start()
+    try:
+        with browser_page() as page:
+            page.goto(srv.url + "/dashboards/files/overview")
+            page.wait_for_selector('[data-uuid="runs_by_model__pie_chart_"] .main-svg', timeout=90_000)  # MLflow starts up
+            for uuid in ("training_metrics__rmse_", "time_series__mse_", "total_runs_by_model",
+                         "distribution_of_performance_metrics", "runs_by_model__pie_chart_"):
+                assert page.locator(f'[data-uuid="{uuid}"] .main-svg').count() >= 1, uuid
+            assert "Booster" in page.inner_html('[data-uuid="runs_by_model__pie_chart_"]')
+            screenshot(page, "dashboard-overview")
+            page.goto(srv.url + "/dashboards/files/pics?n=5")
+            img = page.wait_for_selector('[data-uuid="picture"] img.chart-image')
+            assert img.get_attribute("src").startswith("data:image/png;base64,")
+            assert page.evaluate("document.querySelector('img.chart-image').naturalWidth") > 100
+            assert not page.js_errors, page.js_errors
+    finally:
+        srv.stop()

@@ -34,7 +34,8 @@ export default async function fileDashboards(root, { name }) {
   for (const [el, chart] of pending) {
     await drawChart(el, chart);
     // Labels such as "2023-02" are categories (months), not dates to spread on a time axis.
-    if (!String(chart.type).startsWith("time series") && window.Plotly) await window.Plotly.relayout(el, { "xaxis.type": "category" });
+    // (Pies have no x axis; a histogram's is numeric.)
+    if (["bar chart", "line chart"].includes(chart.type) && (chart.options || {}).chart_style !== "horizontal" && window.Plotly) await window.Plotly.relayout(el, { "xaxis.type": "category" });
   }
 }
 
