@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path as PathParam, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from blockyard.server.deps import state
@@ -159,7 +159,7 @@ def metrics(request: Request):
 def list_checks(
     request: Request,
     model: str | None = Query(None, max_length=255),
-    run_id: int | None = Query(None, description="only the checks made by this pipeline run"),
+    run_id: int | None = Query(None, ge=1, le=2_147_483_647, description="only the checks made by this pipeline run"),
     limit: int = Query(50, ge=1, le=1000),
 ):
     from blockyard.ml.monitoring_store import MonitoringStore
@@ -187,7 +187,7 @@ def series(
 
 
 @router.get("/api/monitoring/checks/{check_id}/report", summary="The Evidently HTML report of a check")
-def report(request: Request, check_id: int):
+def report(request: Request, check_id: int = PathParam(..., ge=1, le=2_147_483_647)):  # ids fit the INTEGER column
     from pathlib import Path
 
     from blockyard.ml.monitoring_store import MonitoringStore
