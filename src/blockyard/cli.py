@@ -484,7 +484,7 @@ def _register_extensions() -> None:
     import importlib
 
     for name in ("blockyard.server.cli", "blockyard.orchestration.cli", "blockyard.serving.cli",
-                 "blockyard.charts.dashboard_cli"):
+                 "blockyard.charts.dashboard_cli", "blockyard.notify.cli"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:

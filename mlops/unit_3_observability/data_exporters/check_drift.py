@@ -45,20 +45,15 @@ def check_drift(df: pd.DataFrame, *args, **kwargs) -> Dict:
     """Drift per feature and for the dataset, prediction drift, missing values and
     RMSE/MAE of the month against the champion's training reference. The figures are
     stored in the run history (one time series per metric) and the Evidently report
-    under .blockyard/monitoring/; the notification_config rules are evaluated."""
+    under .blockyard/monitoring/; check() evaluates the notification_config rules."""
     from mlops.unit_3_observability.data_loaders.load_month import month_of
 
     month = month_of(kwargs)
     info = champion_info()
     ref = reference_for(info, kwargs.get('reference_months') or '2024-01')
     result = monitoring.check(df, ref, period=month, model_version=info['version'])
+    # check() also evaluated the project's alert rules; their decisions are in 'alerts'.
     figures = result.to_dict()
-    try:
-        from blockyard.notify.rules import evaluate_rules
-
-        figures['alerts'] = [d.to_dict() for d in evaluate_rules(result)]
-    except ImportError:  # pragma: no cover - older Blockyard without rules
-        figures['alerts'] = []
     logger = kwargs.get('logger')
     if logger:
         logger.info(

@@ -26,6 +26,9 @@ from pathlib import Path
 
 from blockyard.charts.compute import ChartError
 
+# Mage's data sources read from the run history (besides chart_code).
+HISTORY_SOURCES = ("pipeline_runs", "pipeline_schedules")
+
 __all__ = ["Dashboard", "list_dashboards", "load_dashboard", "compute_dashboard", "render_dashboard"]
 
 
@@ -87,36 +90,86 @@ def _code_for(root: Path, board: Dashboard, uuid: str, block: dict) -> Path | No
     return next((p for p in candidates if p.is_file()), None)
 
 
+def _call(fn, args: list, variables: dict):
+    """Call a chart function Mage-style: the data source frame positionally (when it
+    takes positional arguments) and the variables it accepts by name."""
+    import inspect
+
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        kwargs = dict(variables)
+    else:
+        names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        kwargs = {k: v for k, v in variables.items() if k in names}
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in kwargs]
+    if not any(p.kind is p.VAR_POSITIONAL for p in params):
+        args = args[: len(positional)]
+    return fn(*args, **kwargs)
+
+
 def _chart(root: Path, board: Dashboard, uuid: str, variables: dict) -> dict:
     from blockyard.charts.compute import compute_chart, run_chart_code
 
     block = dict(board.blocks[uuid] or {})
     block.setdefault("uuid", uuid)
+    config = block.get("configuration") or {}
     path = _code_for(root, board, uuid, block)
     code = path.read_text() if path else None
-    inputs: list = []
-    if code and "@data_source" in code:
-        sources: list = []
+    where = {"file": str(path) if path else str(board.path), "block": uuid}
+    kind = str((block.get("data_source") or {}).get("type") or "chart_code")
+    frame = None
+    if kind in HISTORY_SOURCES:
+        from blockyard.charts.dashboard_sources import history_frame
+
+        frame = history_frame(root, kind, block.get("data_source") or {}, where)
+    elif kind != "chart_code":
+        raise ChartError(f"data_source type {kind!r} is not supported",
+                         hint="use chart_code, pipeline_runs or pipeline_schedules", **where)
+    sources: list = []
+    renders: list = []
+    if code and ("@data_source" in code or "@render" in code):
 
         def data_source(fn):
             sources.append(fn)
             return fn
 
-        run_chart_code(code, [], uuid=uuid, code_path=str(path), variables={"data_source": data_source, **variables})
-        if not sources:
-            raise ChartError("the chart code defines no @data_source function", file=str(path), block=uuid)
-        try:
-            inputs = [sources[-1](**variables)]
-        except Exception as exc:
-            raise ChartError(f"the @data_source function failed: {type(exc).__name__}: {exc}",
-                             file=str(path), block=uuid) from exc
+        def render(render_type: str = "jpeg", **_options):
+            def decorate(fn):
+                renders.append((fn, render_type))
+                return fn
+
+            return decorate
+
+        run_chart_code(code, [], uuid=uuid, code_path=str(path),
+                       variables={"data_source": data_source, "render": render, **variables})
         code = None
+    inputs: list = [] if frame is None else [frame]
+    if sources:
+        try:
+            inputs = [_call(sources[-1], inputs, variables)]
+        except Exception as exc:
+            raise ChartError(f"the @data_source function failed: {type(exc).__name__}: {exc}", **where) from exc
+    if str(config.get("chart_type") or "").strip().lower() == "custom":
+        if not renders:
+            raise ChartError("a custom chart needs a @render function in its chart code", **where)
+        from blockyard.charts.dashboard_sources import image_chart
+
+        return image_chart(block, renders[-1], inputs, variables, where)
+    kind_of_chart = str(config.get("chart_type") or "").strip().lower()
+    group_by = config.get("group_by")
+    if kind_of_chart in ("histogram", "pie chart") and group_by and not config.get("x"):
+        # Mage's histograms and pies name their column in group_by.
+        block["configuration"] = {**config, "x": group_by[0] if isinstance(group_by, list) else group_by}
     return compute_chart(block, code, inputs, code_path=str(path) if path else None, variables=variables)
 
 
 def compute_dashboard(root: str | Path, board: Dashboard, variables: dict | None = None) -> Dashboard:
     """Compute every chart of the layout; a failing chart is kept as {"error": ...}."""
+    from blockyard.engine.loader import ensure_import_paths
+
     root = Path(root)
+    # Chart code imports the workspace's helpers as blocks do (`from mlops.utils... import`).
+    ensure_import_paths(root.resolve().parent)
     rows = []
     for row in board.layout:
         out = []
@@ -180,6 +233,11 @@ def _html(board: Dashboard) -> str:
             parts.append(f"<div class='cell' style='flex:{chart['width']}'>")
             if chart.get("error"):
                 parts.append(f"<h3>{html.escape(str(chart['title']))}</h3><div class='error'>{html.escape(chart['error'])}</div>")
+            elif chart.get("type") == "image":  # a custom chart's picture (SHAP plots)
+                data = chart["data"]
+                parts.append(f"<h3>{html.escape(str(chart['title']))}</h3>"
+                             f"<img style='max-width:100%' alt='{html.escape(str(chart['title']))}' "
+                             f"src='data:{data['mime']};base64,{data['base64']}'>")
             else:
                 # plotly.js is inlined once, so the file works offline.
                 parts.append(_figure(chart).to_html(full_html=False, include_plotlyjs=first))
@@ -214,6 +272,14 @@ def _png(board: Dashboard, out: Path) -> None:
                 if chart.get("error"):
                     ax.set_title(str(chart["title"]))
                     ax.text(0, 0.5, chart["error"][:300], wrap=True, color="#b42318", fontsize=8)
+                    continue
+                if chart.get("type") == "image":
+                    import base64
+                    import io
+
+                    ax.set_title(str(chart["title"]))
+                    fmt = "png" if chart["data"]["mime"] == "image/png" else "jpeg"
+                    ax.imshow(mpimg.imread(io.BytesIO(base64.b64decode(chart["data"]["base64"])), format=fmt))
                     continue
                 path = render_png(chart, Path(tmp) / f"{r}-{i}.png", width=6, height=4)
                 ax.imshow(mpimg.imread(path))

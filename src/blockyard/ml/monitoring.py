@@ -275,6 +275,7 @@ class MonitoringResult:
     report_path: str | None = None
     check_id: int | None = None
     seconds: float = 0.0
+    alerts: list = field(default_factory=list)  # the rule decisions (RuleDecision dicts)
 
     def figures(self) -> dict[str, float]:
         """The dataset-level figures as numbers (what rules and the metric rows use)."""
@@ -330,6 +331,9 @@ def check(
     seed: int = 0,
     workspace: str | Path | None = None,
     db: Any = None,
+    alerts: bool = True,
+    project: str | None = None,
+    pipeline: str | None = None,
 ) -> MonitoringResult:
     """Compare `batch` (a DataFrame with the reference's columns; the target may be
     missing when labels are not known yet) with the reference profile of a model
@@ -337,7 +341,13 @@ def check(
 
     Returns the figures; with `store`, saves them as rows in the run-history database
     (`db`, else the workspace's) and, with `report`, the Evidently HTML report under
-    `<data dir>/monitoring/<model>/reports/`."""
+    `<data dir>/monitoring/<model>/reports/`.
+
+    With `store` and `alerts`, the alert rules of the project's (pipeline's)
+    notification_config are evaluated on the stored check (one alert per episode,
+    recovery notices; see blockyard.notify.rules) and their decisions kept in
+    `result.alerts`. Project and pipeline default to the running block's; outside a
+    block and without `project`, no rules are evaluated."""
     started = time.perf_counter()
     if isinstance(reference, str):
         reference = load_reference(reference, workspace=workspace)
@@ -411,6 +421,12 @@ def check(
         from blockyard.ml.monitoring_store import MonitoringStore
 
         MonitoringStore.for_workspace(workspace, db=db).save(result)
+        if alerts:
+            from blockyard.notify.rules import evaluate_rules
+
+            # A malformed rule raises ProjectError: the block fails naming the file and rule.
+            decisions = evaluate_rules(result, project=project, pipeline=pipeline, workspace=workspace, db=db)
+            result.alerts = [d.to_dict() for d in decisions]
     result.seconds = time.perf_counter() - started
     return result
 

@@ -102,3 +102,78 @@ def send_rule_alerts(ws, db, config, pending, result, figures, project, pipeline
         except Exception as exc:
             log.warning("rule %r alert for %s not sent: %s", rule.name, result.model, type(exc).__name__)
             decision.results = [{"channel": "notification_config", "ok": False, "error": type(exc).__name__}]
+
+
+EVENT_TEST = "monitoring_test"
+
+
+def _newest_result(store, rule):
+    """The newest stored check the rule applies to, as a MonitoringResult (None if none)."""
+    from dataclasses import fields
+
+    from blockyard.ml.monitoring import MonitoringResult
+
+    for row in store.checks(rule.model, limit=50):
+        if rule.pipeline is not None and row.get("pipeline_uuid") != rule.pipeline:
+            continue
+        known = {f.name for f in fields(MonitoringResult)}
+        summary = {k: v for k, v in (row.get("summary") or {}).items() if k in known}
+        summary.update(check_id=row["id"], model=row["model"], period=row.get("period"))
+        try:
+            return MonitoringResult(**summary), row.get("pipeline_run_id")
+        except TypeError:  # a summary from another version: skip it
+            continue
+    return None, None
+
+
+def send_rule_test(workspace: Any, project: str, rule_name: str, pipeline: str | None = None, *, db: Any = None) -> dict:
+    """Send the alert of rule `rule_name` as a test to every channel of the project's
+    (pipeline's) notification_config, with the figures of the newest check the rule
+    applies to (or none). The rule's state is not changed. Raises ProjectError for an
+    unknown rule or a malformed config; a channel's failure is in the results."""
+    from dataclasses import replace
+
+    from blockyard.errors import ProjectError
+    from blockyard.ml.monitoring import MonitoringResult
+    from blockyard.ml.monitoring_store import MonitoringStore
+    from blockyard.notify.config import load_notification_config
+    from blockyard.notify.rules import OPS, RuleDecision, rule_figures
+    from blockyard.notify.sender import dispatch
+    from blockyard.project import Workspace
+    from blockyard.secrets import SecretStore
+
+    ws = workspace if hasattr(workspace, "data_dir") else Workspace.open(workspace)
+    config = load_notification_config(ws, project, pipeline)
+    rules = {r.name: r for r in config.rules()}
+    rule = rules.get(rule_name)
+    if rule is None:
+        where = f"pipeline {project}/{pipeline}" if pipeline else f"project {project}"
+        raise ProjectError(f"no alert rule {rule_name!r} in the notification_config of {where}",
+                           hint=f"its rules: {', '.join(rules) or 'none'}")
+    store = MonitoringStore.for_workspace(ws.root, db=db)
+    result, run_id = _newest_result(store, rule)
+    if result is None:
+        result = MonitoringResult(model=rule.model or "(no check yet)", period=None, rows=0, drift_share=0.0,
+                                  drifted_features=0, dataset_drift=False, features={}, prediction_drift=None,
+                                  missing_share=0.0, missing={}, rmse=None, mae=None, baseline={}, sampled={})
+        figures: dict = {}
+    else:
+        figures = rule_figures(result)
+    value, limit = figures.get(rule.metric), rule.threshold_value(figures)
+    holds = None if value is None or limit is None else bool(OPS[rule.op](value, limit))
+    decision = RuleDecision(rule.name, rule.metric, value, limit, holds, "fired", result.model, result.period)
+    message = build_rule_message(rule, decision, result, figures, project, pipeline, run_id)
+    state = {True: "holds", False: "does not hold", None: "cannot be evaluated"}[holds]
+    note = (f"Test of alert rule `{rule.name}` sent from Blockyard: this is what its alert looks like "
+            f"with the newest check's figures (where the condition {state}). The rule's state is unchanged.")
+    message = replace(
+        message, event=EVENT_TEST, title=f"[test] {message.title}", summary=note,
+        details=f"{note}\n\n{message.details}", run={**message.run, "transition": "test"},
+    )
+    try:
+        secrets = SecretStore(store.db, data_dir=ws.data_dir)
+    except Exception:
+        secrets = None
+    results = [r.to_dict() for r in dispatch(config, message, store=secrets)]
+    return {"rule": rule.name, "model": result.model, "period": result.period, "check_id": result.check_id,
+            "value": value, "threshold": limit, "holds": holds, "title": message.title, "results": results}

@@ -36,7 +36,7 @@ from typing import Any
 
 from blockyard.errors import ProjectError
 
-__all__ = ["AlertRule", "RuleDecision", "parse_rules", "evaluate_rules", "rule_figures"]
+__all__ = ["AlertRule", "RuleDecision", "parse_rules", "evaluate_rules", "rule_figures", "rules_with_states"]
 
 log = logging.getLogger("blockyard.notify")
 
@@ -245,3 +245,36 @@ def evaluate_rules(
             # Not a daemon: a short-lived worker process still delivers before it exits.
             threading.Thread(target=job, name="blockyard-rule-alerts").start()
     return decisions
+
+
+def rules_with_states(workspace: Any, project: str, pipeline: str | None = None, *, db: Any = None) -> list[dict]:
+    """The rules of the project's (pipeline's) notification_config with the last state of
+    each per model: [{name, metric, op, threshold, model, pipeline, states: [{scope,
+    firing, since, last_value, last_check_id, updated_at}]}]. ProjectError if malformed."""
+    import sqlalchemy as sa
+
+    from blockyard.db.schema import alert_rule_states as t
+    from blockyard.notify.config import load_notification_config
+    from blockyard.project import Workspace
+
+    ws = workspace if hasattr(workspace, "data_dir") else Workspace.open(workspace)
+    parsed = load_notification_config(ws, project, pipeline).rules()
+    if not parsed:
+        return []
+    if db is None:
+        from blockyard.ml.monitoring_store import MonitoringStore
+
+        db = MonitoringStore.for_workspace(ws.root).db
+    with db.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(sa.select(t).where(t.c.project == project).order_by(t.c.scope))]
+    return [
+        {
+            "name": rule.name, "metric": rule.metric, "op": rule.op, "threshold": rule.describe_threshold(),
+            "model": rule.model, "pipeline": rule.pipeline,
+            "states": [
+                {k: r[k] for k in ("scope", "firing", "since", "last_value", "last_check_id", "updated_at")}
+                for r in rows if r["rule"] == rule.name
+            ],
+        }
+        for rule in parsed
+    ]

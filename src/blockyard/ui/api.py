@@ -360,6 +360,23 @@ async def test_alert(body: TestAlertIn, request: Request):
     return {"results": [r.to_dict() for r in results]}
 
 
+class TestRuleIn(BaseModel):
+    project: str
+    rule: str
+    pipeline: Optional[str] = None
+
+
+@router.post("/monitoring/rules/test", dependencies=guarded())
+async def test_rule(body: TestRuleIn, request: Request):
+    """Send an alert rule's message as a test (blockyard.notify.rule_messages.send_rule_test)."""
+    from blockyard.notify.rule_messages import send_rule_test
+    from blockyard.server.deps import get_project
+
+    st = state(request)
+    get_project(st, body.project)
+    return await run_in_threadpool(send_rule_test, st.workspace, body.project, body.rule, body.pipeline, db=st.db)
+
+
 # ------------------------------------------------------------ block templates (inline add buttons)
 @router.get("/block-templates", dependencies=guarded())
 def block_templates():

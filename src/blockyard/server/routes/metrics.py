@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path as PathParam, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from blockyard.server.deps import state
@@ -159,12 +159,13 @@ def metrics(request: Request):
 def list_checks(
     request: Request,
     model: str | None = Query(None, max_length=255),
+    run_id: int | None = Query(None, ge=1, le=2_147_483_647, description="only the checks made by this pipeline run"),
     limit: int = Query(50, ge=1, le=1000),
 ):
     from blockyard.ml.monitoring_store import MonitoringStore
     from blockyard.server.jsonify import to_jsonable as jsonable
 
-    rows = MonitoringStore(state(request).db).checks(model, limit=limit)
+    rows = MonitoringStore(state(request).db).checks(model, limit=limit, run_id=run_id)
     for row in rows:
         row["report_url"] = f"/api/monitoring/checks/{row['id']}/report" if row.get("report_path") else None
         row.pop("report_path", None)
@@ -186,7 +187,7 @@ def series(
 
 
 @router.get("/api/monitoring/checks/{check_id}/report", summary="The Evidently HTML report of a check")
-def report(request: Request, check_id: int):
+def report(request: Request, check_id: int = PathParam(..., ge=1, le=2_147_483_647)):  # ids fit the INTEGER column
     from pathlib import Path
 
     from blockyard.ml.monitoring_store import MonitoringStore
@@ -221,7 +222,8 @@ def dashboard(request: Request, name: str):
         board = load_dashboard(root, name)
     except ChartError as exc:
         raise HTTPException(404, str(exc)) from None
-    board = compute_dashboard(root, board, {})
+    # Query parameters are the chart code's variables (e.g. ?month=2023-02), as `--var` in the CLI.
+    board = compute_dashboard(root, board, dict(request.query_params))
     return {"name": board.name, "rows": board.charts}
 
 
@@ -232,27 +234,12 @@ def rules(
     project: str = Query(..., max_length=255),
     pipeline: str | None = Query(None, max_length=255),
 ):
-    import sqlalchemy as sa
-
-    from blockyard.db.schema import alert_rule_states as t
-    from blockyard.notify.config import load_notification_config
+    from blockyard.notify.rules import rules_with_states
     from blockyard.server.deps import get_project
     from blockyard.server.jsonify import to_jsonable
 
     st = state(request)
     get_project(st, project)  # 404 for an unknown project
-    config = load_notification_config(st.workspace, project, pipeline)
-    parsed = config.rules()  # ProjectError (a 4xx naming the file and rule) when malformed
-    with st.db.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(sa.select(t).where(t.c.project == project).order_by(t.c.scope))]
-    out = []
-    for rule in parsed:
-        out.append({
-            "name": rule.name, "metric": rule.metric, "op": rule.op, "threshold": rule.describe_threshold(),
-            "model": rule.model, "pipeline": rule.pipeline,
-            "states": [
-                {k: r[k] for k in ("scope", "firing", "since", "last_value", "last_check_id", "updated_at")}
-                for r in rows if r["rule"] == rule.name
-            ],
-        })
+    # ProjectError (a 4xx naming the file and rule) when a rule is malformed.
+    out = rules_with_states(st.workspace, project, pipeline, db=st.db)
     return to_jsonable({"project": project, "pipeline": pipeline, "rules": out})

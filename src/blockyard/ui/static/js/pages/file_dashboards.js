@@ -11,7 +11,8 @@ export default async function fileDashboards(root, { name }) {
   clear(root, h("div.page-head", h("div", h("h1", name), h("p.muted", "presenters/" + name + "/dashboard/block_layout.yaml"))), grid);
   let board;
   try {
-    board = await api("/api/dashboards/" + encPath(name));
+    // The page's query (e.g. ?month=2023-02) becomes the chart code's variables.
+    board = await api("/api/dashboards/" + encPath(name) + location.search);
   } catch (e) {
     clear(grid, errorBox(e, "Dashboard " + name));
     return;
@@ -25,13 +26,16 @@ export default async function fileDashboards(root, { name }) {
       const plotEl = h("div.chart-plot", { "data-uuid": chart.uuid });
       rowEl.appendChild(h("section.section", { style: { flex: String(chart.width || 1), minWidth: "0" } }, plotEl));
       if (chart.error) clear(plotEl, h("h2", chart.title || chart.uuid), h("pre.error", chart.error));
+      // A custom chart's picture (e.g. the SHAP plots), drawn by its @render function.
+      else if (chart.type === "image") clear(plotEl, h("h2", chart.title || chart.uuid), h("img.chart-image", { alt: chart.title || chart.uuid, src: "data:" + chart.data.mime + ";base64," + chart.data.base64, style: { maxWidth: "100%" } }));
       else pending.push([plotEl, chart]);
     }
   }
   for (const [el, chart] of pending) {
     await drawChart(el, chart);
     // Labels such as "2023-02" are categories (months), not dates to spread on a time axis.
-    if (!String(chart.type).startsWith("time series") && window.Plotly) await window.Plotly.relayout(el, { "xaxis.type": "category" });
+    // (Pies have no x axis; a histogram's is numeric.)
+    if (["bar chart", "line chart"].includes(chart.type) && (chart.options || {}).chart_style !== "horizontal" && window.Plotly) await window.Plotly.relayout(el, { "xaxis.type": "category" });
   }
 }
 

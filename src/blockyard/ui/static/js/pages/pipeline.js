@@ -6,6 +6,7 @@ import { navigate, setTitle, setProject, setLeaveGuard } from "../app.js";
 import { drawDag, TYPE_COLORS } from "../dag.js";
 import { loadOutputs, renderTests, loadLog, codeUrl, blockUrl, pipelineUrl, outputTables, renderMarkdown } from "../blockview.js";
 import { drawChart, CHART_TYPES } from "../charts.js";
+import { drawAlertRules } from "../monitoring_panels.js";
 
 const MANY = 12; // above this many blocks, editors open on demand
 // The inline add buttons between blocks and after the last one.
@@ -29,11 +30,12 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
   const runPanel = h("section.run-panel", { hidden: true, "aria-live": "polite" });
   const dagBox = h("div.dag-box");
   const varsBox = h("section.section.vars");
+  const rulesBox = h("section.section.alert-rules-section", { hidden: true });
   const chartsBox = h("section.section.charts-section");
   const blocksBox = h("div.blocks");
   clear(root, head, runPanel,
     h("div.pipeline-grid",
-      h("div.pipeline-side", h("section.section", h("h2", "Graph"), dagBox, legend()), varsBox),
+      h("div.pipeline-side", h("section.section", h("h2", "Graph"), dagBox, legend()), varsBox, rulesBox),
       h("div.pipeline-main", h("div.section-head", h("h2", "Blocks"),
         h("div.actions", button("Add block", () => addBlock(), "secondary", { id: "add-block" }))), blocksBox, chartsBox)));
 
@@ -677,6 +679,7 @@ export default async function pipelinePage(root, { project, pipeline, query }) {
     return;
   }
   drawHead(); drawDagBox(); drawBlocks(); drawVars(); drawCharts();
+  drawAlertRules(rulesBox, project, pipeline);
   // A run still going (started elsewhere): follow it.
   const running = states.runs.find((r) => r.status === "running" || r.status === "queued");
   if (running) watchRun(running);

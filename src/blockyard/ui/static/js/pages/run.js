@@ -4,6 +4,7 @@ import { h, clear, api, svg, statusBadge, errorBox, fmtTime, duration, button, t
 import { navigate, setTitle } from "../app.js";
 import { STATUS_COLORS } from "../dag.js";
 import { loadOutputs, renderTests, logFrame } from "../blockview.js";
+import { drawRunChecks } from "../monitoring_panels.js";
 
 const UNFINISHED = ["initial", "queued", "running"];
 
@@ -17,9 +18,10 @@ export default async function runPage(root, { id, query }) {
   const logHead = h("div.section-head");
   const logBox = h("div");
   const details = h("div");
+  const monitoringBox = h("div"); // the run's monitoring checks and drift reports
   clear(root, head, h("div.run-grid",
     h("div", h("section.section", h("h2", "Timeline"), gantt), h("section.section.logs", logHead, logBox)),
-    h("div", details)));
+    h("div", details, monitoringBox)));
 
   async function load() {
     [run, blockRuns] = await Promise.all([api(`/api/runs/${id}`), api(`/api/runs/${id}/block_runs`)]);
@@ -233,10 +235,12 @@ export default async function runPage(root, { id, query }) {
     await load();
     if (!alive) return;
     drawHead(); drawGantt(); drawDetails(); await drawLogs();
+    drawRunChecks(monitoringBox, id);
   }
 
   try { await load(); await loadLayers(); } catch (e) { clear(root, errorBox(e, `Run #${id}`), h("a", { href: "/runs" }, "All runs")); return; }
   drawHead(); drawGantt(); drawDetails(); await drawLogs();
+  drawRunChecks(monitoringBox, id);
 
   if (UNFINISHED.includes(run.status)) {
     let pending = false;
