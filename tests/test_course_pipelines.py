@@ -141,7 +141,7 @@ def test_unit_2_xgboost_training_reuses_the_fresh_training_set_and_takes_the_cro
     assert db.count_pipeline_runs("unit_1_data_preparation", "data_preparation") == before  # fresh: not rebuilt
 
     booster, summary = result.output("xgboost")
-    assert summary["rmse"] <= 5.10
+    assert summary["rmse"] <= 5.00  # the start configuration alone gives 4.9923
     assert summary["promoted"] is True  # beats LinearRegression's 5.995
     assert summary["feature_importance"][0][0] in ("trip_distance",) or summary["feature_importance"][0][0].startswith("PU_DO=")
 

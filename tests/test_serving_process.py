@@ -195,3 +195,51 @@ def test_serving_page_in_chromium(home, v1):
             assert not page.js_errors, page.js_errors
     finally:
         assert server.stop() == 0, server.output()
+
+
+def test_serving_page_in_the_main_ui(home, v1, tmp_path, monkeypatch):
+    """The Serving entry of the main UI (:6789) reads a real `blockyard serve` through
+    /ui-api/serving (same origin): version, traffic, the prediction form (a 4xx names the
+    field), the retraining history with its trigger; an unreachable serve process is
+    said so, never a 500."""
+    import httpx
+    from ui_support import UiServer, browser_page, screenshot, skip_reason
+
+    if skip_reason():
+        pytest.skip(skip_reason())
+    from blockyard.ml.tracking import setup_mlflow
+
+    client = setup_mlflow(COURSE).client
+    version = client.get_model_version_by_alias("nyc-taxi-duration", "champion").version
+    client.set_model_version_tag("nyc-taxi-duration", version, "retraining_reason", "challenger better on 2023-04")
+    client.set_model_version_tag("nyc-taxi-duration", version, "retraining_trigger", "alert: rmse above baseline")
+    server = Serving(home, "--poll", "0.5")
+    monkeypatch.setenv("BLOCKYARD_SERVE_URL", server.url)
+    ui = UiServer(COURSE, worker=False)
+    try:
+        server.wait_ready()
+        ui.start()
+        for _ in range(3):
+            httpx.post(server.url + "/invocations", json={"inputs": [ROW]})
+        with browser_page() as page:
+            page.goto(ui.url + "/")
+            page.click("nav a[data-nav='/serving']")
+            page.wait_for_function(f"document.getElementById('serving-version')?.textContent === '{version}'")
+            assert int(page.inner_text("#serving-requests")) >= 3
+            history = page.inner_text("#serving-history")
+            assert "challenger better on 2023-04" in history and "alert: rmse above baseline" in history
+            page.click("#serving-send")
+            page.wait_for_function("document.getElementById('serving-answer').textContent.startsWith('200')")
+            assert f"version {version}" in page.inner_text("#serving-answer")
+            page.fill("#serving-payload", '{"inputs": [{"PULocationID": 1}]}')
+            page.click("#serving-send")
+            page.wait_for_function("document.getElementById('serving-answer').textContent.startsWith('422')")
+            assert "DOLocationID" in page.inner_text("#serving-answer")
+            screenshot(page, "ui-serving-page")
+            assert not page.js_errors, page.js_errors
+        monkeypatch.setenv("BLOCKYARD_SERVE_URL", f"http://127.0.0.1:{free_port()}")  # nobody there
+        down = httpx.get(ui.url + "/ui-api/serving").json()
+        assert down["reachable"] is False and "not reachable" in down["error"]
+    finally:
+        ui.stop()
+        assert server.stop() == 0, server.output()

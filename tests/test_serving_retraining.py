@@ -123,3 +123,86 @@ def test_new_month_retrains_and_the_served_champion_never_gets_worse(tmp_path, m
         reset_sessions()
     assert not errors, errors[:3]
     assert served[0] == before and served[-1] == str(champion.version)
+
+
+def _versions(client):
+    return {str(v.version): v.tags for v in client.search_model_versions("name = 'nyc-taxi-duration'")}
+
+
+def test_scheduler_and_worker_retrain_on_new_data_and_on_an_alert(tmp_path, monkeypatch):
+    """The real loop: the Scheduler polls the `new_monthly_data` sensor trigger, a Worker
+    runs automatic_retraining, whose trigger_pipeline queues train_challenger for the same
+    worker; then a run queued by a monitoring rule (variable `alert`) retrains for the
+    newest month under the cooldown guard."""
+    from datetime import timedelta
+
+    from blockyard import settings
+    from blockyard.db import Database
+    from blockyard.db.columns import utcnow
+    from blockyard.engine.session import reset_sessions
+    from blockyard.ml.tracking import setup_mlflow
+    from blockyard.orchestration.runs import enqueue_run, get_run
+    from blockyard.orchestration.scheduler import Scheduler
+    from blockyard.orchestration.worker import Worker
+    from blockyard.project import Workspace
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("BLOCKYARD_HOME", str(home))
+    monkeypatch.setenv("BLOCKYARD_WORKSPACE", str(COURSE))
+    monkeypatch.setenv("BLOCKYARD_DATA_MIRROR", str(MIRROR))
+    for name in ("MLFLOW_TRACKING_URI", "BLOCKYARD_DATABASE_URL", "BLOCKYARD_STORE_URL", "BLOCKYARD_SERVER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    reset_sessions()
+    watch = home / "incoming"  # the pipeline's default watch_dir
+    watch.mkdir(parents=True)
+    for month in ("2023-01", "2023-02"):
+        _drop(watch, month)
+    before = train_and_register(COURSE, month="2023-01", rounds=8)
+
+    db = Database(settings.database_url_for(settings.data_dir_for(COURSE)))
+    db.migrate()
+    ws = Workspace.open(COURSE)
+    scheduler = Scheduler(ws, db)
+    scheduler.sync(force=True)
+    worker = Worker(ws, db, concurrency=2, poll_interval=0.1)  # retraining waits on train_challenger
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run_forever, args=(stop,))
+    thread.start()
+    try:
+        now = utcnow() + timedelta(minutes=1)
+        assert scheduler.poll_sensors(now) == []  # the first look records the baseline
+        _drop(watch, "2023-03")
+        (run,) = scheduler.poll_sensors(now + timedelta(minutes=1))
+        assert run["pipeline_uuid"] == "automatic_retraining" and run["trigger_id"] is not None
+        deadline = time.monotonic() + 600
+        while get_run(db, run["id"])["status"] not in ("completed", "failed") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert get_run(db, run["id"])["status"] == "completed", get_run(db, run["id"])
+        client = setup_mlflow(COURSE).client
+        (first,) = [v for v, tags in _versions(client).items() if tags.get("retraining_month") == "2023-03"]
+        tags = _versions(client)[first]
+        assert tags["retraining_trigger"] == "new data" and tags["retraining_champion_version"] == before
+        assert tags["retraining_decision"] in ("promoted", "kept") and "2023-03" in tags["retraining_reason"]
+        assert scheduler.poll_sensors(now + timedelta(minutes=2)) == []  # 2023-03 retrains once
+
+        # An alert inside the cooldown (600 s by default): the run completes, nothing is trained.
+        alert = {"rule": "rmse above baseline", "metric": "rmse", "value": 7.1, "threshold": 6.0}
+        cooled = enqueue_run(db, project="unit_4_triggering", pipeline_uuid="automatic_retraining",
+                             variables={"alert": alert})
+        # ... and one after it (cooldown 0): retrains for the newest month, though seen.
+        hot = enqueue_run(db, project="unit_4_triggering", pipeline_uuid="automatic_retraining",
+                          variables={"alert": alert, "cooldown_seconds": 0, "num_boost_round": 20})
+        while any(get_run(db, r["id"])["status"] not in ("completed", "failed") for r in (cooled, hot)) \
+                and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert [get_run(db, r["id"])["status"] for r in (cooled, hot)] == ["completed", "completed"]
+        retrained = {v: t for v, t in _versions(client).items() if t.get("retraining_month") == "2023-03"}
+        assert len(retrained) == 2  # the cooled-down alert trained nothing
+        (second,) = set(retrained) - {first}
+        assert retrained[second]["retraining_trigger"] == "alert: rmse above baseline"
+        assert retrained[second]["retraining_decision"] in ("promoted", "kept")
+    finally:
+        stop.set()
+        thread.join(60)
+        db.close()
+        reset_sessions()

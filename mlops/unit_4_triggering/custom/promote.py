@@ -11,7 +11,8 @@ def promote(retraining: Dict, *args, **kwargs) -> Dict:
     """Score the challenger and the champion on the new (newest labelled) month; move
     the alias to the challenger only when its RMSE there is lower. The decision and its
     reason are recorded either way as tags of the challenger's model version
-    (`retraining_decision`, `retraining_reason`, `retraining_month`, both RMSEs).
+    (`retraining_decision`, `retraining_reason`, `retraining_month`, `retraining_trigger`
+    — new data or the alert's rule —, both RMSEs).
     A server following the alias swaps to a promoted challenger at its next poll."""
     if retraining.get('skipped'):
         return retraining
@@ -53,6 +54,7 @@ def promote(retraining: Dict, *args, **kwargs) -> Dict:
         'retraining_decision': 'promoted' if promoted else 'kept',
         'retraining_reason': reason,
         'retraining_month': month,
+        'retraining_trigger': retraining.get('trigger') or 'new data',
         'retraining_challenger_rmse': repr(challenger_rmse),
         'retraining_champion_rmse': repr(champion_rmse),
         'retraining_champion_version': champion.version if champion else '',

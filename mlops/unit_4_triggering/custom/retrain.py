@@ -18,7 +18,8 @@ def retrain(*args, **kwargs) -> Dict:
     from mage_ai.orchestration.triggers.api import trigger_pipeline
 
     folder = watch_dir(kwargs)
-    month = claim(folder, float(kwargs.get('cooldown_seconds') or 0))  # one retraining per month
+    alert = kwargs.get('alert')  # set when a monitoring rule queued this run
+    month = claim(folder, float(kwargs.get('cooldown_seconds') or 0), alert=bool(alert))  # one at a time
     if month is None:
         return {'skipped': True, 'reason': f'no new monthly file in {folder} (or being retrained)'}
     months = training_months(folder, month, int(kwargs.get('train_month_count') or 2))
@@ -36,4 +37,5 @@ def retrain(*args, **kwargs) -> Dict:
         error_on_failure=True,
         verbose=False,
     )
-    return {'skipped': False, 'month': month, 'train_months': months, 'retraining_id': retraining_id}
+    return {'skipped': False, 'month': month, 'train_months': months, 'retraining_id': retraining_id,
+            'trigger': f"alert: {alert.get('rule')}" if isinstance(alert, dict) else 'new data'}

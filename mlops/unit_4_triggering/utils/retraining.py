@@ -5,7 +5,9 @@ folder (variable `watch_dir`, default `<workspace>/.blockyard/incoming/`). The f
 look at a folder records what is there (the baseline); a month newer than every month
 seen before is new. A month counts as seen once a retraining evaluated it, so it fires
 once, and `claim` takes a month under a file lock so two retrainings (two schedulers, a
-manual run) never train for the same month. State:
+manual run) never train for the same month. A monitoring alert (a rule with
+`trigger: unit_4_triggering/automatic_retraining`, variable `alert`) retrains for the
+newest month present even when it was seen, under the same cooldown and claim. State:
 `<workspace>/.blockyard/retraining/state.json`.
 """
 from __future__ import annotations
@@ -92,11 +94,11 @@ def _locked():
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def claim(folder: Path, cooldown_seconds: float = 0) -> Optional[str]:
+def claim(folder: Path, cooldown_seconds: float = 0, alert: bool = False) -> Optional[str]:
     """Atomically take the new month for retraining (None: nothing new, or another
     retraining holds it). The claim ends with `mark_seen`, or after CLAIM_SECONDS."""
     with _locked():
-        month = new_month(folder, cooldown_seconds)
+        month = new_month(folder, cooldown_seconds, alert=alert)
         if month is None:
             return None
         state = load_state(folder) or {}
@@ -104,22 +106,25 @@ def claim(folder: Path, cooldown_seconds: float = 0) -> Optional[str]:
         return month
 
 
-def new_month(folder: Path, cooldown_seconds: float = 0) -> Optional[str]:
+def new_month(folder: Path, cooldown_seconds: float = 0, alert: bool = False) -> Optional[str]:
     """The newest month in `folder` newer than all seen ones (None: nothing new, in
-    cooldown, or no earlier month to train on). The first call records the baseline."""
+    cooldown, or no earlier month to train on). The first call records the baseline.
+    With `alert` (a monitoring rule fired), the newest month present, seen or not."""
     months = months_in(folder)
     state = load_state(folder)
     if state is None:
         save_state(folder, {'seen': list(months), 'last_retraining': None})
-        return None
+        state = load_state(folder)
+        if not alert:
+            return None
     seen = state.get('seen') or []
     last = state.get('last_retraining') or 0
     if cooldown_seconds and time.time() - last < float(cooldown_seconds):
         return None
-    newer = [m for m in months if not seen or m > max(seen)]
+    newer = list(months) if alert else [m for m in months if not seen or m > max(seen)]
     if not newer or len(months) < 2:
         return None
-    if state.get('claimed') == newer[-1] and time.time() - (state.get('claimed_at') or 0) < CLAIM_SECONDS:
+    if state.get('claimed') and (alert or state['claimed'] == newer[-1]) and time.time() - (state.get('claimed_at') or 0) < CLAIM_SECONDS:
         return None  # being retrained right now
     return newer[-1]
 

@@ -13,6 +13,7 @@ notification_config:
   - metric: rmse
     op: '>'
     threshold: 1.1 * baseline_rmse
+    trigger: unit_4_triggering/automatic_retraining   # optional: queue this pipeline when it fires
 ```
 Figures: drift_share, drifted_features, dataset_drift (0/1), prediction_drift,
 missing_share, rows, rmse, mae, baseline_<name> (e.g. baseline_rmse), reference_rmse,
@@ -44,7 +45,7 @@ OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _NAME = r"[A-Za-z_][A-Za-z0-9_.\-]*"
 _THRESHOLD = re.compile(rf"^\s*(?:(?P<factor>{_NUMBER})\s*\*\s*)?(?P<name>{_NAME})\s*$")
-_RULE_KEYS = {"name", "metric", "op", "threshold", "model", "pipeline"}
+_RULE_KEYS = {"name", "metric", "op", "threshold", "model", "pipeline", "trigger"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class AlertRule:
     reference: str | None = None
     model: str | None = None
     pipeline: str | None = None
+    trigger: str | None = None  # a pipeline ("project/pipeline") queued when the rule fires
 
     def describe_threshold(self) -> str:
         if self.reference is None:
@@ -102,12 +104,21 @@ def parse_rules(raw: Any, where: str = "notification_config.rules", file: Any = 
             metric=metric, op=op, threshold=threshold, factor=factor, reference=reference,
             model=str(item["model"]) if item.get("model") is not None else None,
             pipeline=str(item["pipeline"]) if item.get("pipeline") is not None else None,
+            trigger=_trigger(item.get("trigger"), f"{here}.trigger", file),
         )
         if rule.name in names:
             raise ProjectError(f"{here}: another rule is already named {rule.name!r}", file=file)
         names.add(rule.name)
         rules.append(rule)
     return rules
+
+
+def _trigger(value: Any, where: str, file: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ProjectError(f"{where} must be a pipeline name such as 'unit_4_triggering/automatic_retraining', not {value!r}", file=file)
+    return value.strip()
 
 
 def _threshold(value: Any, where: str, file: Any) -> tuple[float | None, float, str | None]:
@@ -148,6 +159,7 @@ class RuleDecision:
     model: str
     period: str | None
     results: list = field(default_factory=list)  # ChannelResult dicts, once sent (wait=True)
+    triggered: dict | None = None  # the rule's `trigger`: {pipeline, run_id} or {pipeline, skipped}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -219,6 +231,11 @@ def evaluate_rules(
     if not rules:
         return []
     db = MonitoringStore.for_workspace(root, db=db).db
+    targets = {}  # checked before any state changes, so a bad trigger loses no episode
+    if any(rule.trigger for rule in rules):
+        from blockyard.notify.rule_triggers import resolve_trigger
+
+        targets = {r.name: resolve_trigger(ws, r, config.sources.get("rules")) for r in rules if r.trigger}
     figures = rule_figures(result)
     decisions, to_send = [], []
     for rule in rules:
@@ -233,6 +250,10 @@ def evaluate_rules(
         transition = ("fired" if holds else "recovered") if changed else ("firing" if holds else "ok")
         decision = RuleDecision(rule.name, rule.metric, value, limit, holds, transition, result.model, result.period)
         decisions.append(decision)
+        if changed and holds and rule.name in targets:
+            from blockyard.notify.rule_triggers import queue_rule_run
+
+            decision.triggered = queue_rule_run(db, targets[rule.name], rule, decision, result.check_id)
         if changed:
             to_send.append((rule, decision))
     if to_send:

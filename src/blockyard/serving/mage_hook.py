@@ -57,9 +57,11 @@ def served_config(spec: Any) -> dict | None:
     return conf
 
 
-def predict_variables(workspace_root: Path, conf: dict, variables: dict, *, source: str) -> dict:
+def predict_variables(workspace_root: Path, conf: dict, variables: dict, *, source: str,
+                      warm_only: bool = False) -> dict | None:
     """Predictions for `variables['inputs']` from the served model:
-    {"predictions": [...], "model": name, "alias": alias, "version": v, "latency_ms": ms}."""
+    {"predictions": [...], "model": name, "alias": alias, "version": v, "latency_ms": ms}.
+    `warm_only`: None when the model is not loaded yet (the caller loads it off the event loop)."""
     from blockyard.serving.model import ModelNotFound, holder_for
 
     started = time.perf_counter()
@@ -69,7 +71,9 @@ def predict_variables(workspace_root: Path, conf: dict, variables: dict, *, sour
     records = check_records(variables[INPUTS], f"variables.{INPUTS}")
     try:
         holder = holder_for(workspace_root, conf["model"], conf["alias"], transform=conf.get("transform"),
-                            poll_seconds=conf["poll_seconds"])
+                            poll_seconds=conf["poll_seconds"], warm_only=warm_only)
+        if holder is None:
+            return None
     except ModelNotFound as exc:
         raise RequestError(f"{exc}; train and register a model first", status=503) from None
     model = holder.current
@@ -83,6 +87,9 @@ def predict_variables(workspace_root: Path, conf: dict, variables: dict, *, sour
 def _predlog(workspace_root: Path):
     from blockyard.serving.predlog import PredictionLog, predictions_dir
 
+    log = _predlogs.get(str(workspace_root))  # the hot path: no resolve() per request
+    if log is not None:
+        return log
     key = str(Path(workspace_root).resolve())
     with _predlogs_lock:
         log = _predlogs.get(key)
@@ -91,6 +98,7 @@ def _predlog(workspace_root: Path):
 
             log = _predlogs[key] = PredictionLog(predictions_dir(Path(key)))
             atexit.register(log.close)  # the web server's last second of predictions too
+        _predlogs[str(workspace_root)] = log
     return log
 
 
@@ -142,13 +150,17 @@ def answer_trigger(workspace: Any, project: str, uuid: str, trigger: dict, varia
     }
 
 
-def answer_block_run(workspace: Any, project: str, uuid: str, block_uuid: str, variables: dict) -> dict | None:
-    """`POST /api/runs` for the served block: the block's output is the predictions."""
+def answer_block_run(workspace: Any, project: str, uuid: str, block_uuid: str, variables: dict, *,
+                     warm_only: bool = False) -> dict | None:
+    """`POST /api/runs` for the served block: the block's output is the predictions.
+    None: not served (or, with `warm_only`, its model is not loaded yet)."""
     conf, defaults = _conf_for(workspace, project, uuid)
     if conf is None or conf["block"] != block_uuid:
         return None
     merged = {**defaults, **(variables or {})}
-    result = predict_variables(Path(workspace.root), conf, merged, source="block_run")
+    result = predict_variables(workspace.root, conf, merged, source="block_run", warm_only=warm_only)
+    if result is None:
+        return None
     return {"run": {
         "pipeline_run_id": None, "pipeline_uuid": uuid, "project": project,
         "block_uuid": block_uuid, "status": "completed", "mode": "served",

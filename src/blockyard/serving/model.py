@@ -162,6 +162,8 @@ class ModelHolder:
 
     def load(self) -> LoadedModel:
         """Load the alias's version now (the first load; raises ModelNotFound)."""
+        if self.current is not None:  # no lock: a poll holding it may be asking the registry
+            return self.current
         with self._lock:
             if self.current is None:
                 self.current = load_version(self.root, self.name, self.alias, transform=self.transform)
@@ -211,11 +213,19 @@ class ModelHolder:
 
 _holders: dict[tuple, ModelHolder] = {}
 _holders_lock = threading.Lock()
+_warm: dict[tuple, ModelHolder] = {}  # by the caller's own (unresolved) root
 
 
 def holder_for(workspace_root: Path, name: str = DEFAULT_MODEL, alias: str = DEFAULT_ALIAS, *,
-               transform: str | None = None, poll_seconds: float = DEFAULT_POLL_SECONDS) -> ModelHolder:
-    """The process's holder for (workspace, model, alias), loaded and polling."""
+               transform: str | None = None, poll_seconds: float = DEFAULT_POLL_SECONDS,
+               warm_only: bool = False) -> ModelHolder | None:
+    """The process's holder for (workspace, model, alias), loaded and polling.
+    `warm_only`: None instead of loading (a caller on an event loop must not block)."""
+    fast = _warm.get((str(workspace_root), name, alias, transform))
+    if fast is not None:
+        return fast
+    if warm_only:
+        return None
     key = (str(Path(workspace_root).resolve()), name, alias, transform)
     with _holders_lock:
         holder = _holders.get(key)
@@ -224,6 +234,7 @@ def holder_for(workspace_root: Path, name: str = DEFAULT_MODEL, alias: str = DEF
             _holders[key] = holder
     holder.load()
     holder.start()
+    _warm[(str(workspace_root), name, alias, transform)] = holder  # loaded: later calls skip all of the above
     return holder
 
 
@@ -231,5 +242,6 @@ def stop_all_holders() -> None:
     with _holders_lock:
         holders = list(_holders.values())
         _holders.clear()
+    _warm.clear()
     for holder in holders:
         holder.stop()

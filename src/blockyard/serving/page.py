@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 RETRAINING_TAGS = ("retraining_decision", "retraining_reason", "retraining_month", "retraining_challenger_rmse",
-                   "retraining_champion_rmse", "retraining_champion_version", "train_months", "retraining_id")
+                   "retraining_champion_rmse", "retraining_champion_version", "train_months", "retraining_id",
+                   "retraining_trigger")
 
 
 def retraining_history(workspace_root: Path, name: str, limit: int = 50) -> list[dict]:
@@ -68,7 +69,7 @@ PAGE = """<!doctype html>
  <section><h2>Last swaps</h2><table><thead><tr><th>when</th><th>from</th><th>to</th><th>load s</th></tr></thead>
   <tbody id="swaps"></tbody></table></section>
  <section class="wide"><h2>Retraining history</h2><table><thead><tr><th>version</th><th>aliases</th>
-  <th>month</th><th>decision</th><th>reason</th><th>trained on</th></tr></thead><tbody id="history"></tbody></table></section>
+  <th>month</th><th>trigger</th><th>decision</th><th>reason</th><th>trained on</th></tr></thead><tbody id="history"></tbody></table></section>
 </main>
 <script>
 const $ = (id) => document.getElementById(id);
@@ -96,8 +97,8 @@ async function refresh() {
     $('logged').textContent = text(s.predictions_logged);
     const h = await (await fetch('retraining')).json();
     $('history').replaceChildren(...h.versions.map(r => row(
-      [r.version, r.aliases.join(', '), r.retraining_month, r.retraining_decision, r.retraining_reason, r.train_months],
-      [null, null, null, r.retraining_decision || null])));
+      [r.version, r.aliases.join(', '), r.retraining_month, r.retraining_trigger, r.retraining_decision, r.retraining_reason,
+       r.train_months], [null, null, null, null, r.retraining_decision || null])));
   } catch (e) { $('title').textContent = 'not reachable: ' + e; }
 }
 $('send').addEventListener('click', async () => {

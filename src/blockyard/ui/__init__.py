@@ -17,7 +17,7 @@ from typing import Any
 __all__ = ["mount", "PAGE_PREFIXES"]
 
 # Paths the single-page app answers (the browser's address bar); everything else is the API's.
-PAGE_PREFIXES = ("pipelines", "projects", "runs", "triggers", "backfills", "dashboards", "settings", "login", "files")
+PAGE_PREFIXES = ("pipelines", "projects", "runs", "triggers", "backfills", "dashboards", "settings", "login", "files", "serving")
 
 
 def mount(app: Any) -> Any:

@@ -69,11 +69,13 @@ def mount(app: FastAPI) -> FastAPI:
     from blockyard.ui.files_api import router as files_router
     from blockyard.ui.outputs_api import router as outputs_router
     from blockyard.ui.settings_api import router as settings_router
+    from blockyard.ui.serving_api import router as serving_router
 
     app.include_router(router)
     app.include_router(files_router)
     app.include_router(outputs_router)
     app.include_router(settings_router)
+    app.include_router(serving_router)
     return app
 
 

@@ -15,6 +15,7 @@ const routes = [
   [/^\/dashboards\/files(?:\/(.+?))?\/?$/, () => import("./pages/file_dashboards.js"), (m) => ({ name: m[1] ? decodeURIComponent(m[1]) : "" })],
   [/^\/files\/?$/, () => import("./pages/files.js"), () => ({})],
   [/^\/settings\/?$/, () => import("./pages/settings.js"), () => ({})],
+  [/^\/serving\/?$/, () => import("./pages/serving.js"), () => ({})],
   [/^\/login\/?$/, () => import("./pages/login.js"), () => ({})],
 ];
 
@@ -26,6 +27,7 @@ const NAV = [
   ["/backfills", "Backfills", "M4 4v16h16M8 16l4-5 3 3 5-6"],
   ["/files", "Files", "M4 4h6l2 2h8v14H4zM4 9h16"],
   ["/dashboards", "Dashboards", "M4 20V10M10 20V4M16 20v-8M22 20H2"],
+  ["/serving", "Serving", "M12 3v6M12 15v6M5 12h14M8 6l8 12M16 6L8 18"],
   ["/settings", "Settings", "M12 8a4 4 0 100 8 4 4 0 000-8zM2 12h3M19 12h3M12 2v3M12 19v3"],
 ];
 
