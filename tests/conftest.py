@@ -41,3 +41,21 @@ def pg_url():
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@pytest.fixture
+def pg_clean_url(pg_url):
+    """`pg_url` with every table emptied first: the session database is shared by the
+    tests of one xdist worker, and state one test leaves (an alert episode, a run)
+    must not decide another's outcome."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(pg_url)
+    try:
+        with engine.begin() as conn:
+            names = [n for n in sa.inspect(conn).get_table_names() if n != "alembic_version"]
+            if names:
+                conn.exec_driver_sql("TRUNCATE " + ", ".join(f'"{n}"' for n in names) + " RESTART IDENTITY CASCADE")
+    finally:
+        engine.dispose()
+    return pg_url

@@ -45,7 +45,7 @@ def env(request, tmp_path, monkeypatch):
     monkeypatch.delenv("BLOCKYARD_HOME", raising=False)
     root = tmp_path / "ws"
     write_pipeline(root, PROJECT, PIPELINE, [block("load", "x = 1\n")])
-    url = f"sqlite:///{tmp_path / 'h.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    url = f"sqlite:///{tmp_path / 'h.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_clean_url")
     db = Database(url)
     db.migrate()
     yield type("Env", (), {"root": root, "db": db, "store": MonitoringStore(db)})
