@@ -57,11 +57,14 @@ def _pipeline(root: Path, source: dict, where: dict, *, required: bool, kind: st
     from blockyard.errors import BlockyardError
     from blockyard.project import Workspace
 
-    ws = Workspace.open(root)
     ref = source.get("pipeline_uuid")
+    if not ref and required:
+        raise ChartError(f"data_source type {kind} needs pipeline_uuid", **where)
+    try:
+        ws = Workspace.open(root)
+    except BlockyardError as exc:
+        raise ChartError(f"data_source type {kind}: {exc}", **where) from None
     if not ref:
-        if required:
-            raise ChartError(f"data_source type {kind} needs pipeline_uuid", **where)
         return ws, None
     try:
         return ws, ws.find_pipeline(str(ref))
