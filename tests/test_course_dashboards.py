@@ -171,7 +171,7 @@ def test_custom_chart_errors_say_where(tmp_path):
     charts = _charts(board)
     assert charts["pic"]["type"] == "image" and charts["pic"]["data"]["mime"] == "image/png"
     assert "needs a @render function" in charts["nocode"]["error"]
-    assert "data_source type 'block' is not supported" in charts["odd"]["error"]
+    assert "data_source type block needs pipeline_uuid" in charts["odd"]["error"]
     out = tmp_path / "pics.html"
     render_dashboard(board, out)
     assert "data:image/png;base64," in out.read_text()

@@ -26,6 +26,28 @@ def champion_info() -> Dict[str, Any]:
 
 @lru_cache(maxsize=4)
 def _load(version: str, run_id: str, model_uri: str) -> Tuple[Any, Any]:
+    """The model and its DictVectorizer. Each run of a backfill is its own process, and
+    MLflow's model loading costs more than the month's scoring: the pair is kept as one
+    pickle per registry version and run under the workspace's monitoring folder."""
+    import os
+    import pickle
+
+    from blockyard.ml.monitoring import reference_dir
+
+    cache = reference_dir(MODEL_NAME) / f'champion-v{version}-{run_id}.pkl'
+    if cache.is_file():
+        with cache.open('rb') as f:
+            return pickle.load(f)
+    pair = _load_from_mlflow(model_uri, run_id)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f'.{os.getpid()}.tmp')
+    with tmp.open('wb') as f:
+        pickle.dump(pair, f)
+    os.replace(tmp, cache)  # atomic: a concurrent run reads a whole file or none
+    return pair
+
+
+def _load_from_mlflow(model_uri: str, run_id: str) -> Tuple[Any, Any]:
     import mlflow
 
     from blockyard.ml.tracking import load_dv, setup_mlflow

@@ -26,8 +26,9 @@ from pathlib import Path
 
 from blockyard.charts.compute import ChartError
 
-# Mage's data sources read from the run history (besides chart_code).
-HISTORY_SOURCES = ("pipeline_runs", "pipeline_schedules")
+# Mage's data sources read from the run history (besides chart_code and block).
+HISTORY_SOURCES = ("pipeline_runs", "pipeline_schedules", "block_runs")
+DATA_SOURCES = ("chart_code", "block", *HISTORY_SOURCES, "pipelines")
 
 __all__ = ["Dashboard", "list_dashboards", "load_dashboard", "compute_dashboard", "render_dashboard"]
 
@@ -116,15 +117,32 @@ def _chart(root: Path, board: Dashboard, uuid: str, variables: dict) -> dict:
     path = _code_for(root, board, uuid, block)
     code = path.read_text() if path else None
     where = {"file": str(path) if path else str(board.path), "block": uuid}
-    kind = str((block.get("data_source") or {}).get("type") or "chart_code")
-    frame = None
+    source = block.get("data_source") or {}
+    if not isinstance(source, dict):
+        raise ChartError(f"data_source must be a mapping, not {type(source).__name__}", **where)
+    kind = str(source.get("type") or "chart_code")
+    inputs: list = []
     if kind in HISTORY_SOURCES:
         from blockyard.charts.dashboard_sources import history_frame
 
-        frame = history_frame(root, kind, block.get("data_source") or {}, where)
+        inputs = [history_frame(root, kind, source, where)]
+    elif kind == "pipelines":
+        from blockyard.charts.dashboard_sources import pipelines_frame
+
+        inputs = [pipelines_frame(root, source, where)]
+    elif kind == "block":
+        from blockyard.charts.dashboard_sources import block_outputs
+
+        # As Mage's input_args: one argument, the list of the block's outputs.
+        inputs = [block_outputs(root, source, where)]
     elif kind != "chart_code":
-        raise ChartError(f"data_source type {kind!r} is not supported",
-                         hint="use chart_code, pipeline_runs or pipeline_schedules", **where)
+        raise ChartError(f"data_source type {kind!r} is not supported", hint="use one of: " + ", ".join(DATA_SOURCES),
+                         **where)
+    if source.get("pipeline_uuid"):
+        # Mage gives the chart the pipeline's global variables (the request's win).
+        from blockyard.charts.dashboard_sources import pipeline_variables
+
+        variables = {**pipeline_variables(root, source, where), **variables}
     sources: list = []
     renders: list = []
     if code and ("@data_source" in code or "@render" in code):
@@ -143,7 +161,6 @@ def _chart(root: Path, board: Dashboard, uuid: str, variables: dict) -> dict:
         run_chart_code(code, [], uuid=uuid, code_path=str(path),
                        variables={"data_source": data_source, "render": render, **variables})
         code = None
-    inputs: list = [] if frame is None else [frame]
     if sources:
         try:
             inputs = [_call(sources[-1], inputs, variables)]

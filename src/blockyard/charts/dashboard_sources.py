@@ -1,6 +1,14 @@
-"""What dashboard charts read besides chart code: Mage's `pipeline_runs` and
-`pipeline_schedules` data sources (from the run history), and `custom` charts whose
-`@render` function returns an image (SHAP plots, any matplotlib figure).
+"""What dashboard charts read besides chart code: Mage's data sources other than
+`chart_code` — `block` (a block's stored outputs), and from the run history
+`pipeline_runs`, `pipeline_schedules`, `block_runs` and `pipelines` — and `custom`
+charts whose `@render` function returns an image (SHAP plots, any matplotlib figure).
+
+A `block` source (`{type: block, pipeline_uuid: P, block_uuid: B, partitions: N}`) gives
+the chart the list of B's stored outputs, as Mage's `input_args`: without `partitions`
+(or 0) the outputs of B's latest completed run (Mage re-executes the block there;
+Blockyard never runs a block to draw a chart); N > 0 the outputs of the N latest
+completed pipeline runs (newest first), N < 0 the |N| earliest; a list: those run ids.
+`pipeline_schedule_id` keeps only the runs of that trigger.
 
 A `pipeline_runs` frame has Mage's columns: id, pipeline_uuid, status, execution_date
 (the creation time for runs without one), created_at, started_at, completed_at,
@@ -19,7 +27,9 @@ from typing import Any
 
 from blockyard.charts.compute import ChartError
 
-__all__ = ["history_frame", "image_chart"]
+__all__ = ["block_outputs", "history_frame", "image_chart", "pipelines_frame"]
+
+LIMIT = 10_000  # rows of a run-history frame, as Mage's DEFAULT_LIMIT
 
 _dbs: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -42,41 +52,150 @@ def _history_db(root: Path):
     return db
 
 
-def history_frame(root: Path, kind: str, source: dict, where: dict):
-    import pandas as pd
-    import sqlalchemy as sa
-
+def _pipeline(root: Path, source: dict, where: dict, *, required: bool, kind: str):
+    """(workspace, spec or None) for `data_source.pipeline_uuid`."""
     from blockyard.errors import BlockyardError
     from blockyard.project import Workspace
 
     ref = source.get("pipeline_uuid")
-    if not ref:
+    if not ref and required:
         raise ChartError(f"data_source type {kind} needs pipeline_uuid", **where)
-    ws = Workspace.open(root)
     try:
-        spec = ws.find_pipeline(str(ref))
+        ws = Workspace.open(root)
+    except BlockyardError as exc:
+        raise ChartError(f"data_source type {kind}: {exc}", **where) from None
+    if not ref:
+        return ws, None
+    try:
+        return ws, ws.find_pipeline(str(ref))
     except BlockyardError as exc:
         raise ChartError(f"data_source.pipeline_uuid: {exc}", **where) from None
-    project, uuid = spec.project.name, spec.uuid
-    db = _history_db(root)
-    if kind == "pipeline_runs":
-        from blockyard.db.schema import pipeline_runs as t
 
+
+def pipeline_variables(root: Path, source: dict, where: dict) -> dict:
+    """The global variables of `data_source.pipeline_uuid` (its metadata.yaml `variables`)."""
+    _, spec = _pipeline(root, source, where, required=True, kind=str(source.get("type") or "chart_code"))
+    return dict(spec.variables or {})
+
+
+def _frame(db, query, columns: list[str], dates: tuple = ()):
+    import pandas as pd
+
+    with db.engine.connect() as conn:
+        frame = pd.DataFrame([dict(r._mapping) for r in conn.execute(query)], columns=columns)
+    for col in dates:
+        frame[col] = pd.to_datetime(frame[col], utc=True)
+    return frame
+
+
+def history_frame(root: Path, kind: str, source: dict, where: dict):
+    """A run-history frame for the data source types pipeline_runs, block_runs and
+    pipeline_schedules (of one pipeline; the first two of every pipeline without
+    pipeline_uuid, as Mage lists them)."""
+    import sqlalchemy as sa
+
+    from blockyard.db.schema import block_runs as b
+    from blockyard.db.schema import pipeline_runs as t
+
+    ws, spec = _pipeline(root, source, where, required=kind == "pipeline_schedules", kind=kind)
+    db = _history_db(root)
+    scope = [] if spec is None else [t.c.project == spec.project.name, t.c.pipeline_uuid == spec.uuid]
+    if source.get("pipeline_schedule_id") is not None:
+        scope.append(t.c.trigger_id == _int(source["pipeline_schedule_id"], "pipeline_schedule_id", where))
+    if kind == "pipeline_runs":
         cols = [t.c.id, t.c.project, t.c.pipeline_uuid, t.c.status, t.c.execution_date, t.c.created_at,
                 t.c.started_at, t.c.completed_at, t.c.trigger_id.label("pipeline_schedule_id"), t.c.backfill_id]
-        query = sa.select(*cols).where(t.c.project == project, t.c.pipeline_uuid == uuid).order_by(t.c.id)
-        with db.engine.connect() as conn:
-            frame = pd.DataFrame([dict(r._mapping) for r in conn.execute(query)], columns=[c.name for c in cols])
-        for col in ("execution_date", "created_at", "started_at", "completed_at"):
-            frame[col] = pd.to_datetime(frame[col], utc=True)
+        query = sa.select(*cols).where(*scope).order_by(t.c.id.desc()).limit(LIMIT)
+        frame = _frame(db, query, [c.name for c in cols], ("execution_date", "created_at", "started_at", "completed_at"))
+        frame = frame.iloc[::-1].reset_index(drop=True)  # the latest LIMIT runs, oldest first
         # Mage gives every run an execution date; manual runs here may have none.
         frame["execution_date"] = frame["execution_date"].fillna(frame["created_at"])
         return frame
-    rows = _triggers(ws, db, project, uuid)
+    if kind == "block_runs":
+        cols = [b.c.id, b.c.pipeline_run_id, t.c.project, t.c.pipeline_uuid, b.c.block_uuid, b.c.status,
+                b.c.attempts, b.c.started_at, b.c.completed_at, t.c.execution_date,
+                t.c.trigger_id.label("pipeline_schedule_id")]
+        query = (sa.select(*cols).join(t, t.c.id == b.c.pipeline_run_id).where(*scope)
+                 .order_by(b.c.id.desc()).limit(LIMIT))
+        frame = _frame(db, query, [c.name for c in cols], ("started_at", "completed_at", "execution_date"))
+        frame = frame.iloc[::-1].reset_index(drop=True)
+        frame["duration"] = (frame["completed_at"] - frame["started_at"]).dt.total_seconds()
+        return frame
+    import pandas as pd
+
+    rows = _triggers(ws, db, spec.project.name, spec.uuid)
     columns = ["id", "name", "project", "pipeline_uuid", "schedule_type", "schedule_interval", "status", "start_time"]
     frame = pd.DataFrame([{k: r.get(k) for k in columns} for r in rows], columns=columns)
     frame["schedule_interval"] = frame["schedule_interval"].fillna("none")
     return frame
+
+
+def pipelines_frame(root: Path, source: dict, where: dict):
+    """Mage's `pipelines` data source: one row per pipeline of the workspace."""
+    import pandas as pd
+
+    ws, _ = _pipeline(root, {}, where, required=False, kind="pipelines")
+    rows = []
+    for project in ws.projects():
+        for spec in project.pipelines():
+            rows.append({"uuid": spec.uuid, "name": spec.name, "project": project.name, "type": spec.type,
+                         "description": spec.description, "tags": list(spec.tags), "blocks": len(spec.blocks)})
+    return pd.DataFrame(rows, columns=["uuid", "name", "project", "type", "description", "tags", "blocks"])
+
+
+def _int(value, key: str, where: dict) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ChartError(f"data_source.{key} must be a number, not {value!r}", **where) from None
+
+
+def block_outputs(root: Path, source: dict, where: dict) -> list:
+    """Mage's `block` data source: the block's stored outputs (see the module doc)."""
+    import sqlalchemy as sa
+
+    from blockyard.db.schema import block_runs as b
+    from blockyard.db.schema import pipeline_runs as t
+    from blockyard.engine.session import session_for
+
+    ws, spec = _pipeline(root, source, where, required=True, kind="block")
+    block = source.get("block_uuid")
+    known = [blk.uuid for blk in spec.blocks]
+    if not block or block not in known:
+        raise ChartError(f"data_source.block_uuid {block!r} is not a block of {spec.project.name}/{spec.uuid}",
+                         hint="blocks: " + (", ".join(known) or "none"), **where)
+    scope = [t.c.project == spec.project.name, t.c.pipeline_uuid == spec.uuid, b.c.block_uuid == block,
+             b.c.status == "completed", b.c.output_ref.isnot(None)]
+    if source.get("pipeline_schedule_id") is not None:
+        scope.append(t.c.trigger_id == _int(source["pipeline_schedule_id"], "pipeline_schedule_id", where))
+    partitions = source.get("partitions")
+    query = sa.select(b.c.output_ref, t.c.id).join(t, t.c.id == b.c.pipeline_run_id).where(*scope)
+    if isinstance(partitions, list):
+        ids = [_int(p, "partitions[]", where) for p in partitions]
+        query = query.where(t.c.id.in_(ids))
+        order = {run_id: i for i, run_id in enumerate(ids)}
+    else:
+        n = _int(partitions or 0, "partitions", where)
+        if n:  # Mage counts completed pipeline runs, by execution date
+            when = sa.func.coalesce(t.c.execution_date, t.c.created_at)
+            query = query.where(t.c.status == "completed").order_by(
+                when.desc() if n > 0 else when.asc(), t.c.id.desc() if n > 0 else t.c.id.asc()).limit(abs(n))
+        else:
+            query = query.order_by(t.c.id.desc()).limit(1)
+        order = None
+    session = session_for(ws)
+    with session.db.engine.connect() as conn:
+        refs = [(r.output_ref, r.id) for r in conn.execute(query)]
+    if order is not None:
+        refs.sort(key=lambda r: order.get(r[1], len(order)))
+    if not refs:
+        raise ChartError(f"block '{block}' of {spec.project.name}/{spec.uuid} has no stored output yet",
+                         hint=f"run the pipeline first: blockyard run {spec.project.name}/{spec.uuid}", **where)
+    outputs: list = []
+    for ref, _run in refs:
+        run_id, node = ref.split("/", 1)
+        outputs.extend(session.store.load_outputs(int(run_id), node))
+    return outputs
 
 
 def _triggers(ws, db, project: str, uuid: str) -> list[dict]:
