@@ -1,7 +1,8 @@
 """blockyard.db against a real SQLite file and a real PostgreSQL database.
 
-Every test that takes `db_url` or `db` runs three times: `Database` (SQLAlchemy) on
-SQLite, `LiteDatabase` (stdlib sqlite3, "sqlite-lite") on SQLite, and `Database` on
+Every test that takes `db_url` or `db` runs three times: `Database` on a SQLite file
+(run writes through the sqlite3 fast path, reads through SQLAlchemy Core), `Database`
+on SQLite with every write through SQLAlchemy too ("sqlite-core"), and `Database` on
 PostgreSQL."""
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from blockyard.db import Database, LiteDatabase
+from blockyard.db import Database
 from blockyard.db.migrate import current_revision, script_head
 from blockyard.db.recorder import RecorderError
 from blockyard.db.schema import HEAD_REVISION, metadata
@@ -37,7 +38,7 @@ def _reset_pg(url: str) -> None:
         engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "sqlite-lite", "postgresql"])
+@pytest.fixture(params=["sqlite", "sqlite-core", "postgresql"])
 def backend(request):
     return request.param
 
@@ -52,10 +53,31 @@ def db_url(backend, request, tmp_path):
     return url
 
 
+class Impl:
+    """Opens `Database` with the write path under test; `arg` names it to a subprocess
+    (see `_open_code`)."""
+
+    def __init__(self, sqlite3_writes):
+        self.sqlite3_writes = sqlite3_writes
+        self.arg = "core" if sqlite3_writes is False else "auto"
+
+    def __call__(self, url, **kwargs):
+        return Database(url, sqlite3_writes=self.sqlite3_writes, **kwargs)
+
+
+# How a subprocess opens the database: argv[i] is the url, argv[i + 1] an Impl's arg.
+def _open_code(i: int) -> str:
+    return (
+        f"blockyard.db.Database(sys.argv[{i}], "
+        f"sqlite3_writes=None if sys.argv[{i + 1}] == 'auto' else False)"
+    )
+
+
 @pytest.fixture
 def db_cls(backend):
-    """The implementation under test: LiteDatabase for "sqlite-lite", else Database."""
-    return LiteDatabase if backend == "sqlite-lite" else Database
+    """The write path under test: SQLAlchemy Core for "sqlite-core", else the default
+    (the sqlite3 fast path on a SQLite file)."""
+    return Impl(False if backend == "sqlite-core" else None)
 
 
 @pytest.fixture
@@ -90,14 +112,14 @@ class StatementCounter:
     def __init__(self, db, monkeypatch):
         self.statements: list[tuple[str, bool]] = []
         self._lock = threading.Lock()
-        if isinstance(db, LiteDatabase):
-            # LiteDatabase sends every statement through these two functions.
-            from blockyard.db import lite
+        if db.sqlite3_writes:
+            # The fast path sends every write through these two functions.
+            from blockyard.db import sqlite_writes
 
             for name, many in (("_execute", False), ("_executemany", True)):
-                monkeypatch.setattr(lite, name, self._wrap(getattr(lite, name), many))
-        else:
-            sa.event.listen(db.engine, "before_cursor_execute", self._on_execute)
+                monkeypatch.setattr(sqlite_writes, name, self._wrap(getattr(sqlite_writes, name), many))
+        # Reads (and the writes off the fast path) go through SQLAlchemy.
+        sa.event.listen(db.engine, "before_cursor_execute", self._on_execute)
 
     def _wrap(self, function, many):
         def counted(conn, statement, *args):
@@ -164,18 +186,20 @@ def test_fast_path_does_not_import_alembic(db_url, db_cls):
     code = """
         import sys
         import blockyard.db
-        db = getattr(blockyard.db, sys.argv[2])(sys.argv[1])
+        db = OPEN
         changed = db.migrate()
         print(changed, 'alembic' in sys.modules, 'sqlalchemy' in sys.modules)
     """
-    first = _run_py(code, db_url, db_cls.__name__)
+    code = code.replace("OPEN", _open_code(1))
+    first = _run_py(code, db_url, db_cls.arg)
     assert first.returncode == 0, first.stderr
     # Control: migrating an empty database does need alembic.
     assert first.stdout.split() == ["True", "True", "True"]
-    second = _run_py(code, db_url, db_cls.__name__)
+    second = _run_py(code, db_url, db_cls.arg)
     assert second.returncode == 0, second.stderr
-    # LiteDatabase's fast path does not need SQLAlchemy either.
-    assert second.stdout.split() == ["False", "False", str(db_cls is Database)]
+    # On the sqlite3 fast path the up-to-date check does not need SQLAlchemy either.
+    fast = db_url.startswith("sqlite") and db_cls.sqlite3_writes is None
+    assert second.stdout.split() == ["False", "False", str(not fast)]
 
 
 def test_concurrent_first_migration(db_url, db_cls):
@@ -183,7 +207,7 @@ def test_concurrent_first_migration(db_url, db_cls):
     code = """
         import sys, time
         import blockyard.db
-        db = getattr(blockyard.db, sys.argv[3])(sys.argv[1])
+        db = blockyard.db.Database(sys.argv[1], sqlite3_writes=None if sys.argv[3] == 'auto' else False)
         time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
         print(db.migrate())
     """
@@ -191,7 +215,7 @@ def test_concurrent_first_migration(db_url, db_cls):
     env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(code), db_url, str(start_at), db_cls.__name__],
+            [sys.executable, "-c", textwrap.dedent(code), db_url, str(start_at), db_cls.arg],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -697,15 +721,24 @@ def test_sqlite_creates_folder_and_sets_pragmas(tmp_path):
         plain.close()
 
 
-def test_import_blockyard_db_does_not_import_sqlalchemy():
+def test_sqlalchemy_is_imported_on_the_first_read_only(tmp_path):
+    setup = Database(tmp_path / "lazy.db")
+    assert setup.migrate() is True
+    setup.close()
     result = _run_py(
         """
         import sys
         import blockyard.db
         print('sqlalchemy' in sys.modules)
         from blockyard.db import Database
+        db = Database(sys.argv[1])
         print('sqlalchemy' in sys.modules)
-        """
+        assert db.migrate() is False  # migrated by the parent
+        run_id = db.create_pipeline_run("p", "pipe", {}, None, ["a"])
+        print('sqlalchemy' in sys.modules)
+        print(db.get_pipeline_run(run_id)["pipeline_uuid"], 'sqlalchemy' in sys.modules)
+        """,
+        str(tmp_path / "lazy.db"),
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "True"]
+    assert result.stdout.split() == ["False", "False", "False", "pipe", "True"]

@@ -1,8 +1,8 @@
 """Run history: SQLAlchemy Core tables, Alembic migrations, write-behind recorder.
 
 Names resolve lazily so that `import blockyard.db` does not import sqlalchemy.
-`open_database(url)` gives a `LiteDatabase` (stdlib sqlite3, no SQLAlchemy on the
-run path) for a SQLite file and a `Database` (SQLAlchemy) for anything else.
+`Database` reads through SQLAlchemy Core (imported on the first read) and, on a
+SQLite file, writes a run's rows with stdlib sqlite3 (see `database.py`).
 """
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import os
 
 __all__ = [
     "Database",
-    "LiteDatabase",
     "open_database",
     "Recorder",
     "RecorderError",
@@ -23,12 +22,8 @@ __all__ = [
 
 
 def open_database(url: str | os.PathLike):
-    """The run-history database at `url`, not migrated yet: a `LiteDatabase` for a SQLite
-    file, else (PostgreSQL, in-memory SQLite, SQLite URI filenames) a `Database`."""
-    from blockyard.db.lite import LiteDatabase, sqlite_file
-
-    if sqlite_file(url) is not None:
-        return LiteDatabase(url)
+    """The run-history `Database` at `url`, not migrated yet. On a SQLite file its
+    run writes take the sqlite3 fast path and SQLAlchemy loads on the first read."""
     from blockyard.db.database import Database
 
     return Database(url)
@@ -39,10 +34,6 @@ def __getattr__(name: str):
         from blockyard.db.database import Database
 
         return Database
-    if name == "LiteDatabase":
-        from blockyard.db.lite import LiteDatabase
-
-        return LiteDatabase
     if name in ("Recorder", "RecorderError"):
         from blockyard.db import recorder
 

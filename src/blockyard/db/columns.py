@@ -1,9 +1,9 @@
 """Facts about the run-history tables that do not need SQLAlchemy.
 
-`LiteDatabase` (stdlib sqlite3) reads and writes `pipeline_runs` and `block_runs`
+The sqlite3 fast path (`sqlite_writes.py`) writes `pipeline_runs` and `block_runs`
 from these lists; `schema.py` defines the same tables with SQLAlchemy, which stays
 the source of truth (Alembic migrations are generated from it).
-`tests/test_db_lite.py` checks that both agree, so they cannot drift apart.
+`tests/test_db_fastpath.py` checks that both agree, so they cannot drift apart.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Value helpers shared by `Database` (SQLAlchemy) and `LiteDatabase` (sqlite3).
+"""Value helpers shared by the SQLAlchemy Core and the sqlite3 write paths.
 
-No SQLAlchemy here: `LiteDatabase` keeps it off the run path of `blockyard run`.
+No SQLAlchemy here: the sqlite3 fast path keeps it off the run path of `blockyard run`.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 
 from blockyard.db.columns import BLOCK_RUN_FIELDS, PIPELINE_RUN_COLUMNS, STATUSES, utcnow
 
-# Set on every new SQLite connection, by Database and LiteDatabase alike.
+# Set on every new SQLite connection, by both write paths and the engine alike.
 SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000", "foreign_keys=ON")
 _BUSY_RETRY_SECONDS = 5.0  # as busy_timeout
 

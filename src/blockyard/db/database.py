@@ -1,43 +1,42 @@
-"""`Database`: run history on SQLite (default) or PostgreSQL, with SQLAlchemy Core."""
+"""`Database`: run history on SQLite (default) or PostgreSQL.
+
+One implementation of every read: SQLAlchemy Core, the same query on either database.
+The writes a run makes (create/start/update/finish a pipeline run, the recorder's
+block-run batches, orphan recovery, the schema revision check) go through a small
+writer: stdlib sqlite3 on a SQLite file (`sqlite_writes`, so that `blockyard run`
+never imports SQLAlchemy, ~0.1-0.35 s), SQLAlchemy Core elsewhere (`core_writes`).
+SQLAlchemy, the table definitions and the engine are loaded on first use; schema
+changes go through Alembic (`migrate.py`).
+"""
 from __future__ import annotations
 
 import os
 import socket
+import threading
 import weakref
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+from urllib.parse import quote
 
-import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.engine.url import URL
-
-# The value helpers are shared with LiteDatabase (and re-exported from here, where
-# other modules import them from).
+from blockyard.db.columns import UNFINISHED_STATUSES, HEAD_REVISION, to_utc
 from blockyard.db.common import (
-    check_pipeline_run_fields,
-    new_run_values,
-    orphan_message,
-    start_values,
-    _initial_block_rows,
     _json_dumps,
     check_block_run_fields,
+    check_pipeline_run_fields,
     finish_values,
-    pid_alive,
+    new_run_values,
     set_sqlite_pragmas,
+    start_values,
 )
-from blockyard.db.schema import (
-    UNFINISHED_STATUSES,
-    block_runs,
-    pipeline_runs,
-    to_utc,
-    utcnow,
-)
+from blockyard.db.sqlite_writes import sqlite_file
 
 
-def normalize_url(url: str | os.PathLike) -> URL:
-    """`postgresql://` / `postgres://` use psycopg 3; a bare path means a SQLite file."""
+def normalize_url(url: str | os.PathLike):
+    """The SQLAlchemy URL: `postgresql://` / `postgres://` use psycopg 3; a bare path
+    means a SQLite file."""
+    from sqlalchemy.engine import make_url
+
     text = os.fspath(url)
     if "://" not in text:
         text = f"sqlite:///{Path(text).expanduser()}"
@@ -57,26 +56,86 @@ def _set_sqlite_pragmas(dbapi_connection, _record) -> None:
         cursor.close()
 
 
+def _core():
+    """(sqlalchemy, blockyard.db.schema), imported on the first read."""
+    import sqlalchemy
+
+    from blockyard.db import schema
+
+    return sqlalchemy, schema
+
+
 def _row(row) -> dict | None:
     return dict(row._mapping) if row is not None else None
 
 
 class Database:
-    """Run history. Thread-safe (one SQLAlchemy engine with a connection pool)."""
+    """Run history. Thread-safe (a SQLAlchemy connection pool for reads; on the sqlite3
+    fast path, one connection per thread for writes).
 
-    def __init__(self, url: str | os.PathLike, *, echo: bool = False) -> None:
-        self.url: URL = normalize_url(url)
-        self.dialect = self.url.get_backend_name()
-        kwargs: dict[str, Any] = {
-            "echo": echo,
-            "json_serializer": _json_dumps,
-        }
+    `sqlite3_writes`: None (default) uses the fast path for a SQLite file; False
+    sends the writes through SQLAlchemy too; True insists on the fast path."""
+
+    def __init__(self, url: str | os.PathLike, *, echo: bool = False, sqlite3_writes: bool | None = None) -> None:
+        self._source = url
+        self._echo = echo
+        self._hostname = socket.gethostname()
+        self._lock = threading.Lock()
+        self._engine = None
+        self._url = None
+        parsed = sqlite_file(url)
+        if parsed is None:
+            if sqlite3_writes:
+                raise ValueError(f"the sqlite3 fast path needs a SQLite file, not {os.fspath(url)!r}")
+            self._url = normalize_url(url)
+            self.dialect = self._url.get_backend_name()
+            database = self._url.database if self.dialect == "sqlite" else None
+            self.path = None
+        else:
+            self.dialect = "sqlite"
+            self._driver, database = parsed
+            self._database = database
+            # Connect to the absolute path, as SQLAlchemy's pysqlite dialect does.
+            self.path = os.path.abspath(Path(database).expanduser())
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self._in_memory = self.dialect == "sqlite" and database in (None, "", ":memory:")
+        self._fast = parsed is not None and sqlite3_writes is not False
+        if self._fast:
+            from blockyard.db.sqlite_writes import SqliteWrites
+
+            self._writes = SqliteWrites(self.path)
+        else:
+            from blockyard.db.core_writes import CoreWrites
+
+            self._writes = CoreWrites(lambda: self.engine)
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def url(self):
+        """The SQLAlchemy URL (imports SQLAlchemy)."""
+        if self._url is None:
+            self._url = normalize_url(self._source)
+        return self._url
+
+    @property
+    def engine(self):
+        """The SQLAlchemy engine, created on first use."""
+        engine = self._engine
+        if engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = self._create_engine()
+                engine = self._engine
+        return engine
+
+    def _create_engine(self):
+        import sqlalchemy as sa
+
+        kwargs: dict[str, Any] = {"echo": self._echo, "json_serializer": _json_dumps}
         if self.dialect == "sqlite":
-            database = self.url.database
-            if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False}
-            if not database or database == ":memory:":
+            if self._in_memory:
                 kwargs["poolclass"] = sa.pool.StaticPool
         else:
             kwargs["pool_pre_ping"] = True
@@ -84,34 +143,41 @@ class Database:
             # default 5 (+10 overflow) made it open and close connections under load.
             kwargs["pool_size"] = int(os.environ.get("BLOCKYARD_DB_POOL_SIZE", "20"))
             kwargs["max_overflow"] = 20
-        self.engine: Engine = sa.create_engine(self.url, **kwargs)
+        engine = sa.create_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
-            event.listen(self.engine, "connect", _set_sqlite_pragmas)
-        self._hostname = socket.gethostname()
-        self._in_memory = self.dialect == "sqlite" and self.url.database in (None, "", ":memory:")
+            sa.event.listen(engine, "connect", _set_sqlite_pragmas)
         if hasattr(os, "register_at_fork") and not self._in_memory:
             # A forked child must not reuse the parent's pooled connections.
-            ref = weakref.ref(self)
+            ref = weakref.ref(engine)
 
             def _dispose_in_child() -> None:
-                database = ref()
-                if database is not None:
-                    database.engine.dispose(close=False)
+                alive = ref()
+                if alive is not None:
+                    alive.dispose(close=False)
 
             os.register_at_fork(after_in_child=_dispose_in_child)
+        return engine
 
-    # ------------------------------------------------------------------ basics
+    @property
+    def sqlite3_writes(self) -> bool:
+        """True if the run's writes take the sqlite3 fast path."""
+        return self._fast
+
     @property
     def safe_url(self) -> str:
         """The URL with its password masked, for logs and messages."""
+        if self._url is None and self.path is not None:  # no SQLAlchemy needed
+            return f"{self._driver}:///" + quote(self._database, safe=" +/")
         return self.url.render_as_string(hide_password=True)
 
     def __repr__(self) -> str:
         return f"Database({self.safe_url!r})"
 
     def migrate(self) -> bool:
-        """Upgrade the schema to the newest revision. Returns False if it already was
-        (that check does not import alembic)."""
+        """Upgrade the schema to the newest revision. Returns False if it already was;
+        on the fast path that check needs neither SQLAlchemy nor Alembic."""
+        if self.sqlite3_writes and self._writes.current_revision() == HEAD_REVISION:
+            return False
         from blockyard.db.migrate import migrate
 
         return migrate(self.engine)
@@ -123,7 +189,10 @@ class Database:
         return Recorder(self, interval=interval)
 
     def close(self) -> None:
-        self.engine.dispose()
+        """Close the connections (a later call connects again)."""
+        self._writes.close()
+        if self._engine is not None:
+            self._engine.dispose()
 
     def __enter__(self) -> "Database":
         return self
@@ -131,7 +200,7 @@ class Database:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # ----------------------------------------------------------- pipeline runs
+    # ------------------------------------------------------------------ writes
     def create_pipeline_run(
         self,
         project: str,
@@ -151,14 +220,7 @@ class Database:
             project, pipeline_uuid, variables, execution_date, len(uuids), status,
             trigger_id=trigger_id, backfill_id=backfill_id, pid=pid, hostname=hostname,
         )
-        with self.engine.begin() as conn:
-            run_id = conn.execute(pipeline_runs.insert().values(values)).inserted_primary_key[0]
-            if uuids:
-                conn.execute(
-                    block_runs.insert(),
-                    _initial_block_rows(run_id, uuids),
-                )
-        return int(run_id)
+        return self._writes.create_run(values, uuids)
 
     def start_pipeline_run(
         self,
@@ -169,31 +231,13 @@ class Database:
     ) -> None:
         """Move an existing (e.g. queued) run to running and add its missing block runs."""
         uuids = list(block_uuids)
-        with self.engine.begin() as conn:
-            have = set(
-                conn.execute(
-                    sa.select(block_runs.c.block_uuid).where(block_runs.c.pipeline_run_id == run_id)
-                ).scalars()
-            )
-            conn.execute(
-                pipeline_runs.update()
-                .where(pipeline_runs.c.id == run_id)
-                .values(start_values(len(uuids), pid, hostname))
-            )
-            missing = [u for u in uuids if u not in have]
-            if missing:
-                conn.execute(
-                    block_runs.insert(),
-                    _initial_block_rows(run_id, missing),
-                )
+        self._writes.start_run(run_id, start_values(len(uuids), pid, hostname), uuids)
 
     def update_pipeline_run(self, run_id: int, **fields: Any) -> None:
         """Set columns of a pipeline run (e.g. status='running', started_at=..., metrics=...)."""
         check_pipeline_run_fields(fields)
-        if not fields:
-            return
-        with self.engine.begin() as conn:
-            conn.execute(pipeline_runs.update().where(pipeline_runs.c.id == run_id).values(fields))
+        if fields:
+            self._writes.update_run(run_id, fields)
 
     def finish_pipeline_run(
         self,
@@ -205,27 +249,69 @@ class Database:
     ) -> None:
         """Mark a run finished. `error` may be an exception; a BlockyardError also fills
         `error_details` (file/line/block/hint) unless given."""
-        values = finish_values(status, error, error_details, metrics)
+        self._writes.update_run(run_id, finish_values(status, error, error_details, metrics))
+
+    def recover_orphans(self) -> int:
+        """Fail the runs that a dead process on this host left initial/queued/running.
+
+        Only runs whose `hostname` is this machine and whose `pid` no longer exists
+        are touched; their unfinished block runs are failed too. Returns how many
+        pipeline runs were recovered. Runs held by an orchestration worker (a
+        `lease_owner` is set) are left to the lease logic, which resumes them
+        (blockyard.orchestration.worker).
+        """
+        return self._writes.recover_orphans(self._hostname)
+
+    # Used by Recorder.
+    check_block_run_fields = staticmethod(check_block_run_fields)
+
+    def block_run_writer(self):
+        """What a `Recorder` writes its batches of block-run changes with."""
+        return self._writes.block_run_writer()
+
+    def delete_pipeline_runs_before(
+        self, before: datetime, *, include_unfinished: bool = False
+    ) -> list[int]:
+        """Delete runs created before `before` (with their block runs); returns their ids.
+        Runs still initial/queued/running are kept unless `include_unfinished`."""
+        sa, s = _core()
+        pr, br = s.pipeline_runs, s.block_runs
+        where = [pr.c.created_at < to_utc(before)]
+        if not include_unfinished:
+            where.append(pr.c.status.not_in(UNFINISHED_STATUSES))
         with self.engine.begin() as conn:
-            conn.execute(pipeline_runs.update().where(pipeline_runs.c.id == run_id).values(values))
+            ids = [int(i) for i in conn.execute(sa.select(pr.c.id).where(*where).order_by(pr.c.id)).scalars()]
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                # ON DELETE CASCADE would do it too; explicit keeps it independent of PRAGMAs.
+                conn.execute(br.delete().where(br.c.pipeline_run_id.in_(chunk)))
+                conn.execute(pr.delete().where(pr.c.id.in_(chunk)))
+        return ids
+
+    # ------------------------------------------------------------------- reads
+    def _all(self, query) -> list[dict]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def _first(self, query) -> dict | None:
+        with self.engine.connect() as conn:
+            return _row(conn.execute(query).first())
 
     def get_pipeline_run(self, run_id: int) -> dict | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(pipeline_runs).where(pipeline_runs.c.id == run_id)).first()
-        return _row(row)
+        sa, s = _core()
+        return self._first(sa.select(s.pipeline_runs).where(s.pipeline_runs.c.id == run_id))
 
     @staticmethod
     def _run_filters(project, pipeline_uuid, status) -> list:
+        _, s = _core()
+        c = s.pipeline_runs.c
         where = []
         if project is not None:
-            where.append(pipeline_runs.c.project == project)
+            where.append(c.project == project)
         if pipeline_uuid is not None:
-            where.append(pipeline_runs.c.pipeline_uuid == pipeline_uuid)
+            where.append(c.pipeline_uuid == pipeline_uuid)
         if status is not None:
-            if isinstance(status, str):
-                where.append(pipeline_runs.c.status == status)
-            else:
-                where.append(pipeline_runs.c.status.in_(list(status)))
+            where.append(c.status == status if isinstance(status, str) else c.status.in_(list(status)))
         return where
 
     def list_pipeline_runs(
@@ -237,16 +323,15 @@ class Database:
         offset: int = 0,
     ) -> list[dict]:
         """Pipeline runs, newest first. `status` may be one status or several."""
+        sa, s = _core()
+        pr = s.pipeline_runs
         query = (
-            sa.select(pipeline_runs)
+            sa.select(pr)
             .where(*self._run_filters(project, pipeline_uuid, status))
-            .order_by(pipeline_runs.c.created_at.desc(), pipeline_runs.c.id.desc())
+            .order_by(pr.c.created_at.desc(), pr.c.id.desc())
             .offset(offset)
         )
-        if limit is not None:
-            query = query.limit(limit)
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return self._all(query if limit is None else query.limit(limit))
 
     def count_pipeline_runs(
         self,
@@ -254,9 +339,10 @@ class Database:
         pipeline_uuid: str | None = None,
         status: str | Iterable[str] | None = None,
     ) -> int:
+        sa, s = _core()
         query = (
             sa.select(sa.func.count())
-            .select_from(pipeline_runs)
+            .select_from(s.pipeline_runs)
             .where(*self._run_filters(project, pipeline_uuid, status))
         )
         with self.engine.connect() as conn:
@@ -268,56 +354,26 @@ class Database:
         runs = self.list_pipeline_runs(project, pipeline_uuid, status, limit=1)
         return runs[0] if runs else None
 
-    def delete_pipeline_runs_before(
-        self, before: datetime, *, include_unfinished: bool = False
-    ) -> list[int]:
-        """Delete runs created before `before` (with their block runs); returns their ids.
-        Runs still initial/queued/running are kept unless `include_unfinished`."""
-        where = [pipeline_runs.c.created_at < to_utc(before)]
-        if not include_unfinished:
-            where.append(pipeline_runs.c.status.not_in(UNFINISHED_STATUSES))
-        with self.engine.begin() as conn:
-            ids = [
-                int(i)
-                for i in conn.execute(
-                    sa.select(pipeline_runs.c.id).where(*where).order_by(pipeline_runs.c.id)
-                ).scalars()
-            ]
-            if ids:
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start : start + 500]
-                    # ON DELETE CASCADE would do it too; explicit keeps it independent of PRAGMAs.
-                    conn.execute(block_runs.delete().where(block_runs.c.pipeline_run_id.in_(chunk)))
-                    conn.execute(pipeline_runs.delete().where(pipeline_runs.c.id.in_(chunk)))
-        return ids
-
-    # -------------------------------------------------------------- block runs
     def get_block_runs(self, run_id: int) -> list[dict]:
         """The run's block runs in creation order (the pipeline's block order, then clones)."""
-        query = (
-            sa.select(block_runs)
-            .where(block_runs.c.pipeline_run_id == run_id)
-            .order_by(block_runs.c.id)
-        )
-        with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        sa, s = _core()
+        br = s.block_runs
+        return self._all(sa.select(br).where(br.c.pipeline_run_id == run_id).order_by(br.c.id))
 
     def get_block_run(self, run_id: int, block_uuid: str) -> dict | None:
-        query = sa.select(block_runs).where(
-            block_runs.c.pipeline_run_id == run_id, block_runs.c.block_uuid == block_uuid
-        )
-        with self.engine.connect() as conn:
-            return _row(conn.execute(query).first())
+        sa, s = _core()
+        br = s.block_runs
+        return self._first(sa.select(br).where(br.c.pipeline_run_id == run_id, br.c.block_uuid == block_uuid))
 
     def lookup_cache(self, cache_key: str, run_ids: list[int] | None = None) -> dict | None:
         """The latest completed block run with this cache key (its `output_ref` says where
         the outputs live), or None. With `run_ids`, only among those runs' block runs."""
-        where = [block_runs.c.cache_key == cache_key, block_runs.c.status == "completed"]
+        sa, s = _core()
+        br = s.block_runs
+        where = [br.c.cache_key == cache_key, br.c.status == "completed"]
         if run_ids is not None:
-            where.append(block_runs.c.pipeline_run_id.in_([int(i) for i in run_ids]))
-        query = sa.select(block_runs).where(*where).order_by(block_runs.c.id.desc()).limit(1)
-        with self.engine.connect() as conn:
-            return _row(conn.execute(query).first())
+            where.append(br.c.pipeline_run_id.in_([int(i) for i in run_ids]))
+        return self._first(sa.select(br).where(*where).order_by(br.c.id.desc()).limit(1))
 
     def latest_block_run(
         self,
@@ -327,103 +383,17 @@ class Database:
         status: str | None = "completed",
     ) -> dict | None:
         """The newest run of this block in this pipeline (with `status`, if not None)."""
-        where = [
-            pipeline_runs.c.project == project,
-            pipeline_runs.c.pipeline_uuid == pipeline_uuid,
-            block_runs.c.block_uuid == block_uuid,
-        ]
+        sa, s = _core()
+        pr, br = s.pipeline_runs, s.block_runs
+        where = [pr.c.project == project, pr.c.pipeline_uuid == pipeline_uuid, br.c.block_uuid == block_uuid]
         if status is not None:
-            where.append(block_runs.c.status == status)
+            where.append(br.c.status == status)
         query = (
-            sa.select(block_runs)
-            .join(pipeline_runs, pipeline_runs.c.id == block_runs.c.pipeline_run_id)
+            sa.select(br)
+            .join(pr, pr.c.id == br.c.pipeline_run_id)
             .where(*where)
-            .order_by(block_runs.c.pipeline_run_id.desc(), block_runs.c.id.desc())
+            .order_by(br.c.pipeline_run_id.desc(), br.c.id.desc())
             .limit(1)
         )
-        with self.engine.connect() as conn:
-            return _row(conn.execute(query).first())
+        return self._first(query)
 
-    def recover_orphans(self) -> int:
-        """Fail the runs that a dead process on this host left initial/queued/running.
-
-        Only runs whose `hostname` is this machine and whose `pid` no longer exists
-        are touched; their unfinished block runs are failed too. Returns how many
-        pipeline runs were recovered. Runs held by an orchestration worker (a
-        `lease_owner` is set) are left to the lease logic, which resumes them
-        (blockyard.orchestration.worker).
-        """
-        with self.engine.connect() as conn:
-            candidates = conn.execute(
-                sa.select(pipeline_runs.c.id, pipeline_runs.c.pid).where(
-                    pipeline_runs.c.status.in_(UNFINISHED_STATUSES),
-                    pipeline_runs.c.hostname == self._hostname,
-                    pipeline_runs.c.pid.is_not(None),
-                    pipeline_runs.c.lease_owner.is_(None),
-                )
-            ).all()
-        dead = [(int(i), int(p)) for i, p in candidates if not pid_alive(int(p))]
-        if not dead:
-            return 0
-        now = utcnow()
-        recovered = 0
-        with self.engine.begin() as conn:
-            for run_id, pid in dead:
-                message = orphan_message(pid)
-                result = conn.execute(
-                    pipeline_runs.update()
-                    .where(
-                        pipeline_runs.c.id == run_id,
-                        pipeline_runs.c.status.in_(UNFINISHED_STATUSES),
-                        pipeline_runs.c.lease_owner.is_(None),
-                    )
-                    .values(status="failed", error=message, completed_at=now)
-                )
-                if result.rowcount:
-                    recovered += 1
-                    conn.execute(
-                        block_runs.update()
-                        .where(
-                            block_runs.c.pipeline_run_id == run_id,
-                            block_runs.c.status.in_(UNFINISHED_STATUSES),
-                        )
-                        .values(status="failed", error=message, completed_at=now)
-                    )
-        return recovered
-
-    # ------------------------------------------------------- used by Recorder
-    check_block_run_fields = staticmethod(check_block_run_fields)
-
-    def block_run_writer(self) -> "_BlockRunWriter":
-        """What a `Recorder` writes its batches of block-run changes with."""
-        return _BlockRunWriter(self.engine)
-
-
-class _BlockRunWriter:
-    """Writes the Recorder's grouped block-run changes through SQLAlchemy (see
-    `blockyard.db.recorder.BlockRunWriter`)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._update_stmt = block_runs.update().where(
-            block_runs.c.pipeline_run_id == sa.bindparam("_run_id"),
-            block_runs.c.block_uuid == sa.bindparam("_block_uuid"),
-        )
-
-    def write(self, groups) -> None:
-        with self._engine.begin() as conn:
-            for insert, rows in groups:
-                conn.execute(block_runs.insert() if insert else self._update_stmt, rows)
-
-    @staticmethod
-    def is_row_error(exc: BaseException) -> bool:
-        # A duplicate insert, a run that no longer exists, a bad value: worth retrying
-        # the batch's other changes one by one. Anything else (database unreachable,
-        # locked, read-only) would fail for every row alike.
-        if isinstance(exc, (sa.exc.IntegrityError, sa.exc.DataError)):
-            return True
-        # A value that could not be converted for the driver (raised before the database).
-        return isinstance(exc, sa.exc.StatementError) and not isinstance(exc, sa.exc.DBAPIError)
-
-    def close(self) -> None:
-        pass

@@ -15,7 +15,7 @@ and raised (as `RecorderError`) from the next `flush()` or `close()`.
 
 The queueing and batching here import no SQLAlchemy: the write itself is done by
 a `BlockRunWriter` that the database supplies (`db.block_run_writer()`), through
-SQLAlchemy for `Database` and through stdlib sqlite3 for `LiteDatabase`.
+SQLAlchemy Core, or stdlib sqlite3 on the fast path for a SQLite file.
 """
 from __future__ import annotations
 

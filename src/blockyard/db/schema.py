@@ -9,7 +9,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-# The constants and time helpers live in a SQLAlchemy-free module (used by LiteDatabase);
+# The constants and time helpers live in a SQLAlchemy-free module (used by the sqlite3 fast path);
 # they are re-exported here so that existing imports keep working.
 from blockyard.db.columns import (  # noqa: F401
     FINISHED_STATUSES,
@@ -225,7 +225,7 @@ orchestrator_heartbeats = sa.Table(
     sa.Index("ix_orchestrator_heartbeats_role", "role"),
 )
 
-# columns.py lists these tables' columns for LiteDatabase; tests/test_db_lite.py
+# columns.py lists these tables' columns for the sqlite3 fast path; tests/test_db_fastpath.py
 # checks that the lists agree with the Tables.
 PIPELINE_RUN_COLUMNS = frozenset(c.name for c in pipeline_runs.c)
 BLOCK_RUN_COLUMNS = frozenset(c.name for c in block_runs.c)

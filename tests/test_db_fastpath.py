@@ -1,8 +1,9 @@
-"""LiteDatabase (stdlib sqlite3) against Database (SQLAlchemy): same schema facts, same
-stored bytes, same answers; and `blockyard run` on SQLite without SQLAlchemy.
+"""The sqlite3 fast path for a run's writes against SQLAlchemy Core writes: same schema
+facts, same stored bytes, same answers through the one (Core) read implementation, on
+SQLite and PostgreSQL; and `blockyard run` on SQLite without SQLAlchemy.
 
 The behaviour of every method is also covered by tests/test_db.py, which runs each
-test against LiteDatabase too (the "sqlite-lite" parameter)."""
+test with both write paths (the "sqlite" and "sqlite-core" parameters)."""
 from __future__ import annotations
 
 import os
@@ -19,9 +20,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from blockyard.db import Database, LiteDatabase, open_database
+from blockyard.db import Database, open_database
 from blockyard.db import columns, schema
-from blockyard.db.lite import sqlite_file
+from blockyard.db.sqlite_writes import sqlite_file
 from blockyard.db.migrate import migrate as alembic_migrate
 from blockyard.db.recorder import RecorderError
 from wsbuilder import block, write_pipeline
@@ -37,13 +38,15 @@ def path(tmp_path):
 
 @pytest.fixture
 def both(path):
-    """(LiteDatabase, Database) on the same migrated file."""
-    full = Database(path)
-    full.migrate()
-    lite = LiteDatabase(path)
-    yield lite, full
-    lite.close()
-    full.close()
+    """(fast, core) on the same migrated file: run writes through sqlite3, and every
+    write through SQLAlchemy Core."""
+    core = Database(path, sqlite3_writes=False)
+    core.migrate()
+    fast = Database(path)
+    assert fast.sqlite3_writes and not core.sqlite3_writes
+    yield fast, core
+    fast.close()
+    core.close()
 
 
 # ------------------------------------------------------- schema facts agree
@@ -91,12 +94,14 @@ def test_column_sets_and_constants_match_schema():
     assert blockyard.db.HEAD_REVISION == schema.HEAD_REVISION
 
 
-def test_lite_modules_do_not_import_sqlalchemy():
+def test_fast_path_modules_do_not_import_sqlalchemy():
     code = """
         import sys
-        import blockyard.db.lite, blockyard.db.recorder, blockyard.db.columns, blockyard.db.common
+        import blockyard.db.sqlite_writes, blockyard.db.recorder, blockyard.db.columns, blockyard.db.common
+        import blockyard.db.database
         from blockyard.db import open_database, STATUSES
-        open_database(sys.argv[1])
+        db = open_database(sys.argv[1])
+        db.safe_url, repr(db), db.dialect, db.sqlite3_writes
         print(sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'alembic')))
     """
     out = _run_py(code, "/tmp/unused-blockyard-test/x.db")
@@ -119,16 +124,18 @@ def test_lite_modules_do_not_import_sqlalchemy():
 )
 def test_url_parsing_and_safe_url_match_database(url, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    full = Database(url)
-    lite = LiteDatabase(url)
+    core = Database(url, sqlite3_writes=False)
+    fast = Database(url)
     try:
-        assert lite.safe_url == full.safe_url
-        assert lite.dialect == full.dialect == "sqlite"
-        assert lite.path == os.path.abspath(full.url.database)
-        assert repr(lite) == f"LiteDatabase({full.safe_url!r})"
+        assert fast._url is None  # computed without SQLAlchemy
+        assert fast.safe_url == core.safe_url == core.url.render_as_string(hide_password=True)
+        assert fast.dialect == core.dialect == "sqlite"
+        assert fast.path == os.path.abspath(core.url.database)
+        assert repr(fast) == f"Database({core.safe_url!r})"
+        assert fast.url == core.url
     finally:
-        lite.close()
-        full.close()
+        fast.close()
+        core.close()
 
 
 @pytest.mark.parametrize(
@@ -143,34 +150,34 @@ def test_url_parsing_and_safe_url_match_database(url, monkeypatch, tmp_path):
         "mysql://u@h/d",
     ],
 )
-def test_urls_lite_does_not_handle_go_to_database(url):
+def test_urls_the_fast_path_does_not_handle_go_through_sqlalchemy(url):
     assert sqlite_file(url) is None
-    with pytest.raises(ValueError, match="LiteDatabase needs a SQLite file"):
-        LiteDatabase(url)
+    with pytest.raises(ValueError, match="the sqlite3 fast path needs a SQLite file"):
+        Database(url, sqlite3_writes=True)
     if url.startswith("mysql"):
         return
     db = open_database(url)
     try:
-        assert isinstance(db, Database)
+        assert isinstance(db, Database) and not db.sqlite3_writes
     finally:
         db.close()
 
 
-def test_open_database_gives_lite_for_sqlite_files(tmp_path):
+def test_open_database_takes_the_fast_path_for_sqlite_files(tmp_path):
     for url in (f"sqlite:///{tmp_path / 'a.db'}", tmp_path / "b.db", str(tmp_path / "c.db")):
         db = open_database(url)
         try:
-            assert isinstance(db, LiteDatabase)
+            assert isinstance(db, Database) and db.sqlite3_writes
         finally:
             db.close()
 
 
 def test_pragmas_and_folder(tmp_path):
     path = tmp_path / "x" / "y" / "runs.db"
-    db = LiteDatabase(f"sqlite:///{path}")
+    db = Database(f"sqlite:///{path}")
     try:
         assert path.parent.is_dir()
-        conn = db._conn()
+        conn = db._writes.conn()
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
@@ -185,12 +192,12 @@ def test_processes_opening_a_new_file_at_once(tmp_path):
     # retries that pragma.
     code = """
         import sys, time
-        from blockyard.db.lite import LiteDatabase
+        from blockyard.db import Database
         start = float(sys.argv[1])
         for k in range(6):
             time.sleep(max(0.0, start + 0.25 * k - time.time()))
-            db = LiteDatabase(f"{sys.argv[2]}/new{k}.db")
-            db._conn()
+            db = Database(f"{sys.argv[2]}/new{k}.db")
+            db._writes.conn()
             db.close()
         print("ok")
     """
@@ -214,36 +221,36 @@ def test_processes_opening_a_new_file_at_once(tmp_path):
 
 # ---------------------------------------------------------------- migration
 def test_migration_due_on_a_fresh_file_goes_through_alembic(path):
-    db = LiteDatabase(path)
+    db = Database(path)
     try:
-        assert db._full is None
-        assert db.migrate() is True  # nothing there yet: Database.migrate() and alembic
-        assert db._full is not None
+        assert db._engine is None
+        assert db.migrate() is True  # nothing there yet: alembic, through SQLAlchemy
+        assert db._engine is not None
         run_id = db.create_pipeline_run("p", "pipe", {"a": 1}, None, ["x", "y"])
         assert [b["block_uuid"] for b in db.get_block_runs(run_id)] == ["x", "y"]
         assert db.migrate() is False
     finally:
         db.close()
-    again = LiteDatabase(path)
+    again = Database(path)
     try:
         assert again.migrate() is False
-        assert again._full is None  # the fast path needed no SQLAlchemy
+        assert again._engine is None  # the fast path needed no SQLAlchemy
         assert again.get_pipeline_run(run_id)["variables"] == {"a": 1}
     finally:
         again.close()
 
 
 def test_migration_from_an_older_revision(path):
-    full = Database(path)
+    core = Database(path)
     try:
-        alembic_migrate(full.engine, "0002_orchestration")
+        alembic_migrate(core.engine, "0002_orchestration")
     finally:
-        full.close()
-    db = LiteDatabase(path)
+        core.close()
+    db = Database(path)
     try:
-        assert db._current_revision() == "0002_orchestration"
+        assert db._writes.current_revision() == "0002_orchestration"
         assert db.migrate() is True
-        assert db._current_revision() == schema.HEAD_REVISION
+        assert db._writes.current_revision() == schema.HEAD_REVISION
         with db.engine.connect() as conn:  # the new table is there
             assert conn.exec_driver_sql("SELECT count(*) FROM secrets").scalar() == 0
     finally:
@@ -329,36 +336,36 @@ def _raw(path: Path, table: str, where: str, params) -> list[tuple]:
 
 
 def test_both_implementations_store_identical_bytes(both, path):
-    lite, full = both
-    lite_run, lite_queued = _populate(lite)
-    full_run, full_queued = _populate(full)
-    for a, b in ((lite_run, full_run), (lite_queued, full_queued)):
+    fast, core = both
+    fast_run, fast_queued = _populate(fast)
+    full_run, full_queued = _populate(core)
+    for a, b in ((fast_run, full_run), (fast_queued, full_queued)):
         assert _raw(path, "pipeline_runs", "id = ?", (a,)) == _raw(path, "pipeline_runs", "id = ?", (b,))
         assert _raw(path, "block_runs", "pipeline_run_id = ?", (a,)) == _raw(
             path, "block_runs", "pipeline_run_id = ?", (b,)
         )
-    stored = _raw(path, "pipeline_runs", "id = ?", (lite_run,))[0]
+    stored = _raw(path, "pipeline_runs", "id = ?", (fast_run,))[0]
     # SQLAlchemy's SQLite format: naive UTC, microseconds always printed.
     assert stored["execution_date"] == ("text", "'2024-03-10 00:30:00.000000'")
     assert stored["created_at"] == ("text", "'2024-02-29 23:59:58.123456'")
     assert stored["metrics"] == ("text", "'{\"seconds\": 1.5}'")
     assert stored["sla_deadline"] == ("null", "NULL")
-    blocks = _raw(path, "block_runs", "pipeline_run_id = ?", (lite_run,))
+    blocks = _raw(path, "block_runs", "pipeline_run_id = ?", (fast_run,))
     assert [b["cache_hit"] for b in blocks] == [("integer", "1")] + [("integer", "0")] * 4
     assert blocks[1]["tests"] == ("null", "NULL")  # Python None in a JSON column is SQL NULL
 
 
 def test_each_reads_what_the_other_wrote(both):
-    lite, full = both
-    runs = [_populate(lite), _populate(full)]
+    fast, core = both
+    runs = [_populate(fast), _populate(core)]
     for run_id, queued in runs:
         for rid in (run_id, queued):
-            a, b = lite.get_pipeline_run(rid), full.get_pipeline_run(rid)
+            a, b = fast.get_pipeline_run(rid), core.get_pipeline_run(rid)
             assert a == b and list(a) == list(b)
             assert list(a) == list(columns.PIPELINE_RUN_COLUMN_NAMES)
-        a, b = lite.get_block_runs(run_id), full.get_block_runs(run_id)
+        a, b = fast.get_block_runs(run_id), core.get_block_runs(run_id)
         assert a == b and [list(r) for r in a] == [list(r) for r in b]
-        row = lite.get_pipeline_run(run_id)
+        row = fast.get_pipeline_run(run_id)
         assert row["execution_date"] == datetime(2024, 3, 10, 0, 30, tzinfo=timezone.utc)
         assert row["execution_date"].tzinfo is timezone.utc
         assert row["lease_expires_at"] == datetime(2024, 2, 29, 23, 0, tzinfo=timezone.utc)
@@ -367,7 +374,7 @@ def test_each_reads_what_the_other_wrote(both):
         assert row["variables"]["nested"]["list"] == [1, 2.5, None, True, {"deep": ["x"]}]
         assert row["variables"]["tuple"] == [1, 2] and row["variables"]["path"] == "/tmp/x"
         assert row["metrics"] == {"seconds": 1.5} and row["sla_deadline"] is None
-        blocks = {b["block_uuid"]: b for b in lite.get_block_runs(run_id)}
+        blocks = {b["block_uuid"]: b for b in fast.get_block_runs(run_id)}
         assert blocks["a"]["cache_hit"] is True and blocks["b"]["cache_hit"] is False
         assert blocks["a"]["tests"] == [{"name": "t", "passed": True, "message": None}]
         assert blocks["b"]["tests"] is None and blocks["b:0"]["attempts"] == 0
@@ -382,23 +389,100 @@ def test_each_reads_what_the_other_wrote(both):
         {"pipeline_uuid": "pipe", "limit": 2, "offset": 1},
         {"limit": None, "offset": 3},
     ]:
-        assert lite.list_pipeline_runs(**args) == full.list_pipeline_runs(**args)
+        assert fast.list_pipeline_runs(**args) == core.list_pipeline_runs(**args)
         count_args = {k: v for k, v in args.items() if k not in ("limit", "offset")}
-        assert lite.count_pipeline_runs(**count_args) == full.count_pipeline_runs(**count_args)
-    assert lite.latest_pipeline_run("proj", "pipe", "failed") == full.latest_pipeline_run("proj", "pipe", "failed")
-    assert lite.latest_pipeline_run("proj", "pipe", None) == full.latest_pipeline_run("proj", "pipe", None)
-    assert lite.lookup_cache("K") == full.lookup_cache("K") is not None
+        assert fast.count_pipeline_runs(**count_args) == core.count_pipeline_runs(**count_args)
+    assert fast.latest_pipeline_run("proj", "pipe", "failed") == core.latest_pipeline_run("proj", "pipe", "failed")
+    assert fast.latest_pipeline_run("proj", "pipe", None) == core.latest_pipeline_run("proj", "pipe", None)
+    assert fast.lookup_cache("K") == core.lookup_cache("K") is not None
     for status in ("completed", "failed", None, "running"):
-        assert lite.latest_block_run("proj", "pipe", "b:1", status) == full.latest_block_run(
+        assert fast.latest_block_run("proj", "pipe", "b:1", status) == core.latest_block_run(
             "proj", "pipe", "b:1", status
         )
-        assert lite.latest_block_run("proj", "pipe", "a", status) == full.latest_block_run("proj", "pipe", "a", status)
-    assert lite.get_block_run(runs[1][0], "b:0") == full.get_block_run(runs[1][0], "b:0")
+        assert fast.latest_block_run("proj", "pipe", "a", status) == core.latest_block_run("proj", "pipe", "a", status)
+    assert fast.get_block_run(runs[1][0], "b:0") == core.get_block_run(runs[1][0], "b:0")
+
+
+def _same_ids(value, ids: dict[int, int]):
+    """`value` (rows, a row, a count) with the database-assigned run ids replaced by
+    their position in `ids`, so that two databases' answers can be compared."""
+    if isinstance(value, list):
+        return [_same_ids(v, ids) for v in value]
+    if isinstance(value, dict):
+        out = dict(value)
+        if "pipeline_run_id" in out:  # a block run
+            out.pop("id")
+            out["pipeline_run_id"] = ids[out["pipeline_run_id"]]
+        elif "id" in out:
+            out["id"] = ids[out["id"]]
+        return out
+    return value
+
+
+def _reads(db, run_id: int, queued: int) -> list:
+    """Every read method of the one (SQLAlchemy Core) implementation, on `_populate`'s rows."""
+    answers = [db.get_pipeline_run(run_id), db.get_pipeline_run(queued), db.get_pipeline_run(10**9)]
+    answers += [db.get_block_runs(run_id), db.get_block_runs(queued), db.get_block_run(run_id, "b:0")]
+    answers.append(db.get_block_run(run_id, "missing"))
+    for args in [
+        {},
+        {"project": "proj"},
+        {"status": "failed"},
+        {"status": ["queued", "failed"]},
+        {"status": []},
+        {"pipeline_uuid": "pipe", "limit": 1, "offset": 1},
+        {"limit": None, "offset": 1},
+    ]:
+        answers.append(db.list_pipeline_runs(**args))
+        answers.append(db.count_pipeline_runs(**{k: v for k, v in args.items() if k not in ("limit", "offset")}))
+    answers += [db.latest_pipeline_run("proj", "pipe", s) for s in ("failed", "queued", None, "completed")]
+    answers += [db.lookup_cache("K"), db.lookup_cache("K", [queued]), db.lookup_cache("nope")]
+    for status in ("completed", "failed", None, "running"):
+        answers += [db.latest_block_run("proj", "pipe", u, status) for u in ("a", "b", "b:1")]
+    return answers
+
+
+@pytest.fixture
+def pg_db(pg_url):
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+    db = open_database(pg_url)
+    db.migrate()
+    yield db
+    db.close()
+
+
+def test_same_reads_on_sqlite_fast_path_sqlite_core_and_postgresql(tmp_path, pg_db):
+    """The same writes through the sqlite3 fast path, through Core on SQLite and on
+    PostgreSQL read back identically through the one read implementation."""
+    fast = Database(tmp_path / "fast.db")
+    core = Database(tmp_path / "core.db", sqlite3_writes=False)
+    try:
+        results = []
+        for db in (fast, core, pg_db):
+            db.migrate()
+            run_id, queued = _populate(db)
+            results.append(_same_ids(_reads(db, run_id, queued), {run_id: 0, queued: 1}))
+        assert fast.sqlite3_writes and not core.sqlite3_writes and pg_db.dialect == "postgresql"
+        a, b, c = results
+        assert a == b
+        assert a == c
+    finally:
+        fast.close()
+        core.close()
+    assert a[0]["status"] == "failed" and a[0]["variables"]["unicode"].startswith("héllo")
+    assert [r["block_uuid"] for r in a[3]] == ["a", "b", "c", "b:0", "b:1"]
+    assert a[0]["execution_date"] == datetime(2024, 3, 10, 0, 30, tzinfo=timezone.utc)
+    assert a[3][0]["completed_at"].tzinfo is timezone.utc and a[3][0]["cache_hit"] is True
+    assert a[2] is None and a[6] is None  # a missing run, a missing block run
 
 
 def test_same_errors_as_database(both):
-    lite, full = both
-    for db in (lite, full):
+    fast, core = both
+    for db in (fast, core):
         run_id = db.create_pipeline_run("p", "pipe", {}, None, ["a"])
         with pytest.raises(sa.exc.IntegrityError):
             db.create_pipeline_run("p", "dup", {}, None, ["a", "a"])
@@ -419,30 +503,28 @@ def test_same_errors_as_database(both):
 
 
 # -------------------------------------------------- connections and threads
-def test_delegates_to_a_sqlalchemy_database_on_the_same_file(both):
-    lite, _ = both
-    run_id = lite.create_pipeline_run("p", "pipe", {}, None, ["a"])
-    assert lite._full is None
-    assert lite.url.database == str(lite.path)
-    with lite.engine.connect() as conn:  # what server/orchestration code does
+def test_engine_is_created_on_first_use_and_sees_fast_writes(both):
+    fast, _ = both
+    run_id = fast.create_pipeline_run("p", "pipe", {}, None, ["a"])
+    assert fast._engine is None
+    assert fast.url.database == str(fast.path)
+    with fast.engine.connect() as conn:  # what server/orchestration code does
         assert conn.exec_driver_sql("SELECT count(*) FROM block_runs WHERE pipeline_run_id = ?", (run_id,)).scalar() == 1
-    assert isinstance(lite._full, Database)
-    with pytest.raises(AttributeError):
-        lite._no_such_private_name
-    lite.close()
+    assert fast._engine is not None
+    fast.close()
     # Usable again after close(), like Database.
-    assert lite.get_pipeline_run(run_id)["id"] == run_id
+    assert fast.get_pipeline_run(run_id)["id"] == run_id
 
 
 def test_one_connection_per_thread_and_close_closes_all(path):
-    db = LiteDatabase(path)
+    db = Database(path)
     db.migrate()
     run_id = db.create_pipeline_run("p", "pipe", {}, None, [f"b{i}" for i in range(40)])
     seen = []
     barrier = threading.Barrier(4)
 
     def work(i):
-        seen.append(id(db._conn()))
+        seen.append(id(db._writes.conn()))
         barrier.wait()  # all alive at once: four distinct connections
         for j in range(10):
             db.update_pipeline_run(run_id, block_count=i * 10 + j)
@@ -454,25 +536,25 @@ def test_one_connection_per_thread_and_close_closes_all(path):
     for t in threads:
         t.join()
     assert len(set(seen)) == 4
-    main = db._conn()
-    assert db._conn() is main
+    main = db._writes.conn()
+    assert db._writes.conn() is main
     db.close()
     with pytest.raises(sqlite3.ProgrammingError):
         main.execute("SELECT 1")
-    assert db._conn() is not main
+    assert db._writes.conn() is not main
 
 
 def test_recorder_thread_closes_its_connection(path):
-    db = LiteDatabase(path)
+    db = Database(path)
     db.migrate()
     try:
         run_id = db.create_pipeline_run("p", "pipe", {}, None, ["a"])
-        before = len(db._holders)
+        before = len(db._writes._holders)
         with db.recorder() as rec:
             rec.update_block_run(run_id, "a", status="completed")
             rec.flush()
-            assert len(db._holders) == before + 1
-        assert len(db._holders) == before
+            assert len(db._writes._holders) == before + 1
+        assert len(db._writes._holders) == before
         assert db.get_block_run(run_id, "a")["status"] == "completed"
     finally:
         db.close()
@@ -480,16 +562,16 @@ def test_recorder_thread_closes_its_connection(path):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_forked_child_does_not_reuse_the_parents_connection(path):
-    db = LiteDatabase(path)
+    db = Database(path)
     db.migrate()
     run_id = db.create_pipeline_run("p", "pipe", {}, None, ["a"])
-    parent_conn = db._conn()
+    parent_conn = db._writes.conn()
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         code = 1
         try:
-            ok = db._conn() is not parent_conn
+            ok = db._writes.conn() is not parent_conn
             child_run = db.create_pipeline_run("p", "child", {}, None, ["x"])
             ok = ok and db.get_pipeline_run(run_id)["pipeline_uuid"] == "pipe"
             db.close()
@@ -505,27 +587,27 @@ def test_forked_child_does_not_reuse_the_parents_connection(path):
     ok, child_run = message.split()
     assert ok == "1"
     # The parent's connection still works, and sees the child's run.
-    assert db._conn() is parent_conn
+    assert db._writes.conn() is parent_conn
     assert db.get_pipeline_run(int(child_run))["pipeline_uuid"] == "child"
     db.close()
 
 
 def test_recover_orphans_matches_database(both):
-    lite, full = both
+    fast, core = both
     host = socket.gethostname()
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     dead = proc.pid
     orphans = [db.create_pipeline_run("p", "pipe", {}, None, ["a", "b"], pid=dead, hostname=host) for db in both]
-    leased = lite.create_pipeline_run("p", "pipe", {}, None, ["a"], pid=dead, hostname=host)
-    lite.update_pipeline_run(leased, lease_owner="worker-1")
-    assert lite.recover_orphans() == 2
-    assert full.recover_orphans() == 0
+    leased = fast.create_pipeline_run("p", "pipe", {}, None, ["a"], pid=dead, hostname=host)
+    fast.update_pipeline_run(leased, lease_owner="worker-1")
+    assert fast.recover_orphans() == 2
+    assert core.recover_orphans() == 0
     for run_id in orphans:
-        run = full.get_pipeline_run(run_id)
+        run = core.get_pipeline_run(run_id)
         assert run["status"] == "failed" and run["error"].startswith(f"the process running it (pid {dead})")
-        assert {b["status"] for b in full.get_block_runs(run_id)} == {"failed"}
-    assert lite.get_pipeline_run(leased)["status"] == "running"
+        assert {b["status"] for b in core.get_block_runs(run_id)} == {"failed"}
+    assert fast.get_pipeline_run(leased)["status"] == "running"
 
 
 # ---------------------------------------------------- `blockyard run` path
@@ -584,7 +666,7 @@ def test_blockyard_run_on_sqlite_imports_no_sqlalchemy(tmp_path):
         db.close()
 
 
-def test_session_db_is_lite_for_sqlite(tmp_path, monkeypatch):
+def test_session_db_takes_the_fast_path_for_sqlite(tmp_path, monkeypatch):
     from blockyard.engine.session import Session
     from blockyard.project import Workspace
 
@@ -595,7 +677,7 @@ def test_session_db_is_lite_for_sqlite(tmp_path, monkeypatch):
     write_pipeline(root, "p", "pipe", [block("a", "@custom\ndef a():\n    return 1\n")])
     session = Session(Workspace.open(root))
     try:
-        assert isinstance(session.db, LiteDatabase)
-        assert session.db._current_revision() == schema.HEAD_REVISION
+        assert session.db.sqlite3_writes
+        assert session.db._writes.current_revision() == schema.HEAD_REVISION
     finally:
         session.close()

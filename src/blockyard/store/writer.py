@@ -1,0 +1,236 @@
+"""Saving a node's outputs: each with the first codec that takes it (small JSON values
+inline in the manifest), several at once, every file and the manifest written to a temp
+name and renamed into place on the local filesystem."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from typing import Any
+
+import blockyard.store.codecs as _codecs
+import blockyard.store.hashing as _hashing
+import blockyard.store.summary as _summary
+from blockyard.errors import StoreError
+from blockyard.store.fs_ops import _tmp_tag
+from blockyard.store.manifest import INLINE_MAX_BYTES, MANIFEST, _TMP_PREFIX, OutputManifest, combined_digest
+
+_pool = None
+_pool_pid = None
+_pool_lock = threading.Lock()
+
+
+def _save_pool():
+    """Threads shared by all stores for writing a block's outputs in parallel (re-made
+    after a fork)."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            from concurrent.futures import ThreadPoolExecutor
+
+            _pool = ThreadPoolExecutor(
+                max_workers=max(2, min(4, os.cpu_count() or 1)), thread_name_prefix="blockyard-save"
+            )
+            _pool_pid = os.getpid()
+        return _pool
+
+class OutputWriter:
+    """Mixin of `ArtifactStore` (with `StoreFiles`): needs `fs`, `local`, `fsync`,
+    `_run_dirs` and the path methods."""
+
+    def save_outputs(self, run_id: Any, node_uuid: str, outputs: list) -> OutputManifest:
+        """Write each output with the first codec that takes it, then the manifest.
+
+        Replaces earlier outputs of the same node in the same run. Each entry records its
+        file's BLAKE2b (tree mode, see `hashing`) and size; the manifest digest is BLAKE2b
+        over, per output in order, codec name + size + file digest, so it is equal exactly
+        when the files' bytes and codecs are equal, on any filesystem.
+        """
+        if not isinstance(outputs, (list, tuple)):
+            raise StoreError(
+                f"outputs of block '{node_uuid}' in run {run_id} must be a list, got {type(outputs).__name__}",
+                block=node_uuid,
+            )
+        node_dir = self.node_path(run_id, node_uuid)
+        manifest_path = self._join(node_dir, MANIFEST)
+        try:
+            fresh = self._make_node_dir(run_id, node_dir)
+            if not fresh:
+                self._remove(manifest_path)  # the node is "not saved" until the new manifest lands
+        except OSError as exc:
+            raise StoreError(
+                f"cannot prepare the output folder of block '{node_uuid}' in run {run_id}: {exc}",
+                file=node_dir,
+                block=node_uuid,
+            ) from exc
+        entries = self._save_all(run_id, node_uuid, node_dir, list(outputs))
+        manifest = OutputManifest(
+            run_id=run_id,
+            node_uuid=node_uuid,
+            digest=combined_digest(entries),
+            outputs=entries,
+            created_at=time.time(),
+        )
+        self._write_manifest(manifest, manifest_path, node_uuid)
+        if fresh:  # nothing stale can be in a folder this call created
+            return manifest
+        keep = {e["file"] for e in entries if e.get("file")} | {MANIFEST}
+        for name in self._listdir(node_dir):
+            if name not in keep:  # outputs of an earlier save with more outputs, stale temps
+                self._remove(self._join(node_dir, name))
+        return manifest
+
+    def _save_all(self, run_id: Any, node_uuid: str, node_dir: str, outputs: list) -> list[dict]:
+        """Several outputs of one block (the course's `build` returns seven) are written
+        at the same time: Arrow, numpy and zip writes release the GIL."""
+        if len(outputs) < 2:
+            return [self._save_one(run_id, node_uuid, node_dir, i, o) for i, o in enumerate(outputs)]
+        pool = _save_pool()
+        futures = [
+            pool.submit(self._save_one, run_id, node_uuid, node_dir, i, o)
+            for i, o in enumerate(outputs)
+        ]
+        return [f.result() for f in futures]
+
+    def _make_node_dir(self, run_id: Any, node_dir: str) -> bool:
+        """Create the node's folder; True when this call created it (so it is empty).
+
+        The run folder is made once per store object: thousands of block runs of one
+        run then cost one mkdir each, not a makedirs walk."""
+        if not self.local:
+            self.fs.makedirs(node_dir, exist_ok=True)
+            return False
+        if run_id not in self._run_dirs:
+            os.makedirs(self.run_path(run_id), exist_ok=True)
+            self._run_dirs.add(run_id)
+        try:
+            os.mkdir(node_dir)
+            return True
+        except FileExistsError:
+            return False
+        except FileNotFoundError:  # the run folder was removed meanwhile (clean)
+            os.makedirs(node_dir, exist_ok=True)
+            return False
+
+    def _save_inline(self, name: str, obj: Any) -> dict | None:
+        """Small JSON values live in the manifest itself: no file, no extra open."""
+        codecs = _codecs.candidate_codecs(obj)
+        if not codecs or codecs[0].name != "json":
+            return None
+        try:
+            data = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+        except (ValueError, TypeError, RecursionError):
+            return None
+        if len(data) > INLINE_MAX_BYTES:
+            return None
+        summary, sample = self._summarize(codecs[0], obj)
+        return {
+            "name": name,
+            "codec": "json",
+            "file": None,
+            "inline": data.decode(),
+            "bytes": len(data),
+            "blake2b": hashlib.blake2b(b"inline\0" + data).hexdigest(),
+            "summary": summary,
+            "sample": sample,
+        }
+
+    def _save_one(self, run_id: Any, node_uuid: str, node_dir: str, index: int, obj: Any) -> dict:
+        name = f"output_{index}"
+        inline = self._save_inline(name, obj)
+        if inline is not None:
+            return inline
+        skipped: list[str] = []
+        for codec in _codecs.candidate_codecs(obj):
+            file = f"{name}{codec.extension}"
+            final = self._join(node_dir, file)
+            target = self._join(node_dir, f"{_TMP_PREFIX}{_tmp_tag()}-{file}") if self.local else final
+            try:
+                info = codec.save(obj, self.fs, target)
+            except _codecs.CodecSkip as exc:
+                self._remove(target)
+                skipped.append(f"{codec.name}: {exc}")
+                continue
+            except Exception as exc:
+                self._remove(target)
+                raise StoreError(
+                    f"cannot write {name} ({_summary.type_name(obj)}) of block '{node_uuid}' in run {run_id} "
+                    f"with codec '{codec.name}': {type(exc).__name__}: {exc}",
+                    file=final,
+                    block=node_uuid,
+                ) from exc
+            try:
+                if isinstance(info, dict) and info.get("blake2b") and "bytes" in info:
+                    digest, size = str(info["blake2b"]), int(info["bytes"])
+                else:
+                    digest, size = _hashing.hash_file(self.fs, target, self.local)
+                if self.local:
+                    if self.fsync:
+                        self._fsync_file(target)
+                    os.replace(target, final)
+            except OSError as exc:
+                self._remove(target)
+                raise StoreError(
+                    f"cannot finish {name} of block '{node_uuid}' in run {run_id}: {exc}",
+                    file=final,
+                    block=node_uuid,
+                ) from exc
+            summary, sample = self._summarize(codec, obj)
+            entry = {
+                "name": name,
+                "codec": codec.name,
+                "file": file,
+                "bytes": size,
+                "blake2b": digest,
+                "summary": summary,
+                "sample": sample,
+            }
+            if skipped:
+                entry["skipped"] = skipped
+            return entry
+        raise StoreError(
+            f"no codec can store {name} ({_summary.type_name(obj)}) of block '{node_uuid}' in run {run_id}"
+            + (f": {'; '.join(skipped)}" if skipped else ""),
+            file=self._join(node_dir, name),
+            block=node_uuid,
+        )
+
+    @staticmethod
+    def _summarize(codec: Any, obj: Any) -> tuple[Any, Any]:
+        fn = getattr(codec, "summarize", None)
+        try:
+            summary, sample = fn(obj) if fn is not None else _summary.generic(obj)
+            summary, sample = _summary.strict(summary), _summary.strict(sample)
+            json.dumps([summary, sample], allow_nan=False)
+        except Exception as exc:  # a summary must never fail a save
+            summary, sample = _summary.generic(obj)
+            summary["summary_error"] = f"{type(exc).__name__}: {exc}"[:200]
+        return summary, sample
+
+    def _write_manifest(self, manifest: OutputManifest, path: str, node_uuid: str) -> None:
+        data = json.dumps(manifest.to_dict(), separators=(",", ":"), default=str, allow_nan=False).encode()
+        try:
+            if self.local:
+                tmp = f"{path}{_TMP_PREFIX}{_tmp_tag()}"
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    if self.fsync:
+                        f.flush()
+                        os.fsync(f.fileno())
+                os.replace(tmp, path)
+                if self.fsync:
+                    fd = os.open(os.path.dirname(path), os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+            else:
+                self.fs.pipe_file(path, data)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write the manifest of block '{node_uuid}' in run {manifest.run_id}: {exc}",
+                file=path,
+                block=node_uuid,
+            ) from exc
