@@ -43,7 +43,10 @@ def timed(name: str, root: Path, executor: str, **kw) -> float:
     t = time.perf_counter()
     result = blockyard.run_pipeline(name, workspace=root, use_cache=False, executor=executor, **kw)
     elapsed = time.perf_counter() - t
-    assert result.ok, result.error
+    if not result.ok:  # name the failing block runs with their tracebacks
+        failed = {u: getattr(b, "traceback", None) or b.error
+                  for u, b in result.block_runs.items() if b.status == "failed"}
+        raise AssertionError(f"{name} on {executor}: {result.error}\n{failed}")
     return elapsed
 
 
@@ -93,6 +96,7 @@ def main() -> None:
     ap.add_argument("--evaluations", type=int, default=2)
     args = ap.parse_args()
     print(f"start [{load()}]", flush=True)
+    sys.stdout.reconfigure(line_buffering=True)
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         os.environ["BLOCKYARD_HOME"] = str(home)
