@@ -32,13 +32,21 @@ SIX_MODELS = ",".join([
 ])
 
 
+def load() -> str:
+    """The machine's load average, printed beside each figure (others share the cores)."""
+    return "load %.2f %.2f %.2f" % os.getloadavg()
+
+
 def timed(name: str, root: Path, executor: str, **kw) -> float:
     import blockyard
 
     t = time.perf_counter()
     result = blockyard.run_pipeline(name, workspace=root, use_cache=False, executor=executor, **kw)
     elapsed = time.perf_counter() - t
-    assert result.ok, result.error
+    if not result.ok:  # name the failing block runs with their tracebacks
+        failed = {u: getattr(b, "traceback", None) or b.error
+                  for u, b in result.block_runs.items() if b.status == "failed"}
+        raise AssertionError(f"{name} on {executor}: {result.error}\n{failed}")
     return elapsed
 
 
@@ -55,11 +63,11 @@ def engine_figures(reps: int) -> None:
         ch = statistics.median(timed("bench/chain", root, "dask") for _ in range(reps))
         print(f"1,000-block fan-out: inline {inline:.2f} s, dask {fan:.2f} s -> "
               f"per-task overhead of Dask {(fan - inline) / 1000 * 1e3:.2f} ms (target <= 5 ms); "
-              f"{fan / 1000 * 1e3:.2f} ms per block in all")
-        print(f"200-block chain on dask: {ch:.2f} s -> {ch / 200 * 1e3:.2f} ms per hop")
+              f"{fan / 1000 * 1e3:.2f} ms per block in all [{load()}]")
+        print(f"200-block chain on dask: {ch:.2f} s -> {ch / 200 * 1e3:.2f} ms per hop [{load()}]")
         dyn = timed("bench/dynamic", root, "dask")
         dyn_thread = timed("bench/dynamic", root, "thread")
-        print(f"dynamic fan-out to 10,000 children: dask {dyn:.1f} s, thread {dyn_thread:.1f} s")
+        print(f"dynamic fan-out to 10,000 children: dask {dyn:.1f} s, thread {dyn_thread:.1f} s [{load()}]")
 
 
 def sklearn_figures(models: str, evaluations: int) -> None:
@@ -76,7 +84,7 @@ def sklearn_figures(models: str, evaluations: int) -> None:
     thread, dask = min(times["thread"]), min(times["dask"])
     print(f"sklearn fan-out over {n} models ({evaluations} evaluations each): thread {thread:.1f} s, "
           f"dask on 2 workers {dask:.1f} s -> speed-up x{thread / dask:.2f} "
-          f"(best of 2 each; runs: {times})")
+          f"(best of 2 each; runs: {times}) [{load()}]")
 
 
 def main() -> None:
@@ -87,6 +95,8 @@ def main() -> None:
     ap.add_argument("--models", default=SIX_MODELS)
     ap.add_argument("--evaluations", type=int, default=2)
     args = ap.parse_args()
+    print(f"start [{load()}]", flush=True)
+    sys.stdout.reconfigure(line_buffering=True)
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         os.environ["BLOCKYARD_HOME"] = str(home)

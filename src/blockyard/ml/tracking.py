@@ -37,6 +37,18 @@ TAG_RUN_ID = "blockyard_run_id"
 TAG_PROJECT = "project"
 TAG_KIND = "blockyard_kind"  # "trial", "tuning", "final"
 
+# scikit-learn's own compiled classes that skops stores but does not trust by default
+# (it loads them through its dedicated, non-pickle loaders). They are named one by one
+# and written into the model's MLmodel, which is what MLflow checks again on loading:
+# every other type stays refused, so skops keeps guarding against arbitrary code.
+SKOPS_TRUSTED_TYPES = (
+    "sklearn.tree._tree.Tree",  # RandomForest, ExtraTrees, GradientBoosting, DecisionTree, AdaBoost
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",  # HistGradientBoosting
+    "sklearn.neighbors._kd_tree.KDTree",  # KNeighbors
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+)
+
 _log = logging.getLogger("blockyard.ml.tracking")
 _setup_lock = threading.RLock()
 _setup_cache: dict[tuple[str, str], "Tracking"] = {}
@@ -361,12 +373,14 @@ def log_final_model(
     artifacts: Any = None,
     workspace: str | Path | None = None,
     experiment_name: str = EXPERIMENT_NAME,
+    skops_trusted_types: Any = None,
 ) -> FinalModel:
     """Log a trained model as an MLflow model (sklearn or xgboost flavour), with its
     metrics, parameters, tags, the DictVectorizer `dv` as an artifact
     (``preprocessor/dv.pkl``) and a signature inferred from `sample` (a few rows of X).
     `artifacts`: more files to log, a list (logged at the run's root) or a mapping
-    file -> artifact folder."""
+    file -> artifact folder. sklearn models are stored as skops (no pickle); types beyond
+    `SKOPS_TRUSTED_TYPES` that the model holds must be named in `skops_trusted_types`."""
     import mlflow
 
     tracking = setup_mlflow(workspace, experiment_name)
@@ -402,7 +416,7 @@ def log_final_model(
         else:
             for path in artifacts or []:
                 mlflow.log_artifact(str(path))
-        info = _log_model(model, signature)
+        info = _log_model(model, signature, skops_trusted_types)
         return FinalModel(
             run_id=run.info.run_id,
             model_uri=info.model_uri,
@@ -412,7 +426,7 @@ def log_final_model(
         )
 
 
-def _log_model(model: Any, signature):
+def _log_model(model: Any, signature, extra_trusted_types=None):
     import warnings
 
     try:
@@ -433,13 +447,26 @@ def _log_model(model: Any, signature):
             )
         import mlflow.sklearn
         import sklearn
+        from mlflow.exceptions import MlflowException
 
-        return mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
-        )
+        trusted = sorted(set(SKOPS_TRUSTED_TYPES) | set(extra_trusted_types or ()))
+        try:
+            return mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=signature,
+                pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+                skops_trusted_types=trusted,
+            )
+        except MlflowException as exc:
+            if "untrusted types" not in str(exc):
+                raise
+            raise ValueError(
+                f"cannot log {model_class_name(model)} to MLflow: its skops file holds types outside "
+                f"blockyard.ml.tracking.SKOPS_TRUSTED_TYPES ({str(exc).split('Root error: ', 1)[-1].strip()}); "
+                "if they are safe to load, pass them as log_final_model(..., skops_trusted_types=[...])"
+            ) from None
 
 
 def load_dv(run_id: str, workspace: str | Path | None = None, experiment_name: str = EXPERIMENT_NAME):

@@ -19,7 +19,7 @@ import hashlib
 import mmap
 import os
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 DIGEST_SIZE = 32
@@ -82,15 +82,22 @@ def new_hash() -> Any:
 
 def hash_buffer(buf: Any) -> str:
     """Tree digest of an in-memory buffer (bytes, memoryview, mmap)."""
-    view = memoryview(buf).cast("B")
-    n = leaf_count(len(view))
-    if n == 1:
-        return _root([_hash_leaf(view, 0, True)])
-    pool = _executor()
-    futures = [
-        pool.submit(_hash_leaf, view[k * LEAF_SIZE : (k + 1) * LEAF_SIZE], k, k == n - 1) for k in range(n)
-    ]
-    return _root([f.result() for f in futures])
+    # Every view is released before returning: a pool thread may still hold its work item
+    # (and so a leaf view) for a moment after the result is in, and a live view of an
+    # mmap makes the caller's mmap.close() fail ("cannot close exported pointers exist").
+    with memoryview(buf) as raw, raw.cast("B") as view:
+        n = leaf_count(len(view))
+        if n == 1:
+            return _root([_hash_leaf(view, 0, True)])
+        pool = _executor()
+        leaves = [view[k * LEAF_SIZE : (k + 1) * LEAF_SIZE] for k in range(n)]
+        futures = [pool.submit(_hash_leaf, leaf, k, k == n - 1) for k, leaf in enumerate(leaves)]
+        try:
+            return _root([f.result() for f in futures])
+        finally:
+            wait(futures)  # none still reading a leaf when it is released
+            for leaf in leaves:
+                leaf.release()
 
 
 def hash_file(fs: Any, path: str, local: bool) -> tuple[str, int]:
