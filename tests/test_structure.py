@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "server": 4,
     "ui": 4,
     "cli": 4,
+    "cli_live": 4,
 }
 # What the engine must never import, not even lazily inside a function.
 ENGINE_FORBIDDEN = ("db",) + tuple(sorted(name for name, rank in LAYERS.items() if rank > LAYERS["engine"]))
