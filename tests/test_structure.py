@@ -126,31 +126,22 @@ def _rank(name: str) -> int:
     return LAYERS.get(_part(name), 0)
 
 
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One cycle as [a, b, ..., a], or None (iterative DFS, deterministic order)."""
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    for start in sorted(graph):
-        if start in state:
-            continue
-        path, iters = [start], [iter(sorted(graph[start]))]
-        state[start] = 1
-        while iters:
-            nxt = next(iters[-1], None)
-            if nxt is None:
-                state[path.pop()] = 2
-                iters.pop()
-            elif state.get(nxt) == 1:
-                return path[path.index(nxt) :] + [nxt]
-            elif nxt not in state:
-                state[nxt] = 1
-                path.append(nxt)
-                iters.append(iter(sorted(graph.get(nxt, ()))))
-    return None
+def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle as [a, b, ..., a], each importing the next, or None.
+
+    project.validate.find_cycle walks "upstream" lists; a module's imports are its upstream
+    (it runs after them), so its cycle reads the other way round."""
+    from blockyard.project.validate import find_cycle
+
+    cycle = find_cycle(sorted(graph), {name: sorted(targets) for name, targets in graph.items()})
+    return cycle[::-1] if cycle else None
 
 
-def test_find_cycle_reports_the_cycle():
-    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
-    assert find_cycle({"a": {"b"}, "b": set()}) is None
+def test_import_cycle_reports_the_cycle():
+    cycle = import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()})
+    assert cycle is not None and cycle[0] == cycle[-1] and set(cycle) == {"a", "b", "c"}
+    assert all(nxt in {"a": {"b"}, "b": {"c"}, "c": {"a"}}[cur] for cur, nxt in zip(cycle, cycle[1:]))
+    assert import_cycle({"a": {"b"}, "b": set()}) is None
 
 
 def test_the_walk_sees_the_package():
@@ -163,7 +154,7 @@ def test_the_walk_sees_the_package():
 def test_no_import_cycle():
     # `if TYPE_CHECKING:` imports count: a cycle of types is a cycle of design too.
     graph = {name: {i.target for i in m.imports if i.module_level} for name, m in MODULES.items()}
-    cycle = find_cycle(graph)
+    cycle = import_cycle(graph)
     assert cycle is None, "module-level import cycle: " + " -> ".join(cycle)
 
 
