@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from blockyard.errors import ProjectError
 from blockyard.project.names import (
@@ -13,11 +13,8 @@ from blockyard.project.names import (
     extension_for,
     is_safe_relative,
 )
+from blockyard.project.protocols import PipelineLike, ProjectLike
 from blockyard.project.yaml_io import set_key, type_name
-
-if TYPE_CHECKING:
-    from blockyard.project.pipeline import PipelineSpec
-    from blockyard.project.workspace import Project
 
 # Fields kept as attributes and written back to `raw` when changed.
 _FIELDS = ("uuid", "name", "type", "language", "upstream_blocks", "configuration", "retry_config", "timeout")
@@ -34,7 +31,7 @@ class BlockSpec:
     def __init__(
         self,
         raw: dict,
-        pipeline: "PipelineSpec | None" = None,
+        pipeline: "PipelineLike | None" = None,
         *,
         group: str = "blocks",
         line: int | None = None,
@@ -101,7 +98,7 @@ class BlockSpec:
         return self.pipeline.downstream_of(self.uuid)
 
     @property
-    def project(self) -> "Project | None":
+    def project(self) -> "ProjectLike | None":
         return self.pipeline.project if self.pipeline is not None else None
 
     @property
@@ -207,7 +204,7 @@ class BlockSpec:
         }
 
 
-def _source_candidates(source: str, project: "Project") -> list[Path]:
+def _source_candidates(source: str, project: "ProjectLike") -> list[Path]:
     ws = project.workspace
     root = ws.root
     parts = [p for p in PurePosixPath(source.replace("\\", "/")).parts if p not in ("/", "")]
@@ -241,7 +238,7 @@ def parse_block(
     index: int,
     file: Path,
     line_of: Callable[..., int | None],
-    pipeline: "PipelineSpec | None",
+    pipeline: "PipelineLike | None",
     pipeline_uuid: str | None,
 ) -> BlockSpec:
     """Check one metadata entry's types and build its BlockSpec (ProjectError on bad input)."""

@@ -1,12 +1,10 @@
 """Pipeline checks: unknown upstream blocks, duplicate uuids, cycles, missing block files."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from blockyard.errors import ProjectError
-
-if TYPE_CHECKING:
-    from blockyard.project.pipeline import PipelineSpec
+from blockyard.project.protocols import PipelineLike
 
 
 def derive_downstream(order: Iterable[str], upstream: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
@@ -53,7 +51,7 @@ def find_cycle(order: Iterable[str], upstream: Mapping[str, Iterable[str]]) -> l
     return None
 
 
-def cycle_error(cycle: list[str], spec: "PipelineSpec", *, line: int | None = None) -> ProjectError:
+def cycle_error(cycle: list[str], spec: "PipelineLike", *, line: int | None = None) -> ProjectError:
     return ProjectError(
         "blocks form a cycle: " + " -> ".join(cycle),
         file=spec.path,
@@ -64,7 +62,7 @@ def cycle_error(cycle: list[str], spec: "PipelineSpec", *, line: int | None = No
     )
 
 
-def pipeline_problems(spec: "PipelineSpec", *, check_files: bool = True) -> list[ProjectError]:
+def pipeline_problems(spec: "PipelineLike", *, check_files: bool = True) -> list[ProjectError]:
     """Every problem found in `spec` (empty list when the pipeline can run)."""
     problems: list[ProjectError] = []
     entries = list(spec.all_blocks())
