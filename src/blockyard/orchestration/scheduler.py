@@ -142,7 +142,10 @@ class Scheduler(TimeTriggerFiring, SensorPolling):
             # Retry at the next interval, not at once (the loop would spin), and log an
             # error once until it changes.
             self._last_sync = time.monotonic()
-            text = f"{type(exc).__name__}: {str(getattr(exc, 'orig', None) or exc).strip()[:200]}"
+            # The first line only: a driver's DETAIL carries the failing row with its
+            # timestamps, which would make the same error look new on every retry.
+            first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+            text = f"{type(exc).__name__}: {first[:200]}"
             if text != getattr(self, "_sync_error", None):
                 self._sync_error = text
                 log.exception("scheduler: syncing triggers.yaml files failed (logged once until it changes)")
