@@ -10,7 +10,7 @@ from blockyard.charts.values import series_list as _series_list
 from blockyard.charts.values import values as _values
 
 if TYPE_CHECKING:
-    from blockyard.charts.compute import ChartContext as _Context
+    from blockyard.charts.context import ChartContext as _Context
 
 MAX_TABLE_ROWS = 1000
 AGGREGATIONS = ("count", "count_distinct", "sum", "average", "avg", "mean", "min", "max", "median", "mode")
