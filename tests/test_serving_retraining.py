@@ -138,6 +138,19 @@ def _block_output(db, run_id, block):
     return ArtifactStore(settings.store_url_for(settings.data_dir_for(COURSE))).load_output(int(ref_run), node, 0)
 
 
+def _small_training(db) -> None:
+    """Fewer boosting rounds for the trigger's runs (a variable of the trigger, as in
+    Mage's UI; the course's triggers.yaml stays as it is): the test is about the loop."""
+    import sqlalchemy as sa
+
+    from blockyard.db.schema import pipeline_schedules as ps
+
+    with db.engine.begin() as conn:
+        n = conn.execute(sa.update(ps).where(ps.c.project == "unit_4_triggering", ps.c.name == "new_monthly_data")
+                         .values(variables={"num_boost_round": 20})).rowcount
+    assert n == 1
+
+
 def test_scheduler_and_worker_retrain_on_new_data_and_on_an_alert(tmp_path, monkeypatch):
     """The real loop, served throughout: the Scheduler queues a run for the
     `new_monthly_data` sensor trigger (Mage's semantics: the scheduler runs no user code);
@@ -199,6 +212,7 @@ def test_scheduler_and_worker_retrain_on_new_data_and_on_an_alert(tmp_path, monk
     ws = Workspace.open(COURSE)
     scheduler = Scheduler(ws, db)
     scheduler.sync(force=True)
+    _small_training(db)
     # Two slots: a retraining waits in trigger_pipeline for train_challenger's run.
     worker = Worker(ws, db, concurrency=2, poll_interval=0.1)
     stop = threading.Event()
@@ -210,6 +224,7 @@ def test_scheduler_and_worker_retrain_on_new_data_and_on_an_alert(tmp_path, monk
         (run,) = scheduler.poll_sensors(now)
         assert run["pipeline_uuid"] == "automatic_retraining" and run["trigger_id"] is not None
         assert run["settings"]["poke_interval"] == 30 and run["settings"]["skip_if_previous_running"] is True
+        assert run["variables"] == {"num_boost_round": 20}
 
         def sensor_polls() -> int:
             for b in db.get_block_runs(run["id"]):
