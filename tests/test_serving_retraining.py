@@ -1,5 +1,5 @@
 """Course unit 4's automatic retraining on the mirror data: a champion trained on
-2023-01 is served; 2023-03 lands in the watched folder (2023-01/02 already there); the
+2023-01/02 is served; 2023-03 lands in the watched folder (2023-01/02 already there); the
 sensor fires, `retrain` trains a challenger through trigger_pipeline, `promote` keeps or
 replaces the champion on 2023-03 with its reason, and the served model follows."""
 from __future__ import annotations
@@ -52,7 +52,7 @@ def test_new_month_retrains_and_the_served_champion_never_gets_worse(tmp_path, m
     watch.mkdir()
     for month in ("2023-01", "2023-02"):
         _drop(watch, month)
-    before = train_and_register(COURSE, month="2023-01", rounds=8)
+    before = train_and_register(COURSE, month=["2023-01", "2023-02"], rounds=8)
     holder = ModelHolder(COURSE, poll_seconds=0.2)
     holder.load()
     holder.start()
@@ -189,7 +189,7 @@ def test_scheduler_and_worker_retrain_on_new_data_and_on_an_alert(tmp_path, monk
     watch.mkdir(parents=True)
     for month in ("2023-01", "2023-02"):
         _drop(watch, month)
-    before = train_and_register(COURSE, month="2023-01", rounds=8)
+    before = train_and_register(COURSE, month=["2023-01", "2023-02"], rounds=8)
 
     ctx = ServingContext(COURSE, ModelHolder(COURSE, poll_seconds=0.2), log_predictions=False)
     ctx.start()
