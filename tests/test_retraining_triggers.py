@@ -84,3 +84,45 @@ def test_a_trigger_naming_no_pipeline_fails_the_check_and_names_the_rule(env):  
     with pytest.raises(ProjectError, match=r"rules 'rmse up': trigger 'nope/none'") as info:
         checked(env, result("taxi", "2023-03", drift_share=0.0, rmse=6.0))
     assert "metadata.yaml" in str(info.value)
+
+
+def test_one_retraining_at_a_time_per_watched_folder(tmp_path, monkeypatch):
+    """The course's `claim` (unit 4): eight concurrent claimers of a new month (two
+    schedulers' runs, a manual run, an alert), exactly one gets it; inside the cooldown
+    after it nobody does, and `skip_reason` says why."""
+    import sys
+    import threading
+
+    from test_serving_support import REPO
+
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from mlops.unit_4_triggering.utils.retraining import claim, mark_seen, new_month, skip_reason
+
+    monkeypatch.setenv("BLOCKYARD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("BLOCKYARD_WORKSPACE", str(REPO / "mlops"))
+    watch = tmp_path / "incoming"
+    watch.mkdir()
+    for month in ("2023-01", "2023-02"):
+        (watch / f"green_tripdata_{month}.parquet").touch()
+    assert new_month(watch) is None  # the baseline
+    (watch / "green_tripdata_2023-03.parquet").touch()
+    barrier = threading.Barrier(8)
+    got: list = []
+
+    def claimer(alert: bool) -> None:
+        barrier.wait()
+        got.append(claim(watch, 600, alert=alert))
+
+    threads = [threading.Thread(target=claimer, args=(i % 2 == 1,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(got, key=str) == ["2023-03"] + [None] * 7
+    assert skip_reason(watch, 600) == "2023-03 is being retrained by another run"
+    mark_seen(watch, "2023-03")  # what `promote` does: the claim ends, the cooldown starts
+    assert claim(watch, 600, alert=True) is None
+    assert skip_reason(watch, 600, alert=True).startswith("cooldown: the last retraining was")
+    assert claim(watch, 0) is None and skip_reason(watch, 0).startswith("no new monthly file")
+    assert claim(watch, 0, alert=True) == "2023-03"  # an alert retrains the newest month, though seen

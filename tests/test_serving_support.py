@@ -15,19 +15,25 @@ if str(REPO) not in sys.path:  # `import mlops.utils...` as the course's blocks 
     sys.path.insert(0, str(REPO))
 
 
-def month_frame(month: str = "2023-01", rows: int = 20_000):
-    """Cleaned trips of `month` with PU_DO (the course's utils), the first `rows`."""
+def month_frame(month: str | list[str] = "2023-01", rows: int = 20_000):
+    """Cleaned trips of `month` (or of each month of a list) with PU_DO (the course's
+    utils): the first `rows` (of each month, `rows` // their number)."""
+    import pandas as pd
+
     from blockyard.datasets import load_green_taxi
     from mlops.utils.data_preparation.cleaning import clean
     from mlops.utils.data_preparation.feature_engineering import combine_features
 
-    df = combine_features(clean(load_green_taxi([month])))
-    return df.head(rows).reset_index(drop=True) if rows else df
+    months = [month] if isinstance(month, str) else list(month)
+    parts = [combine_features(clean(load_green_taxi([m]))) for m in months]
+    if rows:
+        parts = [p.head(max(1, rows // len(parts))) for p in parts]
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
 
 
-def train_and_register(workspace: Path, *, month: str = "2023-01", rows: int = 20_000, kind: str = "xgboost",
+def train_and_register(workspace: Path, *, month: str | list[str] = "2023-01", rows: int = 20_000, kind: str = "xgboost",
                        rounds: int = 10, rmse: float | None = None) -> str:
-    """Train a small model on `month`, log it with its DictVectorizer, register it and
+    """Train a small model on `month` (or months), log it with its DictVectorizer, register it and
     make it the champion when `rmse` (default: its training RMSE) beats the current one.
     Returns the registered version."""
     from mlops.utils.data_preparation.encoders import vectorize_features
@@ -51,7 +57,8 @@ def train_and_register(workspace: Path, *, month: str = "2023-01", rows: int = 2
         model = LinearRegression().fit(X, y)
         fitted = model.predict(X)
     score = rmse if rmse is not None else rmse_of(y, fitted)
-    final = log_final_model(model, dv, {"rmse": score}, {"month": month}, workspace=workspace)
+    final = log_final_model(model, dv, {"rmse": score}, {"month": month if isinstance(month, str) else ",".join(month)},
+                            workspace=workspace)
     promotion = promote_if_better(final.model_uri, score, run_id=final.run_id, workspace=workspace,
                                   register_all=True)
     return promotion.version

@@ -129,6 +129,19 @@ def new_month(folder: Path, cooldown_seconds: float = 0, alert: bool = False) ->
     return newer[-1]
 
 
+def skip_reason(folder: Path, cooldown_seconds: float = 0, alert: bool = False) -> str:
+    """Why `claim` found nothing to retrain for (said by `retrain` when it skips)."""
+    state = load_state(folder) or {}
+    since = time.time() - (state.get('last_retraining') or 0)
+    if cooldown_seconds and since < float(cooldown_seconds):
+        return f'cooldown: the last retraining was {since:.0f} s ago (cooldown_seconds {float(cooldown_seconds):g})'
+    if state.get('claimed') and time.time() - (state.get('claimed_at') or 0) < CLAIM_SECONDS:
+        return f"{state['claimed']} is being retrained by another run"
+    if len(months_in(folder)) < 2:
+        return f'fewer than two monthly files in {folder}'
+    return 'no new monthly file' + ('' if alert else f' in {folder}')
+
+
 def mark_seen(folder: Path, month: str) -> None:
     with _locked():
         state = load_state(folder) or {'seen': []}
