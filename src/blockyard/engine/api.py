@@ -67,7 +67,7 @@ class RunResult:
         node = self._runner.by_uuid.get(block_uuid)
         if node is None:
             raise KeyError(f"no block run '{block_uuid}' in run {self.run_id}")
-        return self._runner._outputs_of(node)
+        return self._runner.outputs.load(node)
 
     def output(self, block_uuid: str, index: int | None = None) -> Any:
         outs = self.outputs(block_uuid)
@@ -112,7 +112,7 @@ def run_pipeline(
     scheduler or the API) instead of creating one.
     """
     from blockyard.engine.runner import PipelineRunner
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
 
     if isinstance(pipeline, str):
         ws = _workspace(workspace)
@@ -165,7 +165,7 @@ def _record_unknown(ws: Any, name: str, exc: BlockyardError, variables: dict | N
     import socket
     from datetime import timezone
 
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
 
     db = session_for(ws).db
     project, _, uuid = name.rpartition("/")

@@ -21,6 +21,7 @@ from blockyard.engine.loader import (
     ensure_import_paths,
     load_block,
     positional_capacity,
+    run_prelude,
     user_line,
 )
 from blockyard.engine.logs import BlockLog, block_logger, install_stream_routing, routed
@@ -66,6 +67,9 @@ class BlockTask:
     poke_interval: float = 60.0
     cancel: Any = None
     on_poll: Any = None
+    # "module:function" names called once per process before a block file loads: the
+    # layers above the engine inject what block code needs (the mage_ai import shim).
+    prelude: tuple[str, ...] = ()
 
 
 @dataclass
@@ -209,6 +213,7 @@ def _load_extra(paths: list[Path], block: str) -> list[LoadedBlock]:
 def execute_block(task: BlockTask) -> Outcome:
     """Run one block run to completion; never raises for user errors."""
     ensure_import_paths(*task.import_paths)
+    run_prelude(task.prelude)
     install_stream_routing()
     log = BlockLog(task.log_path)
     outcome = Outcome(node_uuid=task.node_uuid, status="failed", started_at=_now())

@@ -33,7 +33,7 @@ PRELOAD = [
     "blockyard.orchestration.runs",
     "blockyard.engine.runner",
     "blockyard.engine.execute",
-    "blockyard.engine.session",
+    "blockyard.session",
     "blockyard.engine.gdp",
     "blockyard.engine.loader",
     "blockyard.project",

@@ -341,7 +341,7 @@ class Worker:
 
     def _session(self, ws: Any, ctx: _Active) -> _RunSession:
         if self._base_session is None:
-            from blockyard.engine.session import Session
+            from blockyard.session import Session
 
             self._base_session = Session(self.workspace)
         return _RunSession(self._base_session, ws, _LeasedDatabase(self, ctx))
@@ -406,7 +406,7 @@ class Worker:
                 self._finalize(ctx, "cancelled", "cancelled before it started")
                 return
             if self._base_session is None:
-                from blockyard.engine.session import Session
+                from blockyard.session import Session
 
                 self._base_session = Session(self.workspace)
             base = self._base_session
