@@ -10,53 +10,49 @@ breaks the run, except the history recorder, whose failure is the run's failure.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple, Union
 
 from blockyard.engine.state import Status
 
 log = logging.getLogger("blockyard.engine")
 
 
-@dataclass(frozen=True)
-class RunEvent:
+# NamedTuples, not dataclasses: immutable, typed, and ~5x cheaper to define at import
+# time (`blockyard run` start-up counts) and to create per block.
+class RunStarted(NamedTuple):
     run_id: int
-
-
-@dataclass(frozen=True)
-class RunStarted(RunEvent):
     blocks: list[str]
 
 
-@dataclass(frozen=True)
-class NodeCreated(RunEvent):
+class NodeCreated(NamedTuple):
     """A dynamic block's clone came into being (static nodes exist from the start)."""
 
+    run_id: int
     node: str
     block: str
     dynamic_index: int | None
 
 
-@dataclass(frozen=True)
-class BlockStarted(RunEvent):
+class BlockStarted(NamedTuple):
+    run_id: int
     node: str
     block: str
     # Reads the outputs of nodes of this run: their completion must be durable first.
     reads_upstream: bool = False
 
 
-@dataclass(frozen=True)
-class BlockFinished(RunEvent):
+class BlockFinished(NamedTuple):
     """A node reached its final status: it ran (`outcome` set), its stored outputs were
     reused (`cache_hit`), or it was settled without running (upstream failed, ...)."""
 
+    run_id: int
     node: str
     block: str
     status: Status
     duration: float | None = None
     cache_hit: bool = False
     error: str | None = None
-    tests: list[dict] = field(default_factory=list)
+    tests: list[dict] | tuple = ()
     outcome: Any = None  # engine.execute.Outcome when the block ran
     output_ref: str | None = None
     digest: str | None = None
@@ -64,35 +60,40 @@ class BlockFinished(RunEvent):
     metrics: dict | None = None
 
 
-@dataclass(frozen=True)
-class FanOutFinished(RunEvent):
+class FanOutFinished(NamedTuple):
     """A block below a fan-out is done: `status` aggregates its clones' statuses."""
 
+    run_id: int
     block: str
     status: Status
 
 
-@dataclass(frozen=True)
-class SensorWaiting(RunEvent):
+class SensorWaiting(NamedTuple):
+    run_id: int
     node: str
     block: str
     polls: int
     poke_interval: float
 
 
-@dataclass(frozen=True)
-class Progress(RunEvent):
+class Progress(NamedTuple):
+    run_id: int
     node: str
     block: str
     info: dict
 
 
-@dataclass(frozen=True)
-class RunFinished(RunEvent):
+class RunFinished(NamedTuple):
+    run_id: int
     status: Status
     error: str | None = None
     error_details: dict | None = None
 
+
+RunEvent = Union[
+    RunStarted, NodeCreated, BlockStarted, BlockFinished, FanOutFinished, SensorWaiting,
+    Progress, RunFinished,
+]
 
 Subscriber = Callable[[RunEvent], None]
 
@@ -104,8 +105,8 @@ class EventBus:
         self.subscribers: list[Subscriber] = list(subscribers or [])
         self.critical: set[int] = set()  # ids of subscribers whose failure must propagate
 
-    def subscribe(self, fn: Subscriber, *, critical: bool = False) -> None:
-        self.subscribers.append(fn)
+    def subscribe(self, fn: Subscriber, *, critical: bool = False, first: bool = False) -> None:
+        self.subscribers.insert(0, fn) if first else self.subscribers.append(fn)
         if critical:
             self.critical.add(id(fn))
 

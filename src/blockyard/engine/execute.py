@@ -99,6 +99,19 @@ class Outcome:
     summaries: list[dict] | None = None
     log_path: str | None = None
 
+    @classmethod
+    def from_exception(cls, node_uuid: str, exc: BaseException) -> "Outcome":
+        """An executor (or loading the inputs) raised instead of returning an Outcome."""
+        oc = cls(node_uuid=node_uuid, status="failed")
+        if isinstance(exc, BlockyardError):
+            oc.error, oc.error_details = str(exc), exc.to_dict()
+        else:
+            oc.error = f"block '{node_uuid}': {type(exc).__name__}: {exc}"
+            oc.error_details = {"block": node_uuid}
+        oc.traceback = "".join(tb_module.format_exception(exc))
+        oc.started_at = oc.completed_at = _now()
+        return oc
+
     @property
     def duration(self) -> float | None:
         if self.started_at and self.completed_at:

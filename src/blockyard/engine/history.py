@@ -27,6 +27,17 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def outcome_metrics(block_type: str, oc: Any) -> dict | None:
+    """A block run's `metrics`: its duration, and a sensor's final state and polls."""
+    if oc is None:
+        return None
+    metrics: dict[str, Any] = {"duration": oc.duration}
+    if block_type == "sensor":
+        state = {"completed": "met", "cancelled": "cancelled"}.get(oc.status, "failed")
+        metrics["sensor"] = {"state": state, "polls": oc.attempts}
+    return metrics
+
+
 class RunHistory:
     def __init__(self, db: Any) -> None:
         self.db = db
@@ -64,11 +75,12 @@ class RunHistory:
         return self._rec
 
     def __call__(self, event: ev.RunEvent) -> None:
-        if isinstance(event, ev.BlockStarted):
+        kind = type(event)
+        if kind is ev.BlockStarted:
             if event.reads_upstream and self._unflushed:
                 self.flush()
             self.rec.update_block_run(event.run_id, event.node, status="running", started_at=_now())
-        elif isinstance(event, ev.BlockFinished):
+        elif kind is ev.BlockFinished:
             self._block_finished(event)
         elif isinstance(event, ev.NodeCreated):
             self.rec.add_block_run(

@@ -13,28 +13,25 @@ emits events; executors hand results back through a queue.
 """
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
-import traceback
 from datetime import datetime, timezone
 from typing import Any, Callable
-from urllib.parse import quote
 
 from blockyard import masking
 from blockyard.engine import events as ev
 from blockyard.engine.execute import BlockTask, Outcome, execute_block
 from blockyard.engine.executors import Executor, executor_for
-from blockyard.engine.history import RunHistory
+from blockyard.engine.history import RunHistory, outcome_metrics
 from blockyard.engine.outputs import LiveOutputs
 from blockyard.engine.plan import clone_labels
 from blockyard.engine.reuse import Reuse
 from blockyard.engine.sensors import Poll, poke_interval, start_sensor
 from blockyard.engine.setup import prepare
+from blockyard.engine.tasks import base_kwargs, block_task
 from blockyard.engine.state import Node, RunState, Status
 from blockyard.errors import BlockyardError
-from blockyard.runtime import BlockContext
 
 
 class PipelineRunner:
@@ -66,13 +63,10 @@ class PipelineRunner:
         self.with_upstream = with_upstream
         self.execution_date = execution_date or datetime.now(timezone.utc)
         self.trigger_id, self.run_id = trigger_id, run_id
-        self.error: str | None = None
-        self.error_details: dict | None = None
+        self.error, self.error_details = None, None  # the run's first failure
         self.history = history or RunHistory(session.db)
-        self.events = ev.EventBus()
-        self.events.subscribe(self.history, critical=True)  # a run is its history
-        for fn in subscribers or []:
-            self.events.subscribe(fn)
+        self.events = ev.EventBus(subscribers)
+        self.events.subscribe(self.history, critical=True, first=True)  # a run is its history
         if on_event is not None:
             self.events.subscribe(ev.on_event_subscriber(on_event))
         self.by_uuid: dict[str, Node] = {}
@@ -114,16 +108,7 @@ class PipelineRunner:
         self.by_uuid = self.state.by_uuid
         self.outputs = LiveOutputs(self.session.store)
         self.reuse = Reuse(self)
-        self._base_kwargs = {
-            **self.variables,
-            "execution_date": self.execution_date,
-            "ds": self.execution_date.strftime("%Y-%m-%d"),
-            "env": os.environ.get("BLOCKYARD_ENV", "dev"),
-            "pipeline_uuid": self.spec.uuid,
-            "project_uuid": self.project,
-            "pipeline_run_id": self.run_id,
-            "context": {},
-        }
+        self.base_kwargs = base_kwargs(self)
         self.emit(ev.RunStarted(self.run_id, blocks))
         try:
             self._loop()
@@ -173,7 +158,7 @@ class PipelineRunner:
         except Exception as exc:
             return self._complete(node, exc)
         self.outputs.release_inputs(node)
-        self._begin(node, self._task(node, args))
+        self._begin(node, block_task(self, node, args))
 
     def _begin(self, node: Node, task: BlockTask | None) -> None:
         self.state.start(node)
@@ -191,38 +176,6 @@ class PipelineRunner:
             fut = self.executor.submit(task)
             fut.add_done_callback(lambda f, n=node: done((n, f.exception() or f.result())))
 
-    def _task(self, node: Node, args: list[Any]) -> BlockTask:
-        pb, setup = node.block, self.setup
-        source, code_hash, file_path = setup.sources[pb.uuid]
-        kwargs = dict(self._base_kwargs)
-        kwargs["block_uuid"] = pb.uuid
-        kwargs["dynamic_block_uuid"] = node.uuid if node.path else None
-        kwargs["dynamic_block_index"] = node.dynamic_index
-        kwargs["configuration"] = pb.spec.configuration or {}
-        ws_root = self.session.workspace.root
-        progress = None
-        if len(self.events.subscribers) > 1:  # someone besides the history listens
-
-            def progress(info: dict, n: Node = node) -> None:
-                self.emit(ev.Progress(self.run_id, n.uuid, n.block.uuid, info))
-
-        return BlockTask(
-            run_id=self.run_id, node_uuid=node.uuid, block_uuid=pb.uuid, block_type=pb.type,
-            file_path=file_path, inputs=args, kwargs=kwargs,
-            log_path=self.session.logs_dir / str(self.run_id) / (quote(node.uuid, safe="") + ".log"),
-            retry_config=pb.spec.retry_config or getattr(self.spec, "retry_config", None) or None,
-            timeout=pb.spec.timeout, run_tests=self.run_tests,
-            condition_files=setup.condition_files.get(pb.uuid, []),
-            callback_files=setup.callback_files.get(pb.uuid, []),
-            store=self.session.store, import_paths=[str(ws_root.parent), str(ws_root)],
-            context=BlockContext(
-                workspace_root=str(ws_root), project=self.project, pipeline=self.spec.uuid,
-                block=pb.uuid, run_id=self.run_id,
-            ),
-            progress=progress, source=source, code_hash=code_hash,
-            prelude=tuple(getattr(self.session, "prelude", ()) or ()),
-        )
-
     def _gdp(self, node: Node) -> None:
         from blockyard.engine.gdp import resolve_global_data_product
 
@@ -239,7 +192,7 @@ class PipelineRunner:
 
     # ---------------------------------------------------------- completion
     def _complete(self, node: Node, result: Any) -> None:
-        oc = result if isinstance(result, Outcome) else _failed_outcome(node, result)
+        oc = result if isinstance(result, Outcome) else Outcome.from_exception(node.uuid, result)
         if masking.active() and oc.status != "completed":  # errors show *** for secrets
             oc.error, oc.traceback = masking.mask(oc.error), masking.mask(oc.traceback)
             oc.error_details = masking.mask_data(oc.error_details)
@@ -270,8 +223,7 @@ class PipelineRunner:
                     self.error, self.error_details = msg, {"block": node.uuid}
         self._finished(
             node, status, outcome=oc, cache_hit=node.cache_hit, output_ref=node.output_ref,
-            digest=node.digest, cache_key=node.cache_key,
-            error=msg,
+            digest=node.digest, cache_key=node.cache_key, error=msg,
         )
         self.outputs.save(node, None)  # released if no reader waits for it
         if node.block.dynamic and status is Status.COMPLETED:
@@ -279,17 +231,11 @@ class PipelineRunner:
 
     def _finished(self, node: Node, status: Status, **fields: Any) -> None:
         oc = fields.get("outcome")
-        metrics = None
-        if oc is not None:
-            metrics = {"duration": oc.duration}
-            if node.block.type == "sensor":
-                state = {"completed": "met", "cancelled": "cancelled"}.get(oc.status, "failed")
-                metrics["sensor"] = {"state": state, "polls": oc.attempts}
         self.emit(ev.BlockFinished(
             self.run_id, node.uuid, node.block.uuid, status,
             duration=time.perf_counter() - node.started if node.started else None,
             tests=[t.to_dict() for t in oc.tests] if oc is not None else [],
-            metrics=metrics, **fields,
+            metrics=outcome_metrics(node.block.type, oc), **fields,
         ))
         self.state.finish(node, status)
         self._report_settled()
@@ -339,19 +285,6 @@ class PipelineRunner:
             self.emit(ev.BlockFinished(self.run_id, b, b, Status.FAILED, error=self.error))
         self.emit(ev.RunFinished(self.run_id, Status.FAILED, self.error, self.error_details))
         return RunEnd(self, Status.FAILED)
-
-
-def _failed_outcome(node: Node, exc: BaseException) -> Outcome:
-    """An executor (or loading the inputs) raised instead of returning an Outcome."""
-    oc = Outcome(node_uuid=node.uuid, status="failed")
-    if isinstance(exc, BlockyardError):
-        oc.error, oc.error_details = str(exc), exc.to_dict()
-    else:
-        oc.error = f"block '{node.uuid}': {type(exc).__name__}: {exc}"
-        oc.error_details = {"block": node.uuid}
-    oc.traceback = "".join(traceback.format_exception(exc))
-    oc.started_at = oc.completed_at = datetime.now(timezone.utc)
-    return oc
 
 
 class RunEnd:

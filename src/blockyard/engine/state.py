@@ -8,7 +8,6 @@ index per dynamic ancestor (`()` for a block that is not fanned out).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -35,41 +34,53 @@ class Status(StrEnum):
         return self in (Status.INITIAL, Status.QUEUED, Status.RUNNING)
 
 
-@dataclass
 class Input:
     """One positional argument of a node: an upstream node's outputs (`whole`), one
     item of a dynamic upstream's fan-out (`item`), a list over clones (`gather`), or
     a value stored by an earlier run (`external`, for --block / --from-block)."""
 
-    kind: str
-    nodes: list["Node"] = field(default_factory=list)
-    index: int | None = None
-    value: Any = None
-    digest: Any = None
+    __slots__ = ("kind", "nodes", "index", "value", "digest")
+
+    def __init__(self, kind: str, nodes: list["Node"] | None = None, index: int | None = None,
+                 value: Any = None, digest: Any = None) -> None:
+        self.kind, self.nodes, self.index = kind, nodes or [], index
+        self.value, self.digest = value, digest
+
+    def __repr__(self) -> str:
+        return f"Input({self.kind}, {[n.uuid for n in self.nodes]}, index={self.index})"
 
 
-@dataclass(eq=False)
 class Node:
-    uuid: str  # the block uuid, or "<block>:<label>..." for a dynamic clone
-    block: Any  # engine.plan.PlannedBlock
-    path: tuple[int, ...]
-    inputs: list[Input]
-    dynamic_index: int | None = None
-    status: Status = Status.INITIAL
-    waiting: int = 0  # upstream nodes not finished yet
-    bad_upstream: Status | None = None
-    dependents: list["Node"] = field(default_factory=list)
-    output_ref: str | None = None  # "<run_id>/<node uuid>" in the artifact store
-    digest: str | None = None
-    cache_key: str | None = None
-    cache_hit: bool = False
-    outcome: Any = None  # engine.execute.Outcome once it ran
-    started: float = 0.0
+    """One execution of a block in this run (plain slots class: thousands per run)."""
 
-    @property
-    def upstream(self) -> list["Node"]:
-        """Distinct upstream nodes of this run, in argument order."""
-        return list({id(n): n for inp in self.inputs for n in inp.nodes}.values())
+    __slots__ = (
+        "uuid", "block", "path", "inputs", "dynamic_index", "status", "waiting",
+        "bad_upstream", "dependents", "upstream", "output_ref", "digest", "cache_key",
+        "cache_hit", "outcome", "started",
+    )
+
+    def __init__(self, uuid: str, block: Any, path: tuple[int, ...], inputs: list[Input],
+                 dynamic_index: int | None = None) -> None:
+        self.uuid = uuid  # the block uuid, or "<block>:<label>..." for a dynamic clone
+        self.block = block  # engine.plan.PlannedBlock
+        self.path = path
+        self.inputs = inputs
+        self.dynamic_index = dynamic_index
+        self.status = Status.INITIAL
+        self.waiting = 0  # upstream nodes not finished yet
+        self.bad_upstream: Status | None = None
+        self.dependents: list[Node] = []
+        # Distinct upstream nodes of this run, in argument order.
+        self.upstream: list[Node] = list({id(n): n for inp in inputs for n in inp.nodes}.values())
+        self.output_ref: str | None = None  # "<run_id>/<node uuid>" in the artifact store
+        self.digest: str | None = None
+        self.cache_key: str | None = None
+        self.cache_hit = False
+        self.outcome: Any = None  # engine.execute.Outcome once it ran
+        self.started = 0.0
+
+    def __repr__(self) -> str:
+        return f"Node({self.uuid}, {self.status})"
 
 
 class RunState:
