@@ -159,9 +159,10 @@ def _read_sources(spec: Any, selected: dict) -> dict[str, tuple[str, str, Path]]
             raise BlockLoadError(
                 f"block type '{pb.type}' has no file to run", block=uuid, file=spec.path
             )
-        source, code_hash = read_source(Path(path), uuid)
-        compile_block(Path(path), uuid, source, code_hash)
-        sources[uuid] = (source, code_hash, Path(path))
+        path = path if isinstance(path, Path) else Path(path)
+        source, code_hash = read_source(path, uuid)
+        compile_block(path, uuid, source, code_hash)
+        sources[uuid] = (source, code_hash, path)
     return sources
 
 
