@@ -1,22 +1,23 @@
 """Workers: claim queued runs with leases and execute them.
 
-A worker claims runs atomically (PostgreSQL: `SELECT ... FOR UPDATE SKIP LOCKED`, plus
-a transaction-scoped advisory lock per pipeline/trigger when a concurrency limit
-applies; SQLite: one `UPDATE ... WHERE status = 'queued' ... RETURNING` inside a
-`BEGIN IMMEDIATE` transaction). A claimed run is `running` with `lease_owner` = the
+A worker claims runs atomically (orchestration/claiming.py: PostgreSQL `SELECT ... FOR
+UPDATE SKIP LOCKED` plus advisory locks for concurrency limits; SQLite one `UPDATE ...
+RETURNING` in `BEGIN IMMEDIATE`). A claimed run is `running` with `lease_owner` = the
 worker and `lease_expires_at` in the future; a heartbeat thread renews the leases
 every `heartbeat_interval` seconds and, in the same pass, notices cancel requests,
-run timeouts and leases it lost.
+run timeouts and leases it lost. The engine reports the run as events: the worker's
+`LeaseGuard` (a RunHistory subclass) records its start and end only under the lease,
+and a subscriber stops the run when a block fails (unless blocks may fail).
 
-Crash recovery: a run whose lease expired (any host), or whose worker process is
-gone (same host: its pid no longer exists), is put back in the queue (`resume_count`
-+1) — the resumed run reuses the blocks it had completed itself (the engine looks their
-cache keys up among this run's own block runs) — or failed with the reason once it was
-resumed `max_resumes` times. Every worker does this at start and every
-`recover_interval` seconds.
+Crash recovery (orchestration/recovery.py): a run whose lease expired (any host), or
+whose worker process is gone (same host: its pid no longer exists), is put back in the
+queue (`resume_count` +1) — the resumed run reuses the blocks it completed itself (the
+engine looks their cache keys up among this run's own block runs) — or failed with the
+reason once it was resumed `max_resumes` times. Every worker does this at start and
+every `recover_interval` seconds.
 
 Isolation (`isolation="process"`, the default): each run executes in a child process
-(see orchestration/isolation.py), so a cancel or a run timeout ends its code (SIGTERM,
+(orchestration/isolation.py), so a cancel or a run timeout ends its code (SIGTERM,
 then SIGKILL after `kill_grace` s) and frees its memory, and a block that crashes the
 process fails only its run. `isolation="thread"` runs it on a thread of the worker
 (`BLOCKYARD_RUN_ISOLATION=thread`; the bench's in-process baseline).
