@@ -30,7 +30,7 @@ class RunResult:
 
     def __init__(self, runner: Any, status: str) -> None:
         self.run_id: int = runner.run_id
-        self.status = status
+        self.status = str(status)  # a plain str (engine.state.Status is a StrEnum)
         self.pipeline_uuid = runner.spec.uuid
         self.project = runner.project
         self.error = runner.error
@@ -42,7 +42,7 @@ class RunResult:
             self.block_runs[uuid] = BlockRunResult(
                 uuid=uuid,
                 block_uuid=node.block.uuid,
-                status=node.status,
+                status=str(node.status),
                 cache_hit=node.cache_hit,
                 error=oc.error if oc else None,
                 traceback=oc.traceback if oc else None,

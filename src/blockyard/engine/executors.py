@@ -11,7 +11,7 @@ upstream outputs and resolves them where the block runs.
 from __future__ import annotations
 
 import os
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -165,6 +165,7 @@ class ProcessExecutor(_Bounded):
     def __init__(self, max_workers: int | None = None) -> None:
         import multiprocessing
         import threading
+        from concurrent.futures import ProcessPoolExecutor  # multiprocessing: only when used
 
         workers = max_workers or os.cpu_count() or 1
         self.limit, self._lock = 2 * workers, threading.Lock()
