@@ -132,6 +132,19 @@ class RunHistory:
         if e.status == "completed":
             self._unflushed = True
 
+    def abandon(self) -> None:
+        """The run loop raised: stop heartbeating the run, so that recovery (a worker
+        noticing the silence) fails it; write what was queued if possible."""
+        if self._heartbeat is not None:
+            from blockyard.engine import heartbeat
+
+            heartbeat.unregister(self._heartbeat)
+        if self._rec is not None:
+            try:
+                self._rec.close()
+            except Exception:  # the database may be why the run failed
+                pass
+
     def flush(self) -> None:
         self._unflushed = False
         try:

@@ -112,6 +112,9 @@ class PipelineRunner:
         self.emit(ev.RunStarted(self.run_id, blocks))
         try:
             self._loop()
+        except BaseException:
+            self.history.abandon()  # the run stays 'running'; recovery fails it
+            raise
         finally:
             self.executor.shutdown()
         return self._finish()
