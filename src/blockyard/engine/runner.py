@@ -127,11 +127,11 @@ class PipelineRunner:
             if self._cancel.is_set() and not st.cancelled:
                 st.cancel()
                 self._report_settled()
-            while st.ready and not st.cancelled and (not self.running or self._room()):
+            while st.ready and not self._cancel.is_set() and (not self.running or self._room()):
                 self._start(st.ready.pop())
             if not self.running:
                 if st.ready and not st.cancelled:
-                    continue
+                    continue  # a cancel came in while starting: settle the rest first
                 break
             node, result = self._done.get()
             if isinstance(result, Poll):  # a sensor said False; it keeps polling
