@@ -37,8 +37,9 @@ class BlockStarted(NamedTuple):
     run_id: int
     node: str
     block: str
-    # Reads the outputs of nodes of this run: their completion must be durable first.
-    reads_upstream: bool = False
+    # The nodes of this run whose outputs it reads: their completion is made durable
+    # before it starts.
+    upstream: tuple[str, ...] = ()
 
 
 class BlockFinished(NamedTuple):

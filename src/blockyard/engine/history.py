@@ -44,7 +44,10 @@ class RunHistory:
         self.pid = os.getpid()
         self.hostname = socket.gethostname()
         self._rec: Any = None
-        self._unflushed = False  # a completion is queued but not in the database yet
+        # Completions queued but maybe not in the database yet: made durable (one write
+        # for all of them) only when a node that reads one of them starts, so a fan-out
+        # pays one write per wave, a chain one per block.
+        self._unflushed: set[str] = set()
         self._heartbeat: int | None = None
 
     # --------------------------------------------------------- run rows
@@ -77,7 +80,7 @@ class RunHistory:
     def __call__(self, event: ev.RunEvent) -> None:
         kind = type(event)
         if kind is ev.BlockStarted:
-            if event.reads_upstream and self._unflushed:
+            if self._unflushed and not self._unflushed.isdisjoint(event.upstream):
                 self.flush()
             self.rec.update_block_run(event.run_id, event.node, status="running", started_at=_now())
         elif kind is ev.BlockFinished:
@@ -130,7 +133,7 @@ class RunHistory:
             fields["cache_key"] = e.cache_key
         self.rec.update_block_run(e.run_id, e.node, **fields)
         if e.status == "completed":
-            self._unflushed = True
+            self._unflushed.add(e.node)
 
     def abandon(self) -> None:
         """The run loop raised: stop heartbeating the run, so that recovery (a worker
@@ -146,7 +149,7 @@ class RunHistory:
                 pass
 
     def flush(self) -> None:
-        self._unflushed = False
+        self._unflushed.clear()
         try:
             self.rec.write_now()
         except Exception as exc:  # the run goes on; its history may be incomplete

@@ -165,7 +165,8 @@ class PipelineRunner:
 
     def _begin(self, node: Node, task: BlockTask | None) -> None:
         self.state.start(node)
-        self.emit(ev.BlockStarted(self.run_id, node.uuid, node.block.uuid, bool(node.upstream)))
+        upstream = tuple(n.uuid for n in node.upstream)
+        self.emit(ev.BlockStarted(self.run_id, node.uuid, node.block.uuid, upstream))
         self.running += 1
         done = self._done.put
         if task is None:  # a global data product: its producer may run first
