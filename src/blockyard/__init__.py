@@ -12,7 +12,7 @@ __all__ = ["__version__", "run_pipeline", "Workspace"]
 
 def __getattr__(name: str):
     if name == "run_pipeline":
-        from blockyard.engine.api import run_pipeline
+        from blockyard.api import run_pipeline
 
         return run_pipeline
     if name == "Workspace":

@@ -32,7 +32,7 @@ def widget_code(widget: Any) -> tuple[str | None, Path | None]:
 def stored_upstream_outputs(workspace: Any, spec: Any, widget: Any) -> list:
     """The latest stored output of each upstream block, one argument per block (a block
     with several outputs gives the list of them)."""
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
 
     session = session_for(workspace)
     project = spec.project.name

@@ -105,6 +105,7 @@ class Recorder:
         self._queued = 0  # changes queued so far
         self._written = 0  # changes handled (written or failed) so far
         self._flush_requested = False
+        self._waiters = 0  # threads blocked in flush()
         self._closing = False
         self._closed = False
         self._error: RecorderError | None = None
@@ -157,15 +158,19 @@ class Recorder:
                 self._flush_requested = True
                 self._cond.notify_all()
                 deadline = None if timeout is None else time.monotonic() + timeout
-                while self._written < target:
-                    if not self._thread.is_alive():  # pragma: no cover - writer crashed
-                        raise RuntimeError("the recorder thread stopped unexpectedly")
-                    wait = 0.5
-                    if deadline is not None:
-                        wait = min(wait, deadline - time.monotonic())
-                        if wait <= 0:
-                            raise TimeoutError(f"recorder flush did not finish in {timeout} s")
-                    self._cond.wait(wait)
+                self._waiters += 1
+                try:
+                    while self._written < target:
+                        if not self._thread.is_alive():  # pragma: no cover - writer crashed
+                            raise RuntimeError("the recorder thread stopped unexpectedly")
+                        wait = 0.5
+                        if deadline is not None:
+                            wait = min(wait, deadline - time.monotonic())
+                            if wait <= 0:
+                                raise TimeoutError(f"recorder flush did not finish in {timeout} s")
+                        self._cond.wait(wait)
+                finally:
+                    self._waiters -= 1
         self._raise_error()
 
     def write_now(self) -> None:
@@ -182,7 +187,8 @@ class Recorder:
                 if error is not None and self._error is None:
                     self._error = error
                 self._written = max(self._written, upto)
-                self._cond.notify_all()
+                if self._waiters:  # waking the recorder thread for nothing costs the GIL
+                    self._cond.notify_all()
         self._raise_error()
 
     def close(self) -> None:

@@ -224,6 +224,9 @@ class DaskExecutor:
         for t in self._threads:
             t.start()
 
+    def can_submit(self) -> bool:
+        return True  # submissions queue for the batching submitter thread; the cluster schedules
+
     def submit(self, task: BlockTask) -> "Future[Outcome]":
         fut: Future = Future()
         store = task.store

@@ -21,6 +21,7 @@ from blockyard.engine.loader import (
     ensure_import_paths,
     load_block,
     positional_capacity,
+    run_prelude,
     user_line,
 )
 from blockyard.engine.logs import BlockLog, block_logger, install_stream_routing, routed
@@ -66,6 +67,9 @@ class BlockTask:
     poke_interval: float = 60.0
     cancel: Any = None
     on_poll: Any = None
+    # "module:function" names called once per process before a block file loads: the
+    # layers above the engine inject what block code needs (the mage_ai import shim).
+    prelude: tuple[str, ...] = ()
 
 
 @dataclass
@@ -94,6 +98,19 @@ class Outcome:
     tests: list[TestResult] = field(default_factory=list)
     summaries: list[dict] | None = None
     log_path: str | None = None
+
+    @classmethod
+    def from_exception(cls, node_uuid: str, exc: BaseException) -> "Outcome":
+        """An executor (or loading the inputs) raised instead of returning an Outcome."""
+        oc = cls(node_uuid=node_uuid, status="failed")
+        if isinstance(exc, BlockyardError):
+            oc.error, oc.error_details = str(exc), exc.to_dict()
+        else:
+            oc.error = f"block '{node_uuid}': {type(exc).__name__}: {exc}"
+            oc.error_details = {"block": node_uuid}
+        oc.traceback = "".join(tb_module.format_exception(exc))
+        oc.started_at = oc.completed_at = _now()
+        return oc
 
     @property
     def duration(self) -> float | None:
@@ -209,6 +226,7 @@ def _load_extra(paths: list[Path], block: str) -> list[LoadedBlock]:
 def execute_block(task: BlockTask) -> Outcome:
     """Run one block run to completion; never raises for user errors."""
     ensure_import_paths(*task.import_paths)
+    run_prelude(task.prelude)
     install_stream_routing()
     log = BlockLog(task.log_path)
     outcome = Outcome(node_uuid=task.node_uuid, status="failed", started_at=_now())

@@ -1,14 +1,17 @@
 """Executors: strategies that run a BlockTask somewhere and hand back a Future.
 
-The runner only calls `submit(task) -> Future[Outcome]` and `shutdown()`, so a
-Dask executor (or any other) plugs in without touching it. An executor that sets
+The runner only calls `can_submit()`, `submit(task) -> Future[Outcome]` and
+`shutdown()`, so a Dask executor (or any other) plugs in without touching it.
+`can_submit()` is backpressure: while it says False the loop waits for a result
+instead of submitting (and loading the inputs of) more ready blocks; it must say
+True when nothing is in flight. An executor that sets
 `inputs_by_reference` receives `InputRef`s (store references) instead of live
 upstream outputs and resolves them where the block runs.
 """
 from __future__ import annotations
 
 import os
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -20,9 +23,33 @@ class Executor(Protocol):
     # True when outputs come back as live objects (same process).
     in_process: bool
 
+    def can_submit(self) -> bool: ...
+
     def submit(self, task: BlockTask) -> "Future[Outcome]": ...
 
     def shutdown(self) -> None: ...
+
+
+class _Bounded:
+    """Backpressure for pool executors: at most `limit` tasks in flight. A deep enough
+    queue (64, or 8 per worker) keeps the workers from idling between tasks: a small
+    window made every submission wake a sleeping pool thread (measured on the
+    1,000-block fan-out), while still bounding the inputs loaded ahead of time."""
+
+    limit = 0
+    _inflight = 0
+
+    def can_submit(self) -> bool:
+        return self._inflight < self.limit
+
+    def _track(self, fut: "Future[Outcome]") -> "Future[Outcome]":
+        self._inflight += 1  # only the run loop submits: no lock needed for +=
+        fut.add_done_callback(self._untrack)
+        return fut
+
+    def _untrack(self, _fut: Any) -> None:
+        with self._lock:
+            self._inflight -= 1
 
 
 @dataclass(frozen=True)
@@ -86,6 +113,9 @@ class InlineExecutor:
     name = "inline"
     in_process = True
 
+    def can_submit(self) -> bool:
+        return True
+
     def submit(self, task: BlockTask) -> "Future[Outcome]":
         fut: Future = Future()
         try:
@@ -98,20 +128,21 @@ class InlineExecutor:
         pass
 
 
-class ThreadExecutor:
+class ThreadExecutor(_Bounded):
     """The default: independent blocks run concurrently on a thread pool."""
 
     name = "thread"
     in_process = True
 
     def __init__(self, max_workers: int | None = None) -> None:
-        self._pool = ThreadPoolExecutor(
-            max_workers=max_workers or min(32, (os.cpu_count() or 1) + 4),
-            thread_name_prefix="blockyard-block",
-        )
+        import threading
+
+        workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
+        self.limit, self._lock = max(64, 8 * workers), threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blockyard-block")
 
     def submit(self, task: BlockTask) -> "Future[Outcome]":
-        return self._pool.submit(execute_block, task)
+        return self._track(self._pool.submit(execute_block, task))
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)
@@ -123,7 +154,7 @@ def _execute_in_child(task: BlockTask) -> Outcome:
     return outcome
 
 
-class ProcessExecutor:
+class ProcessExecutor(_Bounded):
     """For CPU-bound pure-Python blocks: each block runs in a worker process.
 
     Inputs travel pickled; outputs are persisted by the child and read back
@@ -135,9 +166,13 @@ class ProcessExecutor:
 
     def __init__(self, max_workers: int | None = None) -> None:
         import multiprocessing
+        import threading
+        from concurrent.futures import ProcessPoolExecutor  # multiprocessing: only when used
 
+        workers = max_workers or os.cpu_count() or 1
+        self.limit, self._lock = max(64, 8 * workers), threading.Lock()
         self._pool = ProcessPoolExecutor(
-            max_workers=max_workers or os.cpu_count() or 1,
+            max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
         )
 
@@ -147,7 +182,7 @@ class ProcessExecutor:
         child_task = replace(
             task, store=None, store_url=url, keep_outputs_in_memory=False, progress=None
         )
-        return self._pool.submit(_execute_in_child, child_task)
+        return self._track(self._pool.submit(_execute_in_child, child_task))
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)
@@ -167,6 +202,10 @@ class RoutingExecutor:
             getattr(ex, "inputs_by_reference", False) for ex in [default, *routes.values()]
         )
 
+    def can_submit(self) -> bool:
+        # Per-route backpressure would need the next task's route: any route with room.
+        return any(_can_submit(ex) for ex in [self.default, *self.routes.values()])
+
     def submit(self, task: BlockTask) -> "Future[Outcome]":
         ex = self.routes.get(task.block_uuid, self.default)
         if self.inputs_by_reference and not getattr(ex, "inputs_by_reference", False):
@@ -184,6 +223,11 @@ class RoutingExecutor:
             if id(ex) not in seen:
                 seen.add(id(ex))
                 ex.shutdown()
+
+
+def _can_submit(ex: Any) -> bool:
+    fn = getattr(ex, "can_submit", None)  # an executor written before backpressure existed
+    return True if fn is None else bool(fn())
 
 
 KINDS = ("inline", "thread", "process", "dask")

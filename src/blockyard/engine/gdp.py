@@ -10,7 +10,7 @@ import hashlib
 import threading
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from blockyard.engine.execute import Outcome
 from blockyard.errors import BlockyardError
@@ -130,9 +130,10 @@ def _producer_spec(runner: Any, uuid: str, entry: dict) -> Any:
     return ws.find_pipeline(pipeline)
 
 
-def resolve_global_data_product(runner: Any, node: Any) -> Outcome:
-    from blockyard.engine.runner import PipelineRunner
-
+def resolve_global_data_product(runner: Any, node: Any, run: Callable[[Any], Any]) -> Outcome:
+    """Complete a global-data-product node: reuse the producer pipeline's latest
+    completed run while fresh, else `run(producer_spec)` (the runner hands in how a
+    pipeline runs; it returns an object with `.status` and `.runner.run_id/.error`)."""
     register_codec()
     started = datetime.now(timezone.utc)
     cfg = (node.block.spec.configuration or {}).get("global_data_product") or {}
@@ -160,9 +161,7 @@ def resolve_global_data_product(runner: Any, node: Any) -> Outcome:
             and datetime.now(timezone.utc) - _aware(latest["completed_at"]) < max_age
         )
         if not fresh:
-            state = PipelineRunner(
-                runner.session, producer, use_cache=runner.use_cache, run_tests=runner.run_tests
-            ).run()
+            state = run(producer)
             if state.status != "completed":
                 raise BlockyardError(
                     f"global data product '{uuid}': producer pipeline "
@@ -175,8 +174,9 @@ def resolve_global_data_product(runner: Any, node: Any) -> Outcome:
         for row in db.get_block_runs(latest["id"])
         if row.get("output_ref") and row.get("status") == "completed"
     }
-    data = GlobalProductData(str(runner.store.url), refs, producer.uuid, latest["id"])
-    manifest = runner.store.save_outputs(runner.run_id, node.uuid, [data])
+    store = runner.session.store
+    data = GlobalProductData(str(store.url), refs, producer.uuid, latest["id"])
+    manifest = store.save_outputs(runner.run_id, node.uuid, [data])
     digests = sorted(
         f"{r['block_uuid']}={r.get('digest')}" for r in db.get_block_runs(latest["id"])
     )

@@ -42,7 +42,7 @@ def unregister(run_id: int) -> None:
 
 
 def _loop() -> None:
-    from blockyard.db.columns import utcnow
+    from datetime import datetime, timezone
 
     while True:
         _wake.wait(interval())
@@ -50,6 +50,6 @@ def _loop() -> None:
             runs = list(_runs.items())
         for run_id, db in runs:
             try:
-                db.update_pipeline_run(run_id, heartbeat_at=utcnow())
+                db.update_pipeline_run(run_id, heartbeat_at=datetime.now(timezone.utc))
             except Exception:  # a busy or closed database: the next beat tries again
                 pass

@@ -59,9 +59,6 @@ def load_block(
     code_hash: str | None = None,
 ) -> LoadedBlock:
     """Execute the block file (once per content) and return its decorated functions."""
-    from blockyard.compat.shim import install
-
-    install()
     if source is None or code_hash is None:
         source, code_hash = read_source(path, block_uuid)
     key = (str(path), code_hash)
@@ -250,3 +247,19 @@ def ensure_import_paths(*paths: Path) -> None:
         s = str(p)
         if s not in sys.path:
             sys.path.insert(0, s)
+
+
+_preludes_done: set[str] = set()
+
+
+def run_prelude(names: tuple[str, ...] | list[str]) -> None:
+    """Call each "module:function" once per process (see BlockTask.prelude): the
+    engine does not know the compatibility layer, the layer above tells it."""
+    for name in names:
+        if name in _preludes_done:
+            continue
+        import importlib
+
+        module, _, func = name.partition(":")
+        getattr(importlib.import_module(module), func)()
+        _preludes_done.add(name)

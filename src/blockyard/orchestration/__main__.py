@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             db = Database(args.database_url)
             db.migrate()
         else:
-            from blockyard.engine.session import session_for
+            from blockyard.session import session_for
 
             db = session_for(ws).db
     except BlockyardError as exc:

@@ -33,7 +33,7 @@ PRELOAD = [
     "blockyard.orchestration.runs",
     "blockyard.engine.runner",
     "blockyard.engine.execute",
-    "blockyard.engine.session",
+    "blockyard.session",
     "blockyard.engine.gdp",
     "blockyard.engine.loader",
     "blockyard.project",
@@ -216,42 +216,55 @@ def _die_with_parent() -> None:
         pass
 
 
-class _ChildDatabase:
-    """The child's database as its runner sees it: starting keeps the worker's pid on the
-    run (recovery checks the worker's process), finishing is a compare-and-set on the
-    worker's lease (a run the worker already finished or lost is left alone)."""
+class RunSession:
+    """The engine session of one run a worker executes: the worker's database (a run
+    is recorded where it was claimed), the workspace's store, logs and prelude."""
 
-    def __init__(self, db: Any, payload: dict) -> None:
-        self._db = db
-        self._p = payload
-        self.block_failed = False
+    prelude: tuple[str, ...] = ("blockyard.compat.shim:install",)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._db, name)
-
-    def start_pipeline_run(self, run_id, block_uuids, pid=None, hostname=None) -> None:
-        if int(run_id) == self._p["run_id"]:
-            pid, hostname = self._p["worker_pid"], self._p["hostname"]
-        self._db.start_pipeline_run(run_id, block_uuids, pid=pid, hostname=hostname)
-
-    def finish_pipeline_run(self, run_id, status, error=None, error_details=None, metrics=None) -> None:
-        if int(run_id) != self._p["run_id"]:  # e.g. a global data product's producer run
-            self._db.finish_pipeline_run(run_id, status, error=error, error_details=error_details, metrics=metrics)
-            return
-        from blockyard.orchestration.runs import finish_leased
-
-        if self.block_failed and status == "cancelled":
-            status = "failed"  # the run stopped because a block failed
-        finish_leased(self._db, run_id, self._p["worker_id"], status, error, error_details, metrics)
-
-
-class _ChildSession:
     def __init__(self, workspace: Any, db: Any, store: Any, data_dir: Any, logs_dir: Any) -> None:
         self.workspace = workspace
         self.db = db
         self.store = store
         self.data_dir = data_dir
         self.logs_dir = logs_dir
+
+
+def stop_on_block_failure(settings: dict, stop: Any) -> Any:
+    """An event subscriber: a failed block stops the run (`stop()`), unless the
+    trigger allows blocks to fail (Mage's `allow_blocks_to_fail`)."""
+    from blockyard.engine.events import BlockFinished
+
+    allow = bool((settings or {}).get("allow_blocks_to_fail", False))
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, BlockFinished) and event.status == "failed" and not allow:
+            stop()
+
+    return on_event
+
+
+def _child_history(db: Any, payload: dict) -> Any:
+    """The child's run history: the run keeps the worker's pid (recovery checks the
+    worker's process), finishing is a compare-and-set on the worker's lease (a run the
+    worker already finished or lost is left alone)."""
+    from blockyard.engine.history import RunHistory
+
+    class ChildHistory(RunHistory):
+        block_failed = False
+
+        def start_run(self, run_id: int, blocks: list[str]) -> None:
+            self.pid, self.hostname = payload["worker_pid"], payload["hostname"]
+            super().start_run(run_id, blocks)
+
+        def finish_run(self, run_id: int, status: str, error: Any, error_details: Any) -> None:
+            from blockyard.orchestration.runs import finish_leased
+
+            if self.block_failed and status == "cancelled":
+                status = "failed"  # the run stopped because a block failed
+            finish_leased(self.db, run_id, payload["worker_id"], status, error, error_details, None)
+
+    return ChildHistory(db)
 
 
 def _watch_lifeline(lifeline: Any) -> None:
@@ -303,34 +316,33 @@ def _execute(payload: dict, events: Any) -> None:
     from pathlib import Path
 
     from blockyard.db import open_database
+    from blockyard.engine.events import BlockFinished, BlockStarted
     from blockyard.engine.runner import PipelineRunner
     from blockyard.project import Workspace
     from blockyard.store import ArtifactStore
 
     # SQLite: the stdlib layer (a fresh process has no SQLAlchemy statement cache yet).
     db = open_database(payload["database_url"])
-    leased = _ChildDatabase(db, payload)
+    history = _child_history(db, payload)
     runner = None
     try:
         ws = Workspace.open(payload["workspace_root"])
         row = payload["row"]
         spec = ws.project(row["project"]).pipeline(row["pipeline_uuid"])
-        session = _ChildSession(
-            ws, leased, ArtifactStore(payload["store_url"]), Path(payload["data_dir"]), Path(payload["logs_dir"])
+        session = RunSession(
+            ws, db, ArtifactStore(payload["store_url"]), Path(payload["data_dir"]), Path(payload["logs_dir"])
         )
-        allow_fail = bool((row.get("settings") or {}).get("allow_blocks_to_fail", False))
 
-        def on_event(ev: dict) -> None:
-            if ev.get("type") != "block":
-                return
-            if events is not None:
+        def tell_parent(event: Any) -> None:  # so that a crash can name the running blocks
+            if events is not None and isinstance(event, (BlockStarted, BlockFinished)):
                 try:
-                    events.send(("running" if ev.get("status") == "running" else "ended", ev.get("node")))
+                    events.send(("running" if isinstance(event, BlockStarted) else "ended", event.node))
                 except OSError:
                     pass
-            if ev.get("status") == "failed" and not allow_fail:
-                leased.block_failed = True
-                runner.cancel()
+
+        def block_failed() -> None:
+            history.block_failed = True
+            runner.cancel()
 
         runner = PipelineRunner(
             session,
@@ -340,7 +352,8 @@ def _execute(payload: dict, events: Any) -> None:
             trigger_id=row.get("trigger_id"),
             execution_date=row.get("execution_date"),
             executor=payload["executor"],
-            on_event=on_event,
+            history=history,
+            subscribers=[tell_parent, stop_on_block_failure(row.get("settings"), block_failed)],
         )
         runner.run()
     except BaseException as exc:  # noqa: BLE001 - recorded on the run, then re-raised
@@ -356,3 +369,103 @@ def _execute(payload: dict, events: Any) -> None:
             db.close()
         except Exception:
             pass
+
+
+# ------------------------------------------------------------ the worker side
+def supervise(worker: Any, ctx: Any) -> None:
+    """Execute a claimed run in a child process and wait for it; end it on cancel,
+    timeout or a lost lease (`ctx.stop`), and record a crash (the child records
+    everything else itself)."""
+    from multiprocessing.connection import wait as wait_for_any
+
+    base = worker.base_session()
+    row = ctx.row
+    payload = {
+        "run_id": ctx.run_id,
+        "row": row,
+        "variables": dict(row.get("variables") or {}),
+        "worker_id": worker.worker_id,
+        "worker_pid": worker.pid,
+        "parent_pid": os.getpid(),
+        "hostname": worker.hostname,
+        "database_url": database_url(worker.db),
+        "workspace_root": str(worker.workspace.root),
+        "store_url": str(base.store_url),
+        "data_dir": str(base.data_dir),
+        "logs_dir": str(base.logs_dir),
+        "executor": worker.executor,
+        "environ": dict(os.environ),
+        "cwd": os.getcwd(),
+    }
+    with ctx.lock:
+        if ctx.cancel_reason is not None:
+            return
+    proc, reader = start_child(payload)
+    with ctx.lock:
+        ctx.proc = proc
+    if ctx.stop.is_set():  # cancelled while it started
+        proc.terminate()
+    running: set[str] = set()
+    try:
+        while proc.exitcode is None:
+            wait_for_any([proc.sentinel, reader], timeout=0.25)  # wakes at once on exit
+            drain(reader, running)
+            if ctx.stop.is_set() and proc.exitcode is None:
+                stop_child(proc, worker.kill_grace)
+        proc.join()
+        drain(reader, running)
+    finally:
+        reader.close()
+        lifeline = getattr(proc, "_blockyard_lifeline", None)
+        if lifeline is not None:
+            lifeline.close()
+    _after_child(worker, ctx, proc.exitcode, sorted(running))
+
+
+def _after_child(worker: Any, ctx: Any, exitcode: int | None, running: list[str]) -> None:
+    """The child is gone. Close the block runs it left open; if it did not record the
+    run's result (it crashed or was killed), record why."""
+    import sqlalchemy as sa
+
+    from blockyard.db.common import utcnow
+    from blockyard.db.schema import block_runs as br
+    from blockyard.db.schema import pipeline_runs as pr
+
+    with worker.db.engine.connect() as conn:
+        run = conn.execute(sa.select(pr.c.status, pr.c.lease_owner).where(pr.c.id == ctx.run_id)).first()
+        open_blocks = [
+            r.block_uuid
+            for r in conn.execute(
+                sa.select(br.c.block_uuid).where(br.c.pipeline_run_id == ctx.run_id, br.c.status == "running")
+            )
+        ]
+    open_blocks = sorted(set(open_blocks) | set(running))
+    if run is None or ctx.cancel_reason in ("lease_lost", "shutdown"):
+        return
+    message = None
+    if run.status == "running" and run.lease_owner == worker.worker_id and not ctx.finalized:
+        message = describe_exit(exitcode, open_blocks)
+        worker._fail_run(ctx, message)
+    else:
+        ctx.finalized = True
+    if not open_blocks:
+        return
+    reason = ctx.cancel_reason
+    if message is None:
+        if reason == "timeout":
+            message = f"stopped: the run timed out after {ctx.settings.get('timeout'):g} s"
+        elif reason == "requested":
+            message = "stopped: the run was cancelled"
+        else:
+            message = "stopped: the run ended while the block ran"
+    status = "cancelled" if reason == "requested" else "failed"
+    with worker.db.engine.begin() as conn:
+        conn.execute(
+            sa.update(br)
+            .where(
+                br.c.pipeline_run_id == ctx.run_id,
+                br.c.block_uuid.in_(open_blocks),
+                br.c.status.not_in(("completed", "condition_failed")),
+            )
+            .values(status=status, error=message, completed_at=utcnow())
+        )

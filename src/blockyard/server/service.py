@@ -108,7 +108,7 @@ class Service:
 
     # -------------------------------------------------------------------- run
     def run(self) -> int:
-        from blockyard.engine.session import session_for
+        from blockyard.session import session_for
 
         try:
             db = session_for(self.workspace).db  # migrates the run history

@@ -93,7 +93,7 @@ class AppState:
         ws = self.workspace
         session = self._session
         if session is None or self._session_ws is not ws:
-            from blockyard.engine.session import session_for
+            from blockyard.session import session_for
 
             session = session_for(ws)
             self._session, self._session_ws = session, ws

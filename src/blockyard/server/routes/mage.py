@@ -190,7 +190,7 @@ async def run_block(body: MageBlockRunIn, request: Request):
 
 
 def _run_block(st, body: MageBlockRunIn, request: Request):
-    from blockyard.engine.api import run_pipeline
+    from blockyard.api import run_pipeline
 
     spec_in = body.run
     project, uuid = _authorize_block_run(st, request, spec_in.pipeline_uuid)
