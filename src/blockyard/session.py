@@ -38,7 +38,7 @@ class Session:
                     from blockyard.db import open_database
 
                     self.data_dir.mkdir(parents=True, exist_ok=True)
-                    # SQLite: a LiteDatabase, which keeps SQLAlchemy off the run path.
+                    # SQLite: its writes go through sqlite3, which keeps SQLAlchemy off the run path.
                     db = open_database(self.database_url)
                     db.migrate()
                     db.recover_orphans()

@@ -38,7 +38,7 @@ PRELOAD = [
     "blockyard.engine.loader",
     "blockyard.project",
     "blockyard.compat.shim",
-    "blockyard.db.lite",
+    "blockyard.db.sqlite_writes",
     "blockyard.db.database",
     "blockyard.db.schema",
     "blockyard.store.artifact_store",
@@ -90,7 +90,7 @@ def _context(method: str):
 
 def database_url(db: Any) -> str:
     """The URL a child opens the same database with (password included)."""
-    source = getattr(db, "_source", None)  # LiteDatabase
+    source = getattr(db, "_source", None)  # the URL or path it was opened with
     if source is not None:
         return os.fspath(source)
     return db.url.render_as_string(hide_password=False)
