@@ -479,7 +479,6 @@ def test_recorder_groups_by_column_set_and_keeps_order(db, monkeypatch):
 
 def test_recorder_thousand_block_runs(db):
     uuids = [f"block_{i:04d}" for i in range(1000)]
-    started = time.perf_counter()
     run_id = db.create_pipeline_run("p", "big", {}, None, uuids)
     t0 = datetime.now(timezone.utc)
     with db.recorder() as rec:
@@ -499,8 +498,7 @@ def test_recorder_thousand_block_runs(db):
         for j in range(100):
             rec.add_block_run(run_id, f"block_0000:{j}", parent_uuid="block_0000", dynamic_index=j)
         rec.flush()
-        elapsed = time.perf_counter() - started
-    assert elapsed < 1.0, f"recording 1,000 block runs took {elapsed:.2f} s"
+    # How fast it records is measured in bench/ (never asserted on the clock here).
 
     rows = db.get_block_runs(run_id)
     assert len(rows) == 1100
