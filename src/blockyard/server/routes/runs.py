@@ -422,6 +422,12 @@ async def stream_logs(run_id: RunId, request: Request,
                     yield _sse("status", {"block_uuid": uuid, "status": bstatus}, counter)
             finished = status is None or status not in UNFINISHED
             for uuid, line in await run_in_threadpool(tail.read, finished):
+                if uuid and seen.get(uuid) in (None, "initial", "queued"):
+                    # A block that prints is running, even if the history's batched write
+                    # of that (within ~20 ms) has not reached the database yet.
+                    seen[uuid] = "running"
+                    counter += 1
+                    yield _sse("status", {"block_uuid": uuid, "status": "running"}, counter)
                 counter += 1
                 yield _sse("log", {"block_uuid": uuid, "line": line}, counter)
             if status != run_status:
