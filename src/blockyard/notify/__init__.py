@@ -15,17 +15,32 @@ and reported in the results. See docs/alerts-and-secrets.md.
 """
 from __future__ import annotations
 
-from blockyard.notify.config import ALERT_ON, DEFAULT_ALERT_ON, NotificationConfig, load_notification_config
-from blockyard.notify.message import Message, build_message, run_url
-from blockyard.notify.sender import (
-    ChannelResult,
-    notify_run_finished,
-    notify_sla_passed,
-    send_alert,
-    send_test_alert,
-)
-from blockyard.notify.templating import TemplateError, render_template, render_value
-from blockyard.secrets import redact
+import importlib
+from typing import Any
+
+# Names resolve on first use (PEP 562): `blockyard` CLI start-up imports notify.cli, and
+# the senders (smtplib, ssl, email, secrets) cost tens of ms a run that alerts nobody
+# should not pay.
+_HOME = {
+    "ALERT_ON": "config", "DEFAULT_ALERT_ON": "config", "NotificationConfig": "config",
+    "load_notification_config": "config",
+    "Message": "message", "build_message": "message", "run_url": "message",
+    "ChannelResult": "sender", "notify_run_finished": "sender", "notify_sla_passed": "sender",
+    "send_alert": "sender", "send_test_alert": "sender",
+    "TemplateError": "templating", "render_template": "templating", "render_value": "templating",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "redact":
+        from blockyard.secrets import redact
+
+        return redact
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'blockyard.notify' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"blockyard.notify.{home}"), name)
+
 
 __all__ = [
     "ALERT_ON",
