@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import base64
 import io
-import threading
 from pathlib import Path
-from typing import Any
 
 from blockyard.charts.compute import ChartError
 
@@ -31,25 +29,13 @@ __all__ = ["block_outputs", "history_frame", "image_chart", "pipelines_frame"]
 
 LIMIT = 10_000  # rows of a run-history frame, as Mage's DEFAULT_LIMIT
 
-_dbs: dict[str, Any] = {}
-_lock = threading.Lock()
-
 
 def _history_db(root: Path):
     """The workspace's run-history database (opened and migrated once per process)."""
     from blockyard import settings
-    from blockyard.db import open_database
+    from blockyard.db import shared_database
 
-    url = settings.database_url_for(settings.data_dir_for(Path(root)))
-    with _lock:
-        db = _dbs.get(url)
-        if db is None:
-            if url.startswith("sqlite:///"):
-                Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-            db = open_database(url)
-            db.migrate()
-            _dbs[url] = db
-    return db
+    return shared_database(settings.database_url_for(settings.data_dir_for(Path(root))))
 
 
 def _pipeline(root: Path, source: dict, where: dict, *, required: bool, kind: str):

@@ -7,10 +7,13 @@ SQLite file, writes a run's rows with stdlib sqlite3 (see `database.py`).
 from __future__ import annotations
 
 import os
+import threading
+from pathlib import Path
 
 __all__ = [
     "Database",
     "open_database",
+    "shared_database",
     "Recorder",
     "RecorderError",
     "MigrationError",
@@ -27,6 +30,24 @@ def open_database(url: str | os.PathLike):
     from blockyard.db.database import Database
 
     return Database(url)
+
+
+_shared: dict[str, object] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_database(url: str):
+    """The run-history database at `url`, opened and migrated once per process and
+    kept open: for readers outside a run (monitoring figures, dashboard charts)."""
+    with _shared_lock:
+        db = _shared.get(url)
+        if db is None:
+            if url.startswith("sqlite:///"):
+                Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            db = open_database(url)
+            db.migrate()
+            _shared[url] = db
+    return db
 
 
 def __getattr__(name: str):

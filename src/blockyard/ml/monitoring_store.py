@@ -12,7 +12,6 @@ history is one indexed query.
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,6 @@ __all__ = ["MonitoringStore", "FEATURE_DRIFT", "COLUMN_MISSING"]
 
 FEATURE_DRIFT = "feature_drift"  # per-feature drift score (feature column set)
 COLUMN_MISSING = "column_missing_share"  # per-column share of missing values
-
-_dbs: dict[str, Any] = {}
-_dbs_lock = threading.Lock()
-
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
@@ -48,19 +43,10 @@ class MonitoringStore:
         if db is not None:
             return cls(db)
         from blockyard import settings
-        from blockyard.db import open_database
+        from blockyard.db import shared_database
         from blockyard.ml.monitoring import _workspace
 
-        url = settings.database_url_for(settings.data_dir_for(_workspace(workspace)))
-        with _dbs_lock:
-            db = _dbs.get(url)
-            if db is None:
-                if url.startswith("sqlite:///"):
-                    Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-                db = open_database(url)
-                db.migrate()
-                _dbs[url] = db
-        return cls(db)
+        return cls(shared_database(settings.database_url_for(settings.data_dir_for(_workspace(workspace)))))
 
     # ------------------------------------------------------------------ write
     def save(self, result) -> int:
