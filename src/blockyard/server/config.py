@@ -1,9 +1,10 @@
 """Server settings and the bind/auth rule (no FastAPI import here)."""
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass, field
+
+from blockyard.hosts import is_loopback
 
 ENV_API_TOKEN = "BLOCKYARD_API_TOKEN"
 ENV_ALLOWED_HOSTS = "BLOCKYARD_ALLOWED_HOSTS"
@@ -73,17 +74,6 @@ def body_timeout_from_env() -> float:
     except ValueError:
         value = DEFAULT_BODY_TIMEOUT
     return value if value > 0 else DEFAULT_BODY_TIMEOUT
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and 'localhost' (what only this machine can reach)."""
-    text = (host or "").strip().strip("[]").lower()
-    if text in ("localhost", "localhost.localdomain", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(text).is_loopback
-    except ValueError:
-        return False
 
 
 def bind_problem(host: str, token: str | None) -> str | None:

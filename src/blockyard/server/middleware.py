@@ -12,7 +12,7 @@ import logging
 import re
 from typing import Any
 
-from blockyard.server.config import is_loopback
+from blockyard.hosts import is_loopback
 from blockyard.storable import check_json_body, check_query, is_json_request
 
 log = logging.getLogger("blockyard.server")

@@ -6,13 +6,15 @@ from typing import Any, Callable, Optional
 
 import typer
 
+from blockyard.hosts import is_loopback
+
 DEFAULT_PORT = 6790
 
 
 def run(ws: Any, *, host: str, port: int, model: str, alias: str, transform: Optional[str], poll: float,
         log_predictions: bool, token: Optional[str], fail: Callable[..., None]) -> int:
     """Shared by `blockyard serve` and `blockyard start --role serve`."""
-    if not token and not _is_loopback(host):
+    if not token and not is_loopback(host):
         fail(f"refusing to listen on {host} without a token: set BLOCKYARD_API_TOKEN (or --token) so "
              f"POST /invocations needs `Authorization: Bearer <token>`, or listen on 127.0.0.1")
     if poll < 0:
@@ -30,18 +32,6 @@ def run(ws: Any, *, host: str, port: int, model: str, alias: str, transform: Opt
     except ValueError as exc:  # a --transform that does not import
         fail(str(exc))
     return 1
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    text = (host or "").strip().strip("[]").lower()
-    if text in ("localhost", "localhost.localdomain", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(text).is_loopback
-    except ValueError:
-        return False
 
 
 def run_role(ws: Any, *, host: str, port: int, token: Optional[str], fail: Callable[..., None]) -> int:
