@@ -22,7 +22,6 @@ import argparse
 import datetime as _dt
 import os
 import platform
-import re
 import signal
 import socket
 import statistics
@@ -278,7 +277,8 @@ def report(results: list[dict], args) -> str:
 
 
 def write_results(text: str) -> None:
-    path = ROOT / "bench" / "RESULTS.md"
+    from results_md import RESULTS, replace_section
+
     today = _dt.date.today().isoformat()
     section = (
         f"## API ({today})\n\n"
@@ -297,14 +297,8 @@ def write_results(text: str) -> None:
         "of CPU per request here against ~0.6 ms for its sync client in threads, so the "
         "generator uses threads (on 2 CPUs it would otherwise measure itself).\n"
     )
-    current = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"^## API \(.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(section + "\n", current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + section
-    path.write_text(updated)
-    print(f"wrote the figures to {path}")
+    replace_section("## API (", section)
+    print(f"wrote the figures to {RESULTS}")
 
 
 def main() -> None:

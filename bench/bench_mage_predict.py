@@ -318,10 +318,10 @@ def main() -> None:
 
 
 def write_results(text: str) -> None:
-    import datetime as _dt
-    import re
+    from results_md import replace_section
 
-    path = ROOT / "bench" / "RESULTS.md"
+    import datetime as _dt
+
     title = f"## Issue 12 — served vs Mage's pipeline per request ({_dt.date.today().isoformat()})"
     section = (
         f"{title}\n\n"
@@ -341,13 +341,7 @@ def write_results(text: str) -> None:
         "from the variable store; the prediction itself is well under a millisecond. bench_serving.py's "
         "ratio (11-12x) is against Blockyard's own, much cheaper, pipeline run per request.\n"
     )
-    current = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"^## Issue 12 — served vs Mage's pipeline per request \(.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        current = pattern.sub(lambda _m: section + "\n", current)
-    else:
-        current = current.rstrip("\n") + "\n\n" + section
-    path.write_text(current)
+    replace_section("## Issue 12 — served vs Mage's pipeline per request (", section)
 
 
 if __name__ == "__main__":

@@ -330,7 +330,8 @@ def main() -> None:
 
 
 def write_results(text: str) -> None:
-    path = ROOT / "bench" / "RESULTS.md"
+    from results_md import replace_section
+
     today = _dt.date.today().isoformat()
     section = (
         f"## Serving ({today})\n\n"
@@ -347,13 +348,7 @@ def write_results(text: str) -> None:
         "transform, predict, queue the log row). Re-run on an idle machine for the figures against "
         "the targets.\n"
     )
-    current = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"^## Serving \(.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        current = pattern.sub(lambda _m: section + "\n", current)
-    else:
-        current = current.rstrip("\n") + "\n\n" + section
-    path.write_text(current)
+    replace_section("## Serving (", section)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import datetime as _dt
 import os
 import platform
 import random
-import re
 import statistics
 import sys
 import tempfile
@@ -169,7 +168,8 @@ def main() -> int:
 
 
 def write_results(text: str) -> None:
-    path = ROOT / "bench" / "RESULTS.md"
+    from results_md import replace_section
+
     today = _dt.date.today().isoformat()
     section = (
         f"## UI ({today})\n\n"
@@ -178,13 +178,7 @@ def write_results(text: str) -> None:
         "summed. Target: 200 ms per page.\n\n"
         f"```\n{text}\n```\n"
     )
-    current = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"^## UI \(.*?\)\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        current = pattern.sub(section + "\n", current).rstrip() + "\n"
-    else:
-        current = current.rstrip() + "\n\n" + section
-    path.write_text(current)
+    replace_section("## UI (", section)
 
 
 if __name__ == "__main__":
