@@ -22,41 +22,19 @@ from typing import Any
 # the senders (smtplib, ssl, email, secrets) cost tens of ms a run that alerts nobody
 # should not pay.
 _HOME = {
-    "ALERT_ON": "config", "DEFAULT_ALERT_ON": "config", "NotificationConfig": "config",
-    "load_notification_config": "config",
-    "Message": "message", "build_message": "message", "run_url": "message",
-    "ChannelResult": "sender", "notify_run_finished": "sender", "notify_sla_passed": "sender",
-    "send_alert": "sender", "send_test_alert": "sender",
-    "TemplateError": "templating", "render_template": "templating", "render_value": "templating",
+    **dict.fromkeys(("ALERT_ON", "DEFAULT_ALERT_ON", "NotificationConfig", "load_notification_config"),
+                    "blockyard.notify.config"),
+    **dict.fromkeys(("Message", "build_message", "run_url"), "blockyard.notify.message"),
+    **dict.fromkeys(("ChannelResult", "notify_run_finished", "notify_sla_passed", "send_alert", "send_test_alert"),
+                    "blockyard.notify.sender"),
+    **dict.fromkeys(("TemplateError", "render_template", "render_value"), "blockyard.notify.templating"),
+    "redact": "blockyard.secrets",
 }
+__all__ = sorted(_HOME)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "redact":
-        from blockyard.secrets import redact
-
-        return redact
     home = _HOME.get(name)
     if home is None:
         raise AttributeError(f"module 'blockyard.notify' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"blockyard.notify.{home}"), name)
-
-
-__all__ = [
-    "ALERT_ON",
-    "DEFAULT_ALERT_ON",
-    "ChannelResult",
-    "Message",
-    "NotificationConfig",
-    "TemplateError",
-    "build_message",
-    "load_notification_config",
-    "notify_run_finished",
-    "notify_sla_passed",
-    "redact",
-    "render_template",
-    "render_value",
-    "run_url",
-    "send_alert",
-    "send_test_alert",
-]
+    return getattr(importlib.import_module(home), name)
