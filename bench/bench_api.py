@@ -193,7 +193,7 @@ def count_trigger_runs(root: Path, env: dict, trigger_id: int) -> int:
     saved = dict(os.environ)
     os.environ.update(env)
     try:
-        from blockyard.engine.session import reset_sessions, session_for
+        from blockyard.session import reset_sessions, session_for
         from blockyard.project import Workspace
         from blockyard.server import queries
 

@@ -86,7 +86,7 @@ BLOCKYARD = r'''
 import json, sys, time
 t_import = time.perf_counter()
 import blockyard
-from blockyard.engine.api import run_pipeline
+from blockyard.api import run_pipeline
 imports = time.perf_counter() - t_import
 
 times = []
@@ -105,7 +105,7 @@ print(json.dumps({"times": times, "imports": imports, "run_id": r.run_id}))
 # spell of the shared machine then weighs on both runs of a pair alike.
 PAIRED = PLAIN.split("times = []")[0] + r'''
 import blockyard
-from blockyard.engine.api import run_pipeline
+from blockyard.api import run_pipeline
 
 
 def through_blockyard():

@@ -90,7 +90,7 @@ def executions(marks: Path) -> int:
 
 def soak(label: str, url: str, args, rng: random.Random) -> dict:
     from blockyard.db import Database
-    from blockyard.engine.session import Session
+    from blockyard.session import Session
     from blockyard.orchestration import runs
     from blockyard.orchestration.worker import Worker
     from blockyard.project import Workspace

@@ -26,7 +26,7 @@ def ws(tmp_path, monkeypatch):
 
 
 def _db(root):
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
     from blockyard.project import Workspace
 
     return session_for(Workspace.open(root)).db

@@ -492,9 +492,9 @@ def _fake_engine_api(monkeypatch, result=None, exc=None, gate=None):
             raise exc
         return result
 
-    module = types.ModuleType("blockyard.engine.api")
+    module = types.ModuleType("blockyard.api")
     module.run_pipeline = run_pipeline
-    monkeypatch.setitem(sys.modules, "blockyard.engine.api", module)
+    monkeypatch.setitem(sys.modules, "blockyard.api", module)
     monkeypatch.delenv("BLOCKYARD_SERVER_URL", raising=False)
     return calls
 
@@ -652,18 +652,18 @@ def test_get_variable_reads_latest_completed_output(tmp_path, monkeypatch):
 
 def _engine_layer():
     try:
-        from blockyard.engine.api import run_pipeline  # noqa: F401
+        from blockyard.api import run_pipeline  # noqa: F401
     except ImportError:
         return False
     return _store_layers()
 
 
-@pytest.mark.skipif(not _engine_layer(), reason="blockyard.engine.api is not available yet")
+@pytest.mark.skipif(not _engine_layer(), reason="blockyard.api is not available yet")
 def test_mage_block_runs_in_process_end_to_end(tmp_path, monkeypatch):
     """A Mage-style block using the shim, run through trigger_pipeline, read with get_variable."""
     import yaml
 
-    from blockyard.engine.session import reset_sessions
+    from blockyard.session import reset_sessions
     from mage_ai.data_preparation.variable_manager import get_variable
     from mage_ai.orchestration.triggers.api import trigger_pipeline
 

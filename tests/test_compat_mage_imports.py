@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from blockyard.compat import shim
-from blockyard.engine.api import run_pipeline
-from blockyard.engine.session import reset_sessions
+from blockyard.api import run_pipeline
+from blockyard.session import reset_sessions
 from wsbuilder import block, write_pipeline
 
 NO_CACHE = {"cache": False}

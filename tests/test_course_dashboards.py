@@ -28,7 +28,7 @@ def _charts(board) -> dict:
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
-    from blockyard.engine.session import reset_sessions
+    from blockyard.session import reset_sessions
 
     path = tmp_path / "home"
     path.mkdir()

@@ -24,7 +24,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    from blockyard.engine.session import reset_sessions
+    from blockyard.session import reset_sessions
 
     path = tmp_path_factory.mktemp("blockyard_home")
     mp = pytest.MonkeyPatch()

@@ -28,7 +28,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     """BLOCKYARD_HOME (run history, outputs, MLflow store) in a temp folder."""
-    from blockyard.engine.session import reset_sessions
+    from blockyard.session import reset_sessions
 
     path = tmp_path_factory.mktemp("blockyard_home")
     mp = pytest.MonkeyPatch()
@@ -58,7 +58,7 @@ def _run(pipeline: str, use_cache: bool | None = None, **variables):
 
 
 def _db():
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
     from blockyard.project import Workspace
 
     return session_for(Workspace.open(WORKSPACE)).db

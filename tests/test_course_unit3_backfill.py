@@ -43,7 +43,7 @@ def unit3(tmp_path_factory):
     from sklearn.linear_model import LinearRegression
 
     from blockyard.datasets import load_green_taxi
-    from blockyard.engine.session import reset_sessions
+    from blockyard.session import reset_sessions
     from blockyard.ml.metrics import rmse
     from blockyard.ml.registry import promote_if_better
     from blockyard.ml.tracking import log_final_model

@@ -84,7 +84,7 @@ def _workspace(root: Path) -> Path:
 def ws(tmp_path, monkeypatch):
     """A workspace whose `etl` pipeline ran three times (n = 1, 2, 3)."""
     from blockyard import run_pipeline
-    from blockyard.engine.session import reset_sessions
+    from blockyard.session import reset_sessions
 
     for name in ("BLOCKYARD_HOME", "BLOCKYARD_DATABASE_URL", "BLOCKYARD_STORE_URL", "BLOCKYARD_WORKSPACE"):
         monkeypatch.delenv(name, raising=False)

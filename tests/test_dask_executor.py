@@ -43,7 +43,7 @@ def ws(tmp_path, monkeypatch, cluster):
 
 
 def _block_rows(root, run_id) -> dict:
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
     from blockyard.project import Workspace
 
     rows = session_for(Workspace.open(root)).db.get_block_runs(run_id)
@@ -268,7 +268,7 @@ def test_a_worker_killed_mid_run_is_survived(ws, cluster, tmp_path):
     reason="course data mirror not present",
 )
 def test_course_pipelines_give_identical_digests_on_every_executor(cluster, tmp_path, monkeypatch):
-    from blockyard.engine.session import reset_sessions
+    from blockyard.session import reset_sessions
 
     monkeypatch.setenv("BLOCKYARD_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("BLOCKYARD_DATA_MIRROR", str(MIRROR))
@@ -305,12 +305,12 @@ def test_cli_executor_dask_runs_on_the_cluster_and_rejects_unknown_kinds(ws, clu
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "completed" in done.stdout
-    from blockyard.engine.session import reset_sessions
+    from blockyard.session import reset_sessions
 
     reset_sessions()
     rows = _block_rows(ws, 1)
     assert rows["pid"]["status"] == "completed"
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
     from blockyard.project import Workspace
 
     pid = session_for(Workspace.open(ws)).store.load_output(1, "pid", 0)

@@ -668,7 +668,7 @@ def test_blockyard_run_on_sqlite_imports_no_sqlalchemy(tmp_path):
 
 
 def test_session_db_takes_the_fast_path_for_sqlite(tmp_path, monkeypatch):
-    from blockyard.engine.session import Session
+    from blockyard.session import Session
     from blockyard.project import Workspace
 
     monkeypatch.delenv("BLOCKYARD_HOME", raising=False)

@@ -18,7 +18,7 @@ PIPELINE = "unit_5_deploying/deploying_to_production"
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
-    from blockyard.engine.session import reset_sessions
+    from blockyard.session import reset_sessions
 
     monkeypatch.setenv("BLOCKYARD_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("BLOCKYARD_DATABASE_URL", raising=False)
@@ -62,7 +62,7 @@ def test_renders_validates_and_prints_the_commands_as_a_dry_run(home):
                                   f"-t registry.example/mlops:1.2 {REPO}")
     assert any("up -d --scale worker=3 --scale dask-worker=4" in c for c in commands)
     assert not any(" down" in c for c in commands)
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
     from blockyard.project import Workspace
 
     rows = {r["block_uuid"]: r for r in session_for(Workspace.open(WORKSPACE)).db.get_block_runs(result.run_id)}

@@ -47,7 +47,7 @@ def test_completion_is_durable_before_dependents_start(env, tmp_path):
 
 
 def test_corrupted_output_is_an_error_and_is_recomputed(env, tmp_path):
-    from blockyard.engine.session import Session
+    from blockyard.session import Session
     from blockyard.store import CorruptOutputError
 
     counter = tmp_path / "load_executions"
@@ -160,6 +160,6 @@ def test_recovery_never_executes_a_completed_block_again(env, tmp_path):
     row = env.db.get_pipeline_run(run["id"])
     assert row["status"] == "completed" and row["resume_count"] == 1, row["error"]
     assert executions.read_text() == "x"  # executed once, across the crash
-    from blockyard.engine.session import Session
+    from blockyard.session import Session
 
     assert Session(env.ws()).store.load_output(run["id"], "train", 0) == 42

@@ -350,7 +350,7 @@ def test_print_and_logger_land_in_block_log(ws):
             """),
     ])
     result = run(ws)
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
     from blockyard.project import Workspace
 
     db = session_for(Workspace.open(ws)).db
@@ -437,7 +437,7 @@ def test_global_data_product_runs_producer_only_when_outdated(ws):
     assert first.ok, first.error
     second = run(ws, "cons/consumer", use_cache=False)
     assert second.output("use") == first.output("use")  # producer not rerun while fresh
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
     from blockyard.project import Workspace
 
     db = session_for(Workspace.open(ws)).db
@@ -542,7 +542,7 @@ BIG_FRAME = """
 
 
 def _db(ws):
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
     from blockyard.project import Workspace
 
     return session_for(Workspace.open(ws)).db

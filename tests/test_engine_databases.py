@@ -43,13 +43,13 @@ def ws(request, tmp_path, monkeypatch):
             """, upstream=["square"]),
     ])
     yield root
-    from blockyard.engine.session import reset_sessions
+    from blockyard.session import reset_sessions
 
     reset_sessions()
 
 
 def _db(root):
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
     from blockyard.project import Workspace
 
     return session_for(Workspace.open(root)).db
@@ -107,7 +107,7 @@ def test_killed_run_is_marked_failed_on_next_start(ws, tmp_path):
     """)
     proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), timeout=120)
     assert proc.returncode == -9
-    from blockyard.engine.session import reset_sessions
+    from blockyard.session import reset_sessions
 
     reset_sessions()
     db = _db(ws)  # opening the database again recovers orphans

@@ -25,7 +25,7 @@ def test_block_reads_a_project_scoped_database_secret(tmp_path, monkeypatch):
                     return get_secret_value('api_key')
                 """),
         ])
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
     from blockyard.project import Workspace
     from blockyard.secrets import SecretStore
 

@@ -629,7 +629,7 @@ def test_retry_incomplete_reuses_completed_blocks(env, tmp_path):
 
 # ------------------------------------------------------------------ backfills
 def test_backfill_creates_one_run_per_interval_with_interval_kwargs(env, notify_calls):
-    from blockyard.engine.session import Session
+    from blockyard.session import Session
     from blockyard.orchestration import backfills
 
     env.pipeline("pipe", [block("report", """

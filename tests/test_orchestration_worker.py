@@ -311,7 +311,7 @@ def test_crash_recovery_after_kill_9(env, tmp_path):
     blocks = {b["block_uuid"]: b for b in env.db.get_block_runs(run["id"])}
     assert blocks["load"]["cache_hit"] is True  # completed before the crash: reused
     assert blocks["train"]["status"] == "completed" and blocks["train"]["cache_hit"] is False
-    from blockyard.engine.session import Session
+    from blockyard.session import Session
 
     assert Session(env.ws()).store.load_output(run["id"], "train", 0) == 42
 

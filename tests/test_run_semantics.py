@@ -21,7 +21,7 @@ from wsbuilder import block, write_pipeline
 @pytest.fixture
 def rs(env, monkeypatch):  # noqa: F811 - the fixture above
     """The orchestration env, with run_pipeline() recording into the same database."""
-    from blockyard.engine.session import reset_sessions
+    from blockyard.session import reset_sessions
 
     monkeypatch.setenv("BLOCKYARD_DATABASE_URL", env.url)
     reset_sessions()

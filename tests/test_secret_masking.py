@@ -14,7 +14,7 @@ SECRET = "tok-9f8e7d6c5b4a-very-secret"
 def test_secret_values_are_masked_everywhere(env, monkeypatch):
     from fastapi.testclient import TestClient
 
-    from blockyard.engine.session import Session
+    from blockyard.session import Session
     from blockyard.server.app import create_app
 
     env.pipeline("leaky", [

@@ -17,8 +17,8 @@ with warnings.catch_warnings():  # starlette's note about httpx2
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient  # noqa: E402
 
-from blockyard.engine.api import run_pipeline  # noqa: E402
-from blockyard.engine.session import reset_sessions  # noqa: E402
+from blockyard.api import run_pipeline  # noqa: E402
+from blockyard.session import reset_sessions  # noqa: E402
 from blockyard.server.app import create_app  # noqa: E402
 from blockyard.server.config import ServerConfig  # noqa: E402
 from test_server_support import make_workspace  # noqa: E402

@@ -75,7 +75,7 @@ NASTY = ["\x00", "a\x00b", "\ud800", "x\udfff", float("nan"), float("inf"), floa
 @pytest.fixture(scope="module", autouse=True)
 def _cleanup():
     yield
-    from blockyard.engine.session import reset_sessions
+    from blockyard.session import reset_sessions
 
     reset_sessions()
     shutil.rmtree(_FOLDER, ignore_errors=True)

@@ -104,7 +104,7 @@ def test_sigterm_lets_a_running_block_finish(tmp_path):
     server.proc.send_signal(signal.SIGTERM)
     flag.write_text("go")  # the block is still running; it may finish now
     assert server.wait() == 0, server.output()  # (a second SIGTERM would mean: exit now)
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
     from blockyard.project import Workspace
 
     row = session_for(Workspace.open(space.root)).db.get_pipeline_run(run_id)

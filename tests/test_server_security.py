@@ -331,7 +331,7 @@ def trigger_store(tmp_path, db_env, monkeypatch):
     """A TriggerStore on the real database, and `refuse(word)`: from then on the database
     itself refuses a trigger row whose variables contain `word` (a CHECK constraint on
     PostgreSQL, a RAISE trigger on SQLite) -- a real failure after the file was written."""
-    from blockyard.engine.session import reset_sessions, session_for
+    from blockyard.session import reset_sessions, session_for
     from blockyard.orchestration.triggers import TriggerStore
     from blockyard.project import Workspace
 

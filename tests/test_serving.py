@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    from blockyard.engine.session import reset_sessions
+    from blockyard.session import reset_sessions
     from blockyard.serving.model import stop_all_holders
 
     path = tmp_path_factory.mktemp("serving_home")

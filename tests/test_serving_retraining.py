@@ -36,7 +36,7 @@ def _release_claim(watch):
 
 def test_new_month_retrains_and_the_served_champion_never_gets_worse(tmp_path, monkeypatch):
     from blockyard import run_pipeline
-    from blockyard.engine.session import reset_sessions
+    from blockyard.session import reset_sessions
     from blockyard.ml.tracking import setup_mlflow
     from blockyard.serving.model import ModelHolder
 
@@ -167,7 +167,7 @@ def test_scheduler_and_worker_retrain_on_new_data_and_on_an_alert(tmp_path, monk
     from blockyard import settings
     from blockyard.db import Database
     from blockyard.db.columns import utcnow
-    from blockyard.engine.session import reset_sessions
+    from blockyard.session import reset_sessions
     from blockyard.ml.tracking import setup_mlflow
     from blockyard.orchestration.runs import enqueue_run, get_run
     from blockyard.orchestration.scheduler import Scheduler

@@ -28,6 +28,8 @@ LAYERS: dict[str, int] = {
     "notify": 3,
     "charts": 3,
     "secrets": 3,  # reads Mage's secret providers from compat
+    "session": 3,  # opens a workspace's database and store for runs
+    "api": 3,  # run_pipeline: a session plus the engine
     "server": 4,
     "ui": 4,
     "cli": 4,

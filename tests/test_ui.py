@@ -215,7 +215,7 @@ def test_pipeline_editing_flow(server, page):
 
 
 def test_runs_list_filters_and_pagination(server, page):
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
     from blockyard.project import Workspace
 
     db = session_for(Workspace.open(server.root)).db

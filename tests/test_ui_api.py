@@ -69,7 +69,7 @@ def test_ui_api_needs_the_server_token(tmp_path):
 
 
 def test_block_states_and_chart_data(tmp_path):
-    from blockyard.engine.api import run_pipeline
+    from blockyard.api import run_pipeline
 
     client, space = client_for(tmp_path)
     assert client.get(f"/ui-api/pipelines/{space.project}/pipe/state").json() == {"blocks": {}, "clones": {}, "clones_run": None, "runs": []}
@@ -93,7 +93,7 @@ def test_block_states_and_chart_data(tmp_path):
 
 
 def test_block_states_count_dynamic_clones_of_the_last_run(tmp_path):
-    from blockyard.engine.api import run_pipeline
+    from blockyard.api import run_pipeline
     from wsbuilder import block, write_pipeline
 
     client, space = client_for(tmp_path)

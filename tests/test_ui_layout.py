@@ -184,7 +184,7 @@ def test_run_page_shows_the_error_once(server, page):
 
 
 def test_triggers_last_and_next_run_and_trigger_page(server, page):
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
     from blockyard.project import Workspace
 
     trigger = next(t for t in api(server, "GET", "/api/triggers") if t["name"] == "daily_retrain")
@@ -236,7 +236,7 @@ def test_settings_renames_a_project_with_its_runs_and_triggers(server, page):
 
     import yaml
 
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
     from blockyard.project import Workspace
 
     _shutil.copytree(server.root / "unit_0_setup", server.root / "to_rename")

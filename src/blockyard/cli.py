@@ -78,7 +78,7 @@ def _run(
     quiet: bool,
 ):
     from blockyard.cli_live import LiveView
-    from blockyard.engine.api import run_pipeline
+    from blockyard.api import run_pipeline
     from blockyard.errors import BlockyardError
 
     ws = _workspace()
@@ -179,7 +179,7 @@ def runs(
     """List recent pipeline runs."""
     from rich.table import Table
 
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
 
     ws = _workspace()
     db = session_for(ws).db
@@ -217,7 +217,7 @@ def logs(
     block: Optional[str] = typer.Option(None, "--block", "-b", help="Only this block run's log."),
 ) -> None:
     """Print the logs of a run's block runs."""
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
 
     ws = _workspace()
     sess = session_for(ws)
@@ -263,7 +263,7 @@ def clean(
     import shutil
     from datetime import datetime, timedelta, timezone
 
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
 
     ws = _workspace()
     sess = session_for(ws)

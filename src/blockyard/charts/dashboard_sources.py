@@ -142,7 +142,7 @@ def block_outputs(root: Path, source: dict, where: dict) -> list:
 
     from blockyard.db.schema import block_runs as b
     from blockyard.db.schema import pipeline_runs as t
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
 
     ws, spec = _pipeline(root, source, where, required=True, kind="block")
     block = source.get("block_uuid")

@@ -199,7 +199,7 @@ def _run_into(run: TriggeredRun, run_pipeline: Any, ref: str, root: Any, verbose
 
 def _trigger_local(pipeline_uuid: str, variables: dict, check_status: bool,
                    poll_timeout: float | None, verbose: bool) -> TriggeredRun:
-    from blockyard.engine.api import run_pipeline
+    from blockyard.api import run_pipeline
 
     run = TriggeredRun(pipeline_uuid, variables=variables, mode="local")
     ref, root = _local_target(pipeline_uuid)

@@ -23,7 +23,7 @@ def _console(stderr: bool = False):
 
 
 def _db(ws):
-    from blockyard.engine.session import session_for
+    from blockyard.session import session_for
 
     return session_for(ws).db
 
