@@ -57,6 +57,7 @@ class KeyParts:
     imports_hash: str = ""
     configuration: dict | None = None
     variables: dict = field(default_factory=dict)
+    variables_text: str | None = None  # variables_json(variables), when worked out already
     input_digests: list[Any] = field(default_factory=list)
     dynamic_index: int | None = None
     execution_date: Any = None
@@ -71,7 +72,9 @@ def _feed(h: Any, parts: list[str]) -> None:
 
 
 def configuration_json(configuration: dict | None) -> str:
-    return _stable({a: b for a, b in (configuration or {}).items() if a not in _CACHE_SETTINGS})
+    if not configuration:
+        return "{}"  # most blocks: no JSON encoder call
+    return _stable({a: b for a, b in configuration.items() if a not in _CACHE_SETTINGS})
 
 
 def variables_json(variables: dict) -> str:
@@ -161,7 +164,7 @@ class Variables(CachePolicy):
     name = "variables"
 
     def parts(self, k: KeyParts) -> list[str]:
-        return [variables_json(k.variables)]
+        return [k.variables_text if k.variables_text is not None else variables_json(k.variables)]
 
 
 class ExecutionDate(CachePolicy):
@@ -224,7 +227,7 @@ def _scan(path: Path) -> tuple[str, list[tuple[int, str, tuple[str, ...]]]]:
     data = path.read_bytes()
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     imports: list[tuple[int, str, tuple[str, ...]]] = []
-    if key.endswith(".py"):
+    if key.endswith(".py") and b"import" in data:
         try:
             tree = ast.parse(data)
         except SyntaxError:

@@ -107,6 +107,14 @@ def resolve_inputs(inputs: list, store: Any, items_cache: dict | None = None) ->
     return args
 
 
+def run_inline(task: BlockTask) -> "Outcome | Exception":
+    """Execute on the calling thread; an exception is handed back as a future would."""
+    try:
+        return execute_block(task)
+    except Exception as exc:  # noqa: BLE001
+        return exc
+
+
 class InlineExecutor:
     """Runs each block on the calling thread: no concurrency, least overhead."""
 
@@ -133,6 +141,10 @@ class ThreadExecutor(_Bounded):
 
     name = "thread"
     in_process = True
+    # A block that is the only one ready, with nothing else in flight, runs on the run
+    # loop's own thread: nothing could run beside it, and a chain then pays no thread
+    # hand-off per block (two wake-ups, ~40 us on this VM). The result is the same.
+    inline_when_alone = True
 
     def __init__(self, max_workers: int | None = None) -> None:
         import threading

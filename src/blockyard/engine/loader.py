@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 import sys
 import threading
+import time
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +39,21 @@ class LoadedBlock:
         return [fn for statuses, fn in self.callbacks if status in statuses.split(",")]
 
 
+# path -> (stat stamp, source, hash): a long-lived process (server, worker) reads an
+# unchanged block file once. Only files last changed over a second ago are kept: the
+# filesystem's clock is coarse, so a file rewritten within the same tick with the same
+# size would otherwise look unchanged (git's "racy clean" rule).
+_sources: dict[str, tuple[tuple[int, int, int, int], str, str]] = {}
+
+
 def read_source(path: Path, block_uuid: str | None = None) -> tuple[str, str]:
+    key = str(path)
     try:
+        st = os.stat(key)
+        stamp = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+        hit = _sources.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1], hit[2]
         data = path.read_bytes()
     except FileNotFoundError:
         raise BlockLoadError(
@@ -47,7 +62,12 @@ def read_source(path: Path, block_uuid: str | None = None) -> tuple[str, str]:
             block=block_uuid,
             hint="create it, or fix configuration.file_source.path in the pipeline's metadata.yaml",
         ) from None
-    return data.decode("utf-8"), hashlib.blake2b(data, digest_size=16).hexdigest()
+    source, code_hash = data.decode("utf-8"), hashlib.blake2b(data, digest_size=16).hexdigest()
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > 1_000_000_000:
+        if len(_sources) > 20_000:  # edited files in a very long-lived process
+            _sources.clear()
+        _sources[key] = (stamp, source, code_hash)
+    return source, code_hash
 
 
 def load_block(
@@ -239,6 +259,7 @@ def clear_cache() -> None:
     with _cache_lock:
         _cache.clear()
         _compiled.clear()
+        _sources.clear()
 
 
 def ensure_import_paths(*paths: Path) -> None:

@@ -35,7 +35,7 @@ class BlockLog:
         self.path = path
         self.echo = echo
         self._fh: io.TextIOBase | None = None
-        self._held: list[str] = []
+        self._held: list[tuple[float, str, str]] = []
         self._lock = threading.Lock()
 
     @property
@@ -53,20 +53,18 @@ class BlockLog:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._fh = open(self.path, "a", encoding="utf-8", buffering=1)
                 if self._held:
-                    self._fh.write("".join(self._held))
+                    self._fh.write("".join(_format(*held) for held in self._held))
                     self._held.clear()
             self._fh.write(text)
         return n
 
     def line(self, message: str, level: str = "INFO", *, hold: bool = False) -> None:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-        text = masking.mask(f"{stamp} {level} {message}\n")
         if hold and self._fh is None:
             with self._lock:
-                if self._fh is None:
-                    self._held.append(text)
+                if self._fh is None:  # formatted only if the file ever comes to be
+                    self._held.append((time.time(), level, message))
                     return
-        self.write(text)
+        self.write(_format(time.time(), level, message))
 
     def flush(self) -> None:
         with self._lock:
@@ -78,6 +76,11 @@ class BlockLog:
             if self._fh is not None:
                 self._fh.close()
                 self._fh = None
+
+
+def _format(when: float, level: str, message: str) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when))
+    return masking.mask(f"{stamp} {level} {message}\n")
 
 
 class _RoutingStream(io.TextIOBase):
@@ -118,13 +121,22 @@ def install_stream_routing() -> None:
             sys.stderr = _RoutingStream(sys.stderr)
 
 
+_FORMATTER = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+
+
 class _BlockLogHandler(logging.Handler):
-    def __init__(self, log: BlockLog) -> None:
-        super().__init__()
+    """One per block run, so made cheaply: `logging.Handler.__init__` registers every
+    handler in a global table under the logging lock and makes an RLock; this one
+    needs neither (BlockLog locks its own writes; nothing global refers to it)."""
+
+    def __init__(self, log: BlockLog) -> None:  # noqa: super().__init__ skipped on purpose
+        self.filters = []
+        self._name = None
+        self.level = logging.NOTSET
+        self.formatter = _FORMATTER
+        self._closed = False
+        self.lock = None
         self._log = log
-        self.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
-        )
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -32,6 +32,7 @@ class Reuse:
         self.execution_date = runner.execution_date
         self.ws_root = Path(runner.session.workspace.root)
         self._static: dict[str, tuple] = {}  # per block: policy, hasher, key parts
+        self._variables_text = cache_mod.variables_json(self.variables)  # once per run
 
     def find(self, node: Node) -> dict | None:
         """Key the node (sets node.cache_key) and return the block run whose stored
@@ -55,7 +56,7 @@ class Reuse:
         pb = node.block
         static = self._static.get(pb.uuid)
         if static is None:
-            _source, code_hash, file_path = self.setup.sources[pb.uuid]
+            source, code_hash, file_path = self.setup.sources[pb.uuid]
             attached = self.setup.condition_files.get(pb.uuid, []) + self.setup.callback_files.get(
                 pb.uuid, []
             )
@@ -66,10 +67,14 @@ class Reuse:
                 code_hash=code_hash,
                 attached_hashes=[cache_mod.file_digest(p) for p in attached],
                 imports_hash=",".join(
-                    cache_mod.imports_hash(p, roots, self.ws_root) for p in [file_path, *attached]
+                    # a file without the word has no import statement: no stat, no parse
+                    "" if p is file_path and "import" not in source
+                    else cache_mod.imports_hash(p, roots, self.ws_root)
+                    for p in [file_path, *attached]
                 ),
                 configuration=pb.spec.configuration,
                 variables=self.variables,
+                variables_text=self._variables_text,
                 execution_date=self.execution_date,
             )
             static = self._static[pb.uuid] = (policy, policy.block_hasher(parts), parts)

@@ -22,14 +22,14 @@ from typing import Any, Callable
 from blockyard import masking
 from blockyard.engine import events as ev
 from blockyard.engine.execute import BlockTask, Outcome, execute_block
-from blockyard.engine.executors import Executor, executor_for
+from blockyard.engine.executors import Executor, executor_for, run_inline
 from blockyard.engine.history import RunHistory, outcome_metrics
 from blockyard.engine.outputs import LiveOutputs
 from blockyard.engine.plan import clone_labels
 from blockyard.engine.reuse import Reuse
 from blockyard.engine.sensors import Poll, poke_interval, start_sensor
 from blockyard.engine.setup import prepare
-from blockyard.engine.tasks import base_kwargs, block_task
+from blockyard.engine.tasks import TaskFactory
 from blockyard.engine.state import Node, RunState, Status
 from blockyard.errors import BlockyardError
 
@@ -59,12 +59,11 @@ class PipelineRunner:
         self.session, self.spec, self.project = session, spec, spec.project.name
         self.variables = {**(spec.variables or {}), **(trigger_variables or {}), **(variables or {})}
         self.use_cache, self.executor_kind, self.max_workers = use_cache, executor, max_workers
-        self.run_tests, self.only_block, self.from_block = run_tests, block, from_block
-        self.with_upstream = with_upstream
+        self.run_tests, self.only_block, self.from_block, self.with_upstream = run_tests, block, from_block, with_upstream
         self.execution_date = execution_date or datetime.now(timezone.utc)
         self.trigger_id, self.run_id = trigger_id, run_id
         self.error, self.error_details = None, None  # the run's first failure
-        self.history = history or RunHistory(session.db)
+        self.history, self._inline = history or RunHistory(session.db), False
         self.events = ev.EventBus(subscribers)
         self.events.subscribe(self.history, critical=True, first=True)  # a run is its history
         if on_event is not None:
@@ -86,14 +85,14 @@ class PipelineRunner:
         from blockyard.engine.loader import ensure_import_paths
         from blockyard.engine.logs import install_stream_routing
 
-        ws_root = self.session.workspace.root
-        ensure_import_paths(ws_root.parent, ws_root)
+        ensure_import_paths(self.session.workspace.root.parent, self.session.workspace.root)
         install_stream_routing()
         register_codec()  # stored global-data-product references must load in any process
         try:
             self.setup = prepare(self)
             self.executor = executor_for(self.spec, self.executor_kind, self.max_workers)
             self._room = getattr(self.executor, "can_submit", None) or (lambda: True)
+            self._inline = getattr(self.executor, "inline_when_alone", False)
         except BlockyardError as exc:
             return self._fail_before_start(exc)
         blocks = list(self.setup.selected)
@@ -108,7 +107,7 @@ class PipelineRunner:
         self.by_uuid = self.state.by_uuid
         self.outputs = LiveOutputs(self.session.store)
         self.reuse = Reuse(self)
-        self.base_kwargs = base_kwargs(self)
+        self.tasks = TaskFactory(self)
         self.emit(ev.RunStarted(self.run_id, blocks))
         try:
             self._loop()
@@ -161,7 +160,7 @@ class PipelineRunner:
         except Exception as exc:
             return self._complete(node, exc)
         self.outputs.release_inputs(node)
-        self._begin(node, block_task(self, node, args))
+        self._begin(node, self.tasks.task(node, args))
 
     def _begin(self, node: Node, task: BlockTask | None) -> None:
         self.state.start(node)
@@ -176,6 +175,8 @@ class PipelineRunner:
             task.cancel = self._cancel
             task.on_poll = lambda polls, n=node: done((n, Poll(polls)))
             start_sensor(execute_block, task, lambda result, n=node: done((n, result)))
+        elif self.running == 1 and not self.state.ready and self._inline:
+            done((node, run_inline(task)))  # alone: on this thread (see ThreadExecutor)
         else:
             fut = self.executor.submit(task)
             fut.add_done_callback(lambda f, n=node: done((n, f.exception() or f.result())))
@@ -295,6 +296,4 @@ class RunEnd:
     """What a finished run hands back to the API layer."""
 
     def __init__(self, runner: PipelineRunner, status: Status) -> None:
-        self.runner = runner
-        self.status = status
-
+        self.runner, self.status = runner, status
