@@ -568,9 +568,10 @@ def test_scheduler_heartbeat_age(tmp_path):
 # ------------------------------------------------------------------ the queue
 def test_idempotency_keys(env):
     env.pipeline("pipe")
-    first = env.enqueue("pipe", variables={"a": 1}, idempotency_key="req-1")
-    again = env.enqueue("pipe", variables={"a": 2}, idempotency_key="req-1")
-    other = env.enqueue("pipe", idempotency_key="req-2")
+    key = f"{env.project}-req"  # keys are global to the database, which PostgreSQL tests share
+    first = env.enqueue("pipe", variables={"a": 1}, idempotency_key=f"{key}-1")
+    again = env.enqueue("pipe", variables={"a": 2}, idempotency_key=f"{key}-1")
+    other = env.enqueue("pipe", idempotency_key=f"{key}-2")
     assert again["id"] == first["id"] and again["variables"] == {"a": 1}
     assert other["id"] != first["id"]
     # Concurrent requests with one key: one run.
@@ -579,7 +580,7 @@ def test_idempotency_keys(env):
 
     def go():
         barrier.wait()
-        ids.append(env.enqueue("pipe", idempotency_key="req-3")["id"])
+        ids.append(env.enqueue("pipe", idempotency_key=f"{key}-3")["id"])
 
     threads = [threading.Thread(target=go) for _ in range(8)]
     for t in threads:
