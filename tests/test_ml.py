@@ -198,6 +198,22 @@ def test_tune_xgboost_starts_from_known_good_params_and_prunes(data):
     assert result.best_rmse < float(np.std(y_val))  # far better than predicting the mean
 
 
+def test_tuners_share_one_signature_for_the_shared_concepts():
+    import inspect
+
+    from blockyard.ml.tuning import tune_sklearn, tune_xgboost
+    from blockyard.ml.tuning_study import COMMON_PARAMETERS
+
+    shapes = []
+    for tuner in (tune_sklearn, tune_xgboost):
+        params = inspect.signature(tuner).parameters.values()
+        keywords = [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        assert [p.name for p in keywords[: len(COMMON_PARAMETERS)]] == list(COMMON_PARAMETERS), tuner.__name__
+        # same defaults too, except the budget (an xgboost trial costs far more)
+        shapes.append({p.name: p.default for p in keywords[1: len(COMMON_PARAMETERS)]})
+    assert shapes[0] == shapes[1]
+
+
 def test_tune_xgboost_without_start_params(data):
     from blockyard.ml.tuning import tune_xgboost
 

@@ -307,6 +307,27 @@ def test_sla_passed_hook_is_called_once(env, notify_calls):
     assert [(kind, row["id"]) for kind, row in notify_calls] == [("sla", run["id"])]
 
 
+def test_sla_breach_is_reported_once_between_scheduler_and_worker(env, notify_calls):
+    """The scheduler reports unfinished runs past their deadline; a worker reports a run
+    that finished late. Both claim the report in the database, so neither repeats it,
+    even from a stale copy of the row."""
+    from blockyard.orchestration.recovery import check_late_sla
+
+    env.pipeline("pipe")
+    seen_late = env.enqueue("pipe", execution_date=T0, sla=60)
+    finished_late = env.enqueue("pipe", execution_date=T0, sla=60)
+    stale = {r["id"]: dict(r, status="completed", completed_at=T0 + timedelta(seconds=90)) for r in env.runs()}
+    env.db.update_pipeline_run(finished_late["id"], status="completed", completed_at=T0 + timedelta(seconds=90))
+    reported = env.scheduler(FakeClock(T0)).check_sla(T0 + timedelta(seconds=61))
+    assert [r["id"] for r in reported] == [seen_late["id"]]
+    worker = env.worker(clock=FakeClock(T0 + timedelta(seconds=95)))
+    for _ in range(2):  # both runs, twice, from copies read before any report
+        check_late_sla(worker, stale[seen_late["id"]])
+        check_late_sla(worker, stale[finished_late["id"]])
+    assert [(kind, row["id"]) for kind, row in notify_calls] == [("sla", seen_late["id"]), ("sla", finished_late["id"])]
+    assert env.db.get_pipeline_run(finished_late["id"])["sla_notified_at"] == T0 + timedelta(seconds=95)
+
+
 # ------------------------------------------------------- YAML <-> table sync
 def test_yaml_edits_reach_the_table(env):
     env.pipeline("pipe")
@@ -547,9 +568,10 @@ def test_scheduler_heartbeat_age(tmp_path):
 # ------------------------------------------------------------------ the queue
 def test_idempotency_keys(env):
     env.pipeline("pipe")
-    first = env.enqueue("pipe", variables={"a": 1}, idempotency_key="req-1")
-    again = env.enqueue("pipe", variables={"a": 2}, idempotency_key="req-1")
-    other = env.enqueue("pipe", idempotency_key="req-2")
+    key = f"{env.project}-req"  # keys are global to the database, which PostgreSQL tests share
+    first = env.enqueue("pipe", variables={"a": 1}, idempotency_key=f"{key}-1")
+    again = env.enqueue("pipe", variables={"a": 2}, idempotency_key=f"{key}-1")
+    other = env.enqueue("pipe", idempotency_key=f"{key}-2")
     assert again["id"] == first["id"] and again["variables"] == {"a": 1}
     assert other["id"] != first["id"]
     # Concurrent requests with one key: one run.
@@ -558,7 +580,7 @@ def test_idempotency_keys(env):
 
     def go():
         barrier.wait()
-        ids.append(env.enqueue("pipe", idempotency_key="req-3")["id"])
+        ids.append(env.enqueue("pipe", idempotency_key=f"{key}-3")["id"])
 
     threads = [threading.Thread(target=go) for _ in range(8)]
     for t in threads:

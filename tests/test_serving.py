@@ -307,7 +307,9 @@ def test_course_batch_predict_writes_parquet_and_a_table(home, serving, backend,
 
     from blockyard import run_pipeline
 
-    url = request.getfixturevalue("pg_url") if backend == "postgres" else f"sqlite:///{tmp_path / 'preds.db'}"
+    # Emptied first: the assertions read the whole batch_predictions table of the
+    # worker's shared database, which an earlier test may have written to.
+    url = request.getfixturevalue("pg_clean_url") if backend == "postgres" else f"sqlite:///{tmp_path / 'preds.db'}"
     variables = {"month": "2023-03", "limit": 2000, "database_url": url, "output_dir": str(tmp_path / "out")}
     for _ in range(2):  # a re-run replaces the month's rows
         result = run_pipeline("unit_4_triggering/batch_predict", workspace=COURSE, variables=variables,

@@ -9,13 +9,20 @@ bar shows the trials; `on_trial(number, params, metrics)` lets a block log trial
 MLflow (see `blockyard.ml.tracking.log_trial`). The objective is RMSE on the
 validation set. XGBoost trials use early stopping on the validation set and are
 pruned (median rule) when their learning curve falls behind.
+
+Both tuners take the training and validation data positionally, then the same keywords
+in the same order (see `tuning_study.COMMON_PARAMETERS`): `max_evaluations` (trials),
+`timeout` (seconds for the whole search), `random_state` (seeds the sampler and the
+models), `search_space`, `start_params` ("default": the tuner's known-good first
+trial; None: none; or a dict), `logger`, `on_trial`, `progress`. Tuner-specific keywords
+come after them.
 """
 from __future__ import annotations
 
 import logging
 from typing import Callable
 
-from blockyard.ml.tuning_study import OnTrial, TuningResult, _run_study
+from blockyard.ml.tuning_study import DEFAULT_START, OnTrial, TuningResult, _run_study
 from blockyard.ml.tuning_xgboost import (
     XGBOOST_FIXED,
     XGBOOST_START,
@@ -183,18 +190,20 @@ def tune_sklearn(
     y_val,
     *,
     max_evaluations: int = 50,
+    timeout: float | None = None,
     random_state: int | None = 7,
+    search_space: Callable | None = None,
+    start_params: dict | str | None = DEFAULT_START,
     logger: logging.Logger | None = None,
     on_trial: OnTrial | None = None,
     progress: bool | None = None,
-    timeout: float | None = None,
-    search_space: Callable | None = None,
-    start_params: dict | str | None = "default",
 ) -> TuningResult:
     """Search `model_class`'s hyperparameters, minimising validation RMSE.
 
-    The first trial uses `start_params` ("default": `SKLEARN_START` for the class;
-    None: none); the rest come from the seeded TPE sampler."""
+    `search_space(trial, random_state) -> params`. The first trial uses `start_params`
+    ("default": `SKLEARN_START` for the class, unless a custom `search_space` is given;
+    None: none); the rest come from the seeded TPE sampler. `timeout` stops new trials
+    from starting."""
     from blockyard.ml.metrics import rmse
     from blockyard.ml.tracking import model_class_name
 
@@ -213,20 +222,20 @@ def tune_sklearn(
         score = rmse(y_val, model.predict(X_val))
         return score, {"rmse": score}
 
-    if start_params == "default":
+    if start_params == DEFAULT_START:
         start_params = SKLEARN_START.get(name) if search_space is None else None
     return _run_study(
         label=name,
         model_class=model_class_name(cls),
         sample=lambda trial: space(trial, random_state),
         evaluate=lambda trial, params: evaluate(params),
-        start_params=start_params,
         max_evaluations=max_evaluations,
+        timeout=timeout,
         random_state=random_state,
+        start_params=start_params,
         logger=logger,
         on_trial=on_trial,
         progress=progress,
-        timeout=timeout,
     )
 
 

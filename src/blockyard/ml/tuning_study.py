@@ -13,6 +13,22 @@ _log = logging.getLogger("blockyard.ml.tuning")
 
 OnTrial = Callable[[int, dict, dict], None]
 
+# `start_params` value meaning "the tuner's own known-good first trial".
+DEFAULT_START = "default"
+
+# The keywords every tuner takes, in this order, before its own (names and order are
+# part of the public API: blocks pass them by keyword).
+COMMON_PARAMETERS = (
+    "max_evaluations",
+    "timeout",
+    "random_state",
+    "search_space",
+    "start_params",
+    "logger",
+    "on_trial",
+    "progress",
+)
+
 
 # ---------------------------------------------------------------------------------------
 # Results
@@ -51,14 +67,14 @@ def _run_study(
     sample: Callable,
     evaluate: Callable,
     max_evaluations: int,
+    timeout: float | None,
     random_state: int | None,
+    start_params: dict | None,
     logger,
     on_trial: OnTrial | None,
     progress: bool | None,
-    timeout: float | None,
-    start_params: dict | None = None,
-    pruner: bool = False,
-    prune_warmup: int = 30,
+    prune: bool = False,
+    prune_warmup_rounds: int = 30,
 ) -> TuningResult:
     import optuna
 
@@ -74,9 +90,9 @@ def _run_study(
         sampler=sampler,
         pruner=(
             # A trial whose validation curve is behind the median of the finished
-            # trials after `prune_warmup` rounds stops: keeps tuning in budget.
-            optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=int(prune_warmup))
-            if pruner
+            # trials after `prune_warmup_rounds` rounds stops: keeps tuning in budget.
+            optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=int(prune_warmup_rounds))
+            if prune
             else optuna.pruners.NopPruner()
         ),
     )

@@ -6,7 +6,7 @@ import os
 import time
 from typing import Callable
 
-from blockyard.ml.tuning_study import OnTrial, TuningResult, _run_study
+from blockyard.ml.tuning_study import DEFAULT_START, OnTrial, TuningResult, _run_study
 
 XGBOOST_FIXED = {
     "objective": "reg:squarederror",
@@ -93,20 +93,24 @@ def tune_xgboost(
     y_val,
     *,
     max_evaluations: int = 6,
-    early_stopping_rounds: int = 20,
-    num_boost_round: int = 300,
+    timeout: float | None = None,
     random_state: int | None = 7,
+    search_space: Callable | None = None,
+    start_params: dict | str | None = DEFAULT_START,
     logger: logging.Logger | None = None,
     on_trial: OnTrial | None = None,
     progress: bool | None = None,
-    timeout: float | None = None,
-    search_space: Callable | None = None,
-    start_params: dict | None = XGBOOST_START,
+    # xgboost only
+    num_boost_round: int = 300,
+    early_stopping_rounds: int = 20,
     prune: bool = True,
     prune_warmup_rounds: int = 30,
     nthread: int | None = None,
 ) -> TuningResult:
     """Tune xgboost on DMatrix data with early stopping on the validation set.
+
+    `search_space(trial) -> params`; `start_params` "default" is `XGBOOST_START`
+    (with any search space: it is a point of the default one, tried as is).
 
     With `prune`, a trial whose validation RMSE after `prune_warmup_rounds` rounds is
     worse than the median of the finished trials at the same round is stopped.
@@ -120,6 +124,8 @@ def tune_xgboost(
     dtrain = to_dmatrix(X_train, y_train)
     dval = to_dmatrix(X_val, y_val)
     space = search_space or xgboost_search_space
+    if start_params == DEFAULT_START:
+        start_params = XGBOOST_START
 
     deadline = time.monotonic() + float(timeout) if timeout else None
 
@@ -150,14 +156,14 @@ def tune_xgboost(
         sample=space,
         evaluate=evaluate,
         max_evaluations=max_evaluations,
+        timeout=timeout,
         random_state=random_state,
+        start_params=start_params,
         logger=logger,
         on_trial=on_trial,
         progress=progress,
-        timeout=timeout,
-        start_params=start_params,
-        pruner=prune,
-        prune_warmup=prune_warmup_rounds,
+        prune=prune,
+        prune_warmup_rounds=prune_warmup_rounds,
     )
     best = next((t for t in result.trials if t.get("best")), None)
     if best is not None:

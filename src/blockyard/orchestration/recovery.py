@@ -133,9 +133,7 @@ def reap_unleased(worker: Any, projects: list[str], now: datetime) -> list[int]:
 
 def check_late_sla(worker: Any, row: dict) -> None:
     """A run that finished after its SLA deadline, not yet reported: report it."""
-    import sqlalchemy as sa
-
-    from blockyard.db.schema import pipeline_runs as pr
+    from blockyard.db.run_queries import mark_sla_reported
 
     deadline = row.get("sla_deadline")
     if deadline is None or row.get("sla_notified_at") is not None:
@@ -144,8 +142,6 @@ def check_late_sla(worker: Any, row: dict) -> None:
     if finished is None or finished <= deadline:
         return
     with worker.db.engine.begin() as conn:
-        n = conn.execute(
-            sa.update(pr).where(pr.c.id == row["id"], pr.c.sla_notified_at.is_(None)).values(sla_notified_at=worker.clock())
-        ).rowcount
-    if n:
+        claimed = mark_sla_reported(conn, row["id"], worker.clock())
+    if claimed:
         call_notify("notify_sla_passed", worker._workspace(), worker.db, row)

@@ -183,6 +183,8 @@ class Scheduler(TimeTriggerFiring, SensorPolling):
         """Report (once) every unfinished run whose SLA deadline passed."""
         import sqlalchemy as sa
 
+        from blockyard.db.run_queries import mark_sla_reported
+        from blockyard.db.schema import UNFINISHED_STATUSES
         from blockyard.db.schema import pipeline_runs as pr
 
         projects = self._projects()
@@ -196,7 +198,7 @@ class Scheduler(TimeTriggerFiring, SensorPolling):
                         pr.c.sla_deadline.is_not(None),
                         pr.c.sla_deadline <= now,
                         pr.c.sla_notified_at.is_(None),
-                        pr.c.status.in_(("initial", "queued", "running")),
+                        pr.c.status.in_(UNFINISHED_STATUSES),
                         pr.c.project.in_(projects),
                     )
                 )
@@ -204,10 +206,8 @@ class Scheduler(TimeTriggerFiring, SensorPolling):
         reported = []
         for row in rows:
             with self.db.engine.begin() as conn:
-                n = conn.execute(
-                    sa.update(pr).where(pr.c.id == row["id"], pr.c.sla_notified_at.is_(None)).values(sla_notified_at=now)
-                ).rowcount
-            if n:
+                claimed = mark_sla_reported(conn, row["id"], now)
+            if claimed:
                 row["sla_notified_at"] = now
                 reported.append(row)
                 log.warning(

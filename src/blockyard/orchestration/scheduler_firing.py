@@ -43,6 +43,7 @@ class TimeTriggerFiring:
     def _fire_batch(self, now: datetime, projects: list[str]) -> tuple[list[dict], bool]:
         import sqlalchemy as sa
 
+        from blockyard.db.run_queries import unfinished_runs_of_triggers
         from blockyard.db.schema import pipeline_runs as pr
         from blockyard.db.schema import pipeline_schedule_fires as pf
         from blockyard.db.schema import pipeline_schedules as ps
@@ -74,14 +75,7 @@ class TimeTriggerFiring:
                 return [], False
             # Triggers that skip while a previous run is unfinished.
             skippers = [r["id"] for r in rows if (r.get("settings") or {}).get("skip_if_previous_running")]
-            busy: dict[int, int] = {}
-            if skippers:
-                for tid, rid in conn.execute(
-                    sa.select(pr.c.trigger_id, sa.func.max(pr.c.id))
-                    .where(pr.c.trigger_id.in_(skippers), pr.c.status.in_(("initial", "queued", "running")))
-                    .group_by(pr.c.trigger_id)
-                ):
-                    busy[int(tid)] = int(rid)
+            busy = unfinished_runs_of_triggers(conn, skippers)
             fires: list[dict] = []
             cursor_updates: list[dict] = []
             for row in rows:

@@ -25,7 +25,7 @@ class SensorPolling:
         `wait` is accepted for compatibility: queueing a run is immediate."""
         import sqlalchemy as sa
 
-        from blockyard.db.schema import pipeline_runs as pr
+        from blockyard.db.run_queries import unfinished_runs_of_triggers
         from blockyard.db.schema import pipeline_schedules as ps
 
         del wait
@@ -50,13 +50,11 @@ class SensorPolling:
             interval = timedelta(seconds=poke_interval(row, self._sensor_default_interval(row)))
             due = row["next_run_at"]
             with self.db.engine.begin() as conn:
-                busy = conn.execute(
-                    sa.select(pr.c.id).where(pr.c.trigger_id == row["id"], pr.c.status.in_(("initial", "queued", "running"))).limit(1)
-                ).first()
+                busy = unfinished_runs_of_triggers(conn, [row["id"]])
                 claimed = conn.execute(
                     sa.update(ps).where(ps.c.id == row["id"], ps.c.next_run_at == due).values(next_run_at=now + interval)
                 ).rowcount
-            if not claimed or busy is not None:
+            if not claimed or busy:
                 continue  # another scheduler took this time, or the last run is not done yet
             run = self._fire_sensor(row, now)
             if run is not None:

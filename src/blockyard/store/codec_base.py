@@ -6,8 +6,9 @@ local filesystem. Nothing heavy is imported here.
 """
 from __future__ import annotations
 
+import io
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import blockyard.store.summary as _summary
 
@@ -26,13 +27,29 @@ class Codec:
     return {"blake2b": hex, "bytes": n} when it hashed the file while writing it (the
     digest of `blockyard.store.hashing`); otherwise the store reads the file once to hash it.
     `summarize(obj)` returns `(summary: dict, sample: JSON-able | None)` and must be cheap.
+
+    A codec for one library type can state it instead of writing `can_encode`:
+    `library` (module name) and `type_name`, with `exact = True` for that very type
+    (subclasses fall through to a later codec) or False for any instance of it. The
+    check never imports the library: an object cannot be of its type if it was never
+    imported. `summarizer` names the `blockyard.store.summary` function for `summarize`.
     """
 
     name: str = ""
     extension: str = ""
+    library: str = ""
+    type_name: str = ""
+    exact: bool = True
+    summarizer: Callable[[Any], tuple[dict, Any]] = staticmethod(_summary.generic)
 
-    def can_encode(self, obj: Any) -> bool:  # pragma: no cover - interface
-        raise NotImplementedError
+    def can_encode(self, obj: Any) -> bool:
+        if not self.library:  # pragma: no cover - interface
+            raise NotImplementedError
+        module = loaded(self.library)
+        if module is None:
+            return False
+        cls = getattr(module, self.type_name)
+        return type(obj) is cls if self.exact else isinstance(obj, cls)
 
     def save(self, obj: Any, fs: Any, path: str) -> None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -41,10 +58,27 @@ class Codec:
         raise NotImplementedError
 
     def summarize(self, obj: Any) -> tuple[dict, Any]:
-        return _summary.generic(obj)
+        return self.summarizer(obj)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} ({self.extension})>"
+
+
+class BytesCodec(Codec):
+    """A codec whose file is one bytes value: subclasses give `encode(obj) -> bytes` (may
+    raise CodecSkip; nothing is written then) and `decode(data) -> obj`."""
+
+    def encode(self, obj: Any) -> bytes:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def save(self, obj: Any, fs: Any, path: str) -> None:
+        write_bytes(fs, path, self.encode(obj))
+
+    def load(self, fs: Any, path: str) -> Any:
+        return self.decode(read_bytes(fs, path))
 
 
 # --- filesystem helpers ------------------------------------------------------------------
@@ -95,6 +129,12 @@ def read_bytes(fs: Any, path: str) -> bytes:
 def write_bytes(fs: Any, path: str, data: bytes) -> None:
     with open_write(fs, path) as f:
         f.write(data)
+
+
+def readable(fs: Any, path: str) -> Any:
+    """What a library's reader takes: the path itself locally (so it can open or
+    memory-map the file its own way), else the remote file's bytes as a BytesIO."""
+    return path if is_local_fs(fs) else io.BytesIO(fs.cat_file(path))
 
 
 def loaded(module: str):

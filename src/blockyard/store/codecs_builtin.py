@@ -3,7 +3,6 @@ XGBoost boosters (UBJSON), scikit-learn estimators (pickle 5), exact JSON, and t
 cloudpickle fallback that takes anything."""
 from __future__ import annotations
 
-import io
 import json
 import pickle
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import blockyard.store.hashing as _hashing
 import blockyard.store.summary as _summary
 from blockyard.store.codec_base import (
+    BytesCodec,
     Codec,
     CodecSkip,
     is_local_fs,
@@ -18,8 +18,7 @@ from blockyard.store.codec_base import (
     loaded,
     open_read,
     open_write,
-    read_bytes,
-    write_bytes,
+    readable,
 )
 
 
@@ -31,6 +30,7 @@ class ScipySparseCodec(Codec):
 
     name = "scipy_sparse_npz"
     extension = ".npz"
+    summarizer = staticmethod(_summary.sparse)
     _FORMATS = ("csr", "csc", "coo", "bsr", "dia")
 
     def can_encode(self, obj: Any) -> bool:
@@ -49,12 +49,7 @@ class ScipySparseCodec(Codec):
     def load(self, fs: Any, path: str) -> Any:
         import scipy.sparse as sp
 
-        if is_local_fs(fs):
-            return sp.load_npz(path)
-        return sp.load_npz(io.BytesIO(fs.cat_file(path)))
-
-    def summarize(self, obj: Any) -> tuple[dict, Any]:
-        return _summary.sparse(obj)
+        return sp.load_npz(readable(fs, path))
 
 
 # --- numpy --------------------------------------------------------------------------------
@@ -66,77 +61,74 @@ class NumpyCodec(Codec):
 
     name = "numpy_npy"
     extension = ".npy"
+    library, type_name = "numpy", "ndarray"
+    summarizer = staticmethod(_summary.ndarray)
     MMAP_MIN_BYTES = 1 << 20
 
     def can_encode(self, obj: Any) -> bool:
-        np = loaded("numpy")
-        return np is not None and type(obj) is np.ndarray and not obj.dtype.hasobject
+        return super().can_encode(obj) and not obj.dtype.hasobject
 
     def save(self, obj: Any, fs: Any, path: str) -> dict | None:
         import numpy as np
 
-        hasher = None
-        try:
+        with _hashing.HashWhileWriting() as hashed:
             with open_write(fs, path) as f:
-                if is_local_fs(fs) and obj.nbytes >= _hashing.FOLLOW_MIN_BYTES:
-                    hasher = _hashing.FollowingHasher(path)
+                hashed.follow(path, when=is_local_fs(fs) and obj.nbytes >= _hashing.FOLLOW_MIN_BYTES)
                 np.lib.format.write_array(f, obj, allow_pickle=False)
-        except BaseException:
-            if hasher is not None:
-                hasher.abort()
-            raise
-        if hasher is None:
-            return None
-        digest, size = hasher.finish()
-        return {"blake2b": digest, "bytes": size}
+        return hashed.result
 
     def load(self, fs: Any, path: str) -> Any:
         import os
 
         import numpy as np
 
-        if is_local_fs(fs):
-            if os.path.getsize(path) >= self.MMAP_MIN_BYTES:
-                mapped = np.load(path, mmap_mode="c", allow_pickle=False)
-                return mapped.view(np.ndarray)  # writable (private pages), plain ndarray type
-            return np.load(path, allow_pickle=False)
-        return np.load(io.BytesIO(fs.cat_file(path)), allow_pickle=False)
-
-    def summarize(self, obj: Any) -> tuple[dict, Any]:
-        return _summary.ndarray(obj)
+        if is_local_fs(fs) and os.path.getsize(path) >= self.MMAP_MIN_BYTES:
+            mapped = np.load(path, mmap_mode="c", allow_pickle=False)
+            return mapped.view(np.ndarray)  # writable (private pages), plain ndarray type
+        return np.load(readable(fs, path), allow_pickle=False)
 
 
 # --- models -------------------------------------------------------------------------------
 
 
-class XGBoostBoosterCodec(Codec):
+class XGBoostBoosterCodec(BytesCodec):
     """xgboost.Booster -> native UBJSON model (Booster.save_raw('ubj') / load_model).
     Keeps trees, feature names/types and attributes (best_iteration...); like
     save_model, it does not keep runtime-only config such as nthread."""
 
     name = "xgboost_ubj"
     extension = ".ubj"
+    library, type_name, exact = "xgboost", "Booster", False
+    summarizer = staticmethod(_summary.xgboost_booster)
 
-    def can_encode(self, obj: Any) -> bool:
-        xgb = loaded("xgboost")
-        return xgb is not None and isinstance(obj, xgb.Booster)
+    def encode(self, obj: Any) -> bytes:
+        return bytes(obj.save_raw(raw_format="ubj"))
 
-    def save(self, obj: Any, fs: Any, path: str) -> None:
-        raw = obj.save_raw(raw_format="ubj")
-        write_bytes(fs, path, bytes(raw))
-
-    def load(self, fs: Any, path: str) -> Any:
+    def decode(self, data: bytes) -> Any:
         import xgboost as xgb
 
         booster = xgb.Booster()
-        booster.load_model(bytearray(read_bytes(fs, path)))
+        booster.load_model(bytearray(data))
         return booster
 
-    def summarize(self, obj: Any) -> tuple[dict, Any]:
-        return _summary.xgboost_booster(obj)
+
+class _PickleFileCodec(Codec):
+    """One pickle stream per file, read back with `pickle.load`; subclasses choose how
+    to write it (`dump(obj, file)`)."""
+
+    def dump(self, obj: Any, f: Any) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def save(self, obj: Any, fs: Any, path: str) -> None:
+        with open_write(fs, path) as f:
+            self.dump(obj, f)
+
+    def load(self, fs: Any, path: str) -> Any:
+        with open_read(fs, path) as f:
+            return pickle.load(f)
 
 
-class SklearnCodec(Codec):
+class SklearnCodec(_PickleFileCodec):
     """scikit-learn estimators (BaseEstimator instances: DictVectorizer, Pipeline,
     XGBRegressor...) -> a pickle protocol 5 stream (`joblib.load` reads it too).
 
@@ -147,54 +139,41 @@ class SklearnCodec(Codec):
 
     name = "sklearn_pickle"
     extension = ".skl.pkl"
+    library, type_name, exact = "sklearn.base", "BaseEstimator", False
+    summarizer = staticmethod(_summary.sklearn_model)
 
-    def can_encode(self, obj: Any) -> bool:
-        base = loaded("sklearn.base")
-        return base is not None and isinstance(obj, base.BaseEstimator)
-
-    def save(self, obj: Any, fs: Any, path: str) -> None:
+    def dump(self, obj: Any, f: Any) -> None:
         try:
-            with open_write(fs, path) as f:
-                pickle.dump(obj, f, protocol=5)
+            pickle.dump(obj, f, protocol=5)
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
             raise CodecSkip(f"pickle cannot store this estimator: {exc}") from exc
-
-    def load(self, fs: Any, path: str) -> Any:
-        with open_read(fs, path) as f:
-            return pickle.load(f)
-
-    def summarize(self, obj: Any) -> tuple[dict, Any]:
-        return _summary.sklearn_model(obj)
 
 
 # --- plain values -------------------------------------------------------------------------
 
 
-class JsonCodec(Codec):
+class JsonCodec(BytesCodec):
     """None/bool/int/float/str and lists/dicts of those -> .json, only when JSON gives the
     same value back (tuples, non-str keys, numpy scalars, subclasses go to cloudpickle)."""
 
     name = "json"
     extension = ".json"
+    summarizer = staticmethod(_summary.json_value)
 
     def can_encode(self, obj: Any) -> bool:
         return json_exact(obj)
 
-    def save(self, obj: Any, fs: Any, path: str) -> None:
+    def encode(self, obj: Any) -> bytes:
         try:
-            data = json.dumps(obj, separators=(",", ":")).encode()
+            return json.dumps(obj, separators=(",", ":")).encode()
         except (ValueError, RecursionError) as exc:
             raise CodecSkip(str(exc)) from exc
-        write_bytes(fs, path, data)
 
-    def load(self, fs: Any, path: str) -> Any:
-        return json.loads(read_bytes(fs, path))
-
-    def summarize(self, obj: Any) -> tuple[dict, Any]:
-        return _summary.json_value(obj)
+    def decode(self, data: bytes) -> Any:
+        return json.loads(data)
 
 
-class PickleCodec(Codec):
+class PickleCodec(_PickleFileCodec):
     """Anything else -> cloudpickle (lambdas, closures, classes defined in blocks)."""
 
     name = "cloudpickle"
@@ -203,12 +182,7 @@ class PickleCodec(Codec):
     def can_encode(self, obj: Any) -> bool:
         return True
 
-    def save(self, obj: Any, fs: Any, path: str) -> None:
+    def dump(self, obj: Any, f: Any) -> None:
         import cloudpickle
 
-        with open_write(fs, path) as f:
-            cloudpickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def load(self, fs: Any, path: str) -> Any:
-        with open_read(fs, path) as f:
-            return pickle.load(f)
+        cloudpickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)

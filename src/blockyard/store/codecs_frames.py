@@ -2,14 +2,13 @@
 files (uncompressed), read back memory-mapped and, where Arrow allows, zero-copy."""
 from __future__ import annotations
 
-import io
 import json
 import mmap
 from typing import Any
 
 import blockyard.store.hashing as _hashing
 import blockyard.store.summary as _summary
-from blockyard.store.codec_base import JSON_SCALARS, Codec, CodecSkip, is_local_fs, loaded
+from blockyard.store.codec_base import JSON_SCALARS, Codec, CodecSkip, is_local_fs, readable
 
 
 # --- Arrow helpers (pandas + polars share the file format) --------------------------------
@@ -29,21 +28,12 @@ def _write_arrow_table(table: Any, fs: Any, path: str) -> dict | None:
                 writer.write_table(table)
             sink.flush()
         return None
-    hasher = None
-    try:
+    with _hashing.HashWhileWriting() as hashed:
         with pa.OSFile(path, "wb") as sink:
-            if table.nbytes >= _hashing.FOLLOW_MIN_BYTES:
-                hasher = _hashing.FollowingHasher(path)
+            hashed.follow(path, when=table.nbytes >= _hashing.FOLLOW_MIN_BYTES)
             with ipc.new_file(sink, table.schema, options=options) as writer:
                 writer.write_table(table)
-    except BaseException:
-        if hasher is not None:
-            hasher.abort()
-        raise
-    if hasher is None:
-        return None
-    digest, size = hasher.finish()
-    return {"blake2b": digest, "bytes": size}
+    return hashed.result
 
 
 def _read_arrow_table(fs: Any, path: str) -> tuple[Any, Any]:
@@ -160,11 +150,9 @@ class PandasFrameCodec(Codec):
 
     name = "pandas_arrow"
     extension = ".arrow"
+    library, type_name = "pandas", "DataFrame"
+    summarizer = staticmethod(_summary.pandas_frame)
     kind = "dataframe"
-
-    def can_encode(self, obj: Any) -> bool:
-        pd = loaded("pandas")
-        return pd is not None and type(obj) is pd.DataFrame
 
     def _to_table(self, df: Any, meta: dict) -> Any:
         import pyarrow as pa
@@ -200,9 +188,12 @@ class PandasFrameCodec(Codec):
         metadata[_META_KEY] = json.dumps(meta, sort_keys=True).encode()
         return table.replace_schema_metadata(metadata)
 
-    def save(self, obj: Any, fs: Any, path: str) -> None:
-        table = self._to_table(obj, {"kind": self.kind})
-        return _write_arrow_table(table, fs, path)
+    def _as_frame(self, obj: Any) -> tuple[Any, dict]:
+        """(the frame to store, the metadata that brings `obj` back from it)."""
+        return obj, {"kind": self.kind}
+
+    def save(self, obj: Any, fs: Any, path: str) -> dict | None:
+        return _write_arrow_table(self._to_table(*self._as_frame(obj)), fs, path)
 
     @staticmethod
     def _to_pandas(table: Any, mapping: Any) -> Any:
@@ -247,39 +238,28 @@ class PandasFrameCodec(Codec):
         df, _ = self._to_pandas(*_read_arrow_table(fs, path))
         return df
 
-    def summarize(self, obj: Any) -> tuple[dict, Any]:
-        return _summary.pandas_frame(obj)
-
 
 class PandasSeriesCodec(PandasFrameCodec):
     """pandas Series -> Arrow IPC (one-column frame); name, index and dtype kept."""
 
     name = "pandas_series_arrow"
-    extension = ".arrow"
+    type_name = "Series"
+    summarizer = staticmethod(_summary.pandas_series)
     kind = "series"
     _COLUMN = "__series__"
 
-    def can_encode(self, obj: Any) -> bool:
-        pd = loaded("pandas")
-        return pd is not None and type(obj) is pd.Series
-
-    def save(self, obj: Any, fs: Any, path: str) -> None:
+    def _as_frame(self, obj: Any) -> tuple[Any, dict]:
         name = obj.name
         if type(name) not in JSON_SCALARS:
             raise CodecSkip(f"series name {name!r} is not a plain scalar")
         column = name if isinstance(name, str) else self._COLUMN
-        frame = obj.to_frame(name=column)
-        table = self._to_table(frame, {"kind": self.kind, "name": name})
-        return _write_arrow_table(table, fs, path)
+        return obj.to_frame(name=column), {"kind": self.kind, "name": name}
 
     def load(self, fs: Any, path: str) -> Any:
         df, meta = self._to_pandas(*_read_arrow_table(fs, path))
         series = df.iloc[:, 0]
         series.name = meta.get("name")
         return series
-
-    def summarize(self, obj: Any) -> tuple[dict, Any]:
-        return _summary.pandas_series(obj)
 
 
 # --- polars -------------------------------------------------------------------------------
@@ -290,10 +270,8 @@ class PolarsFrameCodec(Codec):
 
     name = "polars_arrow"
     extension = ".arrow"
-
-    def can_encode(self, obj: Any) -> bool:
-        pl = loaded("polars")
-        return pl is not None and type(obj) is pl.DataFrame
+    library, type_name = "polars", "DataFrame"
+    summarizer = staticmethod(_summary.polars_frame)
 
     def save(self, obj: Any, fs: Any, path: str) -> None:
         try:
@@ -310,9 +288,4 @@ class PolarsFrameCodec(Codec):
     def load(self, fs: Any, path: str) -> Any:
         import polars as pl
 
-        if is_local_fs(fs):
-            return pl.read_ipc(path)  # polars 1.x+ has no memory_map= any more; it reads the path itself
-        return pl.read_ipc(io.BytesIO(fs.cat_file(path)))
-
-    def summarize(self, obj: Any) -> tuple[dict, Any]:
-        return _summary.polars_frame(obj)
+        return pl.read_ipc(readable(fs, path))  # polars 1.x+ has no memory_map=; locally it reads the path itself

@@ -233,3 +233,36 @@ class FollowingHasher:
             os.close(self._fd)
         except OSError:
             pass
+
+
+class HashWhileWriting:
+    """A `FollowingHasher` around one write, for the writers that hash large files as
+    they write them:
+
+        with HashWhileWriting() as hashed:
+            with open(path, "wb") as f:          # the file exists from here on
+                hashed.follow(path, big_enough)  # no-op unless big_enough
+                ... write ...
+        return hashed.result                     # {"blake2b", "bytes"}, or None: the store hashes
+
+    A failed write aborts the hasher and the error propagates."""
+
+    def __init__(self) -> None:
+        self._hasher: FollowingHasher | None = None
+        self.result: dict | None = None
+
+    def follow(self, path: str, when: bool = True) -> None:
+        if when:
+            self._hasher = FollowingHasher(path)
+
+    def __enter__(self) -> "HashWhileWriting":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._hasher is None:
+            return
+        if exc_type is not None:
+            self._hasher.abort()
+            return
+        digest, size = self._hasher.finish()
+        self.result = {"blake2b": digest, "bytes": size}
