@@ -232,7 +232,6 @@ class Recorder:
         with self._cond:
             if self._closing or self._closed:
                 raise RuntimeError("the recorder is closed")
-            was_empty = not self._batches
             batch = self._batches[-1] if self._batches else None
             if insert:
                 if batch is None or key in batch:
@@ -249,8 +248,9 @@ class Recorder:
                 else:
                     op.fields.update(fields)
             self._queued += 1
-            if was_empty:
-                self._cond.notify_all()
+            # No wake-up here: the recorder thread looks every interval by itself. Waking
+            # it on each first change made it fight the run loop for the GIL once per
+            # block (a chain empties the queue with write_now before every block).
 
     def _run(self) -> None:
         try:
@@ -267,7 +267,7 @@ class Recorder:
             with cond:
                 while not self._batches and not self._closing:
                     self._flush_requested = False
-                    cond.wait()
+                    cond.wait(self._interval)
                 if not self._batches:  # closing and nothing left
                     return
                 # Let more changes gather for one interval, unless someone waits.
