@@ -108,8 +108,8 @@ class Recorder:
         self._written = 0  # changes handled (written or failed) so far
         self._flush_requested = False
         self._waiters = 0  # threads blocked in flush()
-        # The thread waits for a first change: only then does a change need to wake it
-        # (waking it on every change costs a GIL hand-off each time).
+        # True while the thread sleeps until the next change: only that change wakes it
+        # (waking it on every change would cost a GIL hand-off each time).
         self._idle = False
         self._closing = False
         self._closed = False

@@ -421,7 +421,7 @@ class SqliteBlockRunWriter:
 
     def write(self, groups) -> None:
         conn = self._writes.conn()
-        if len(groups) == 1 and len(groups[0][1]) == 1:
+        if len(groups) == 1 and len(groups[0][1]) == 1 and not conn.in_transaction:
             # One statement is a transaction of its own (all or nothing, and it takes
             # the write lock through busy_timeout as it starts): the usual write_now()
             # of one completion saves the BEGIN and COMMIT round trips.
