@@ -321,9 +321,13 @@ class Recorder:
     def _write(self, batches: list[dict[Key, _Op]]) -> RecorderError | None:
         writer = self._writer
         try:
-            if len(batches) == 1 and len(batches[0]) == 1:  # write_now() of one completion
-                ((key, (insert, fields)),) = batches[0].items()
-                writer.write([(insert, [_row(key, insert, fields)])])
+            if len(batches) == 1:  # what write_now() usually finds
+                batch = batches[0]
+                if len(batch) == 1:
+                    ((key, (insert, fields)),) = batch.items()
+                    writer.write([(insert, [_row(key, insert, fields)])])
+                else:
+                    writer.write(_groups(batch.items()))
             else:
                 writer.write([group for batch in batches for group in _groups(batch.items())])
             return None
