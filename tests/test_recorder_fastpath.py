@@ -92,9 +92,12 @@ def _raw_block_runs(path: Path, run_id: int) -> list[tuple]:
         conn.close()
 
 
-def test_write_now_of_each_completion_stores_what_core_stores(both):
+@pytest.mark.parametrize("order", ["engine", "merged"])
+def test_write_now_of_each_completion_stores_what_core_stores(both, order):
     """The engine's two changes per block (running, then its completion), written by
-    write_now() one block at a time, give the same bytes as through SQLAlchemy."""
+    write_now() one block at a time, give the same bytes as through SQLAlchemy.
+    "engine": a block's running is written with its upstream's completion (one
+    transaction of two statements); "merged": both changes of a block in one statement."""
     runs = []
     for db in both:
         uuids = [f"b{i}" for i in range(len(_DATETIMES))]
@@ -103,14 +106,19 @@ def test_write_now_of_each_completion_stores_what_core_stores(both):
         try:
             for i, (uuid, when) in enumerate(zip(uuids, _DATETIMES)):
                 rec.update_block_run(run_id, uuid, status="running", started_at=when)
+                if order == "engine":
+                    rec.write_now()
                 rec.update_block_run(
                     run_id, uuid, status="completed" if i % 3 else "failed", attempts=i,
                     completed_at=when, error=None if i % 3 else "bad ✗", traceback=None,
                     output_ref=f"outputs/{uuid}", digest="d" * 64, tests=[{"passed": True}] if i % 2 else None,
                     metrics={"duration": i / 7}, log_path=f"logs/{uuid}.log", cache_key=f"k{i}",
                 )
-                rec.write_now()
-                assert rec.pending == 0
+                if order == "merged":
+                    rec.write_now()
+                    assert rec.pending == 0
+            rec.write_now()
+            assert rec.pending == 0
         finally:
             rec.close()
         runs.append(run_id)
