@@ -69,12 +69,10 @@ class RecorderError(BlockyardError):
         self.original = original
 
 
-class _Op:
-    __slots__ = ("insert", "fields")
-
-    def __init__(self, insert: bool, fields: dict[str, Any]) -> None:
-        self.insert = insert
-        self.fields = fields
+# A queued change: (is_insert, fields). The fields dict is the caller's **kwargs (a
+# fresh dict per call), owned by the recorder from then on; later changes of the same
+# row are merged into it.
+_Op = tuple[bool, dict[str, Any]]
 
 
 _live: "weakref.WeakSet[Recorder]" = weakref.WeakSet()
@@ -94,8 +92,12 @@ class Recorder:
         global _atexit_registered
         self._db = db
         self._writer: BlockRunWriter = db.block_run_writer()
+        self._check_fields = db.check_block_run_fields
         self._interval = interval
-        self._cond = threading.Condition()
+        # A plain Lock (`with self._lock` is a C call; Condition.__enter__ is Python)
+        # guards the queue; the condition on it is only for waiting.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         # Held while a batch is written (by the thread or by write_now), so that
         # batches reach the database in the order they were queued.
         self._write_lock = threading.Lock()
@@ -106,6 +108,9 @@ class Recorder:
         self._written = 0  # changes handled (written or failed) so far
         self._flush_requested = False
         self._waiters = 0  # threads blocked in flush()
+        # True while the thread sleeps until the next change: only that change wakes it
+        # (waking it on every change would cost a GIL hand-off each time).
+        self._idle = False
         self._closing = False
         self._closed = False
         self._error: RecorderError | None = None
@@ -133,7 +138,7 @@ class Recorder:
             fields["base_block_uuid"] = parent_uuid if parent_uuid is not None else block_uuid
         fields.setdefault("attempts", 0)
         fields.setdefault("cache_hit", False)
-        self._db.check_block_run_fields(fields)
+        self._check_fields(fields)
         self._enqueue((int(run_id), block_uuid), True, fields)
 
     def update_block_run(self, run_id: int, block_uuid: str, **fields: Any) -> None:
@@ -144,7 +149,7 @@ class Recorder:
             for name in ("error", "traceback"):
                 if isinstance(fields.get(name), str):
                     fields[name] = masking.mask(fields[name])
-        self._db.check_block_run_fields(fields)
+        self._check_fields(fields)
         self._enqueue((int(run_id), block_uuid), False, fields)
 
     def flush(self, timeout: float | None = None) -> None:
@@ -178,18 +183,24 @@ class Recorder:
         any failed write. Cheaper than `flush()` for one small batch: no hand-off to the
         recorder thread and back (the runner makes a completion durable this way before
         the block's dependents start)."""
+        lock = self._lock
         with self._write_lock:
-            with self._cond:
-                batches, self._batches = self._batches, []
+            with lock:
+                batches = self._batches
+                if batches:
+                    self._batches = []
                 upto = self._queued
             error = self._write(batches) if batches else None
-            with self._cond:
+            with lock:
                 if error is not None and self._error is None:
                     self._error = error
-                self._written = max(self._written, upto)
+                if upto > self._written:
+                    self._written = upto
                 if self._waiters:  # waking the recorder thread for nothing costs the GIL
                     self._cond.notify_all()
-        self._raise_error()
+                error, self._error = self._error, None
+        if error is not None:
+            raise error
 
     def close(self) -> None:
         """Write everything queued, stop the thread, raise any pending write error."""
@@ -229,28 +240,29 @@ class Recorder:
             raise error
 
     def _enqueue(self, key: Key, insert: bool, fields: dict[str, Any]) -> None:
-        with self._cond:
+        with self._lock:
             if self._closing or self._closed:
                 raise RuntimeError("the recorder is closed")
-            batch = self._batches[-1] if self._batches else None
+            batches = self._batches
+            batch = batches[-1] if batches else None
             if insert:
                 if batch is None or key in batch:
                     batch = {}
-                    self._batches.append(batch)
-                batch[key] = _Op(True, dict(fields))
+                    batches.append(batch)
+                batch[key] = (True, fields)
             else:
                 if batch is None:
                     batch = {}
-                    self._batches.append(batch)
+                    batches.append(batch)
                 op = batch.get(key)
                 if op is None:
-                    batch[key] = _Op(False, dict(fields))
+                    batch[key] = (False, fields)
                 else:
-                    op.fields.update(fields)
+                    op[1].update(fields)
             self._queued += 1
-            # No wake-up here: the recorder thread looks every interval by itself. Waking
-            # it on each first change made it fight the run loop for the GIL once per
-            # block (a chain empties the queue with write_now before every block).
+            if self._idle:
+                self._idle = False
+                self._cond.notify()
 
     def _run(self) -> None:
         try:
@@ -265,18 +277,25 @@ class Recorder:
         cond = self._cond
         while True:
             with cond:
-                while not self._batches and not self._closing:
+                # Changes come in runs: after a write (or at start) gather for one interval
+                # without being woken per change (each wake-up is a GIL hand-off, and the
+                # runner's write_now() usually takes the change first anyway).
+                self._gather(cond)
+                if not self._batches and not self._closing:
+                    # Nothing came for a whole interval: sleep until a change clears
+                    # _idle, then let more gather for one interval (even if write_now()
+                    # takes that change meanwhile: going back to sleep at once would
+                    # have the next change wake the thread again).
                     self._flush_requested = False
-                    cond.wait(self._interval)
-                if not self._batches:  # closing and nothing left
-                    return
-                # Let more changes gather for one interval, unless someone waits.
-                deadline = time.monotonic() + self._interval
-                while not (self._flush_requested or self._closing):
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    cond.wait(remaining)
+                    self._idle = True
+                    while self._idle and not self._closing:
+                        cond.wait()
+                    self._idle = False
+                    self._gather(cond)
+                if not self._batches:
+                    if self._closing:  # and nothing left
+                        return
+                    continue  # write_now() took them
             with self._write_lock:
                 with cond:
                     batches, self._batches = self._batches, []
@@ -287,12 +306,30 @@ class Recorder:
                     if error is not None and self._error is None:
                         self._error = error
                     self._written = max(self._written, upto)
-                    cond.notify_all()
+                    if self._waiters:
+                        cond.notify_all()
+
+    def _gather(self, cond: threading.Condition) -> None:
+        """Wait one interval (cond held), or less if someone flushes or closes."""
+        deadline = time.monotonic() + self._interval
+        while not (self._flush_requested or self._closing):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            cond.wait(remaining)
 
     def _write(self, batches: list[dict[Key, _Op]]) -> RecorderError | None:
         writer = self._writer
         try:
-            writer.write([group for batch in batches for group in _groups(batch.items())])
+            if len(batches) == 1:  # what write_now() usually finds
+                batch = batches[0]
+                if len(batch) == 1:
+                    ((key, (insert, fields)),) = batch.items()
+                    writer.write([(insert, [_row(key, insert, fields)])])
+                else:
+                    writer.write(_groups(batch.items()))
+            else:
+                writer.write([group for batch in batches for group in _groups(batch.items())])
             return None
         except BaseException as exc:  # noqa: BLE001 - kept and raised from flush()
             first = exc
@@ -326,11 +363,18 @@ def _groups(ops: Iterable[tuple[Key, _Op]]) -> list[Group]:
     by column set (a batch has one op per key, so their order does not matter)."""
     inserts: dict[frozenset, list[dict]] = {}
     updates: dict[frozenset, list[dict]] = {}
-    for (run_id, block_uuid), op in ops:
-        if op.insert:
-            row = {"pipeline_run_id": run_id, "block_uuid": block_uuid, **op.fields}
+    for key, (insert, fields) in ops:
+        if insert:
+            row = _row(key, insert, fields)
             inserts.setdefault(frozenset(row), []).append(row)
         else:
-            params = {"_run_id": run_id, "_block_uuid": block_uuid, **op.fields}
-            updates.setdefault(frozenset(op.fields), []).append(params)
+            updates.setdefault(frozenset(fields), []).append(_row(key, insert, fields))
     return [(True, rows) for rows in inserts.values()] + [(False, rows) for rows in updates.values()]
+
+
+def _row(key: Key, insert: bool, fields: dict[str, Any]) -> dict[str, Any]:
+    """A change as the writer takes it: a block_runs row, or the columns to set plus
+    `_run_id` and `_block_uuid`."""
+    if insert:
+        return {"pipeline_run_id": key[0], "block_uuid": key[1], **fields}
+    return {"_run_id": key[0], "_block_uuid": key[1], **fields}

@@ -20,7 +20,8 @@ import sqlite3
 import threading
 import weakref
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import unquote
@@ -62,8 +63,15 @@ def sqlite_file(url: str | os.PathLike) -> tuple[str, str] | None:
 
 
 # ------------------------------------------------------------------ values
+_UTC = timezone.utc
+
+
 def bind_datetime(value: Any) -> str | None:
     # As schema.UTCDateTime and then SQLAlchemy's SQLite DATETIME do it.
+    if type(value) is datetime and (value.tzinfo is _UTC or value.tzinfo is None):
+        # Already UTC (the engine's timestamps): isoformat prints the same digits in
+        # one C call; [:26] drops the "+00:00".
+        return value.isoformat(" ", "microseconds")[:26]
     if value is None:
         return None
     if isinstance(value, str):
@@ -90,8 +98,21 @@ def _bind_bool(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+# (sql, getter, conversions): a statement for one column set, an itemgetter of its
+# parameters from a row dict, and the (position, binder) pairs to apply to them.
+_Plan = tuple[str, Callable[[Mapping[str, Any]], tuple], tuple[tuple[int, Callable[[Any], Any]], ...]]
+_PLAN_CACHE_SIZE = 256  # column sets seen; a run uses a handful
+
+
+def _getter(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple]:
+    if len(names) == 1:  # itemgetter of one name returns the bare value
+        get = itemgetter(names[0])
+        return lambda row: (get(row),)
+    return itemgetter(*names)
+
+
 class _Table:
-    """How one table's values are bound for sqlite3 (and the SQL, cached per column set)."""
+    """How one table's values are bound for sqlite3: a plan per column set, built once."""
 
     def __init__(self, name: str, columns: Sequence[str], datetimes: Iterable[str], jsons: Iterable[str],
                  booleans: Iterable[str], defaults: Mapping[str, Any]) -> None:
@@ -102,35 +123,54 @@ class _Table:
         for names, binder in ((datetimes, bind_datetime), (jsons, _bind_json), (booleans, _bind_bool)):
             for c in names:
                 self.binders[c] = binder
-        self._sql: dict[Any, str] = {}
+        self._plans: dict[tuple, _Plan] = {}
 
     def ordered(self, names: Iterable[str]) -> tuple[str, ...]:
         names = set(names)
         return tuple(c for c in self.columns if c in names)
 
-    def insert_sql(self, cols: tuple[str, ...]) -> str:
-        sql = self._sql.get(("insert", cols))
-        if sql is None:
+    def _plan(self, cols: tuple[str, ...], sql: str, extra: tuple[str, ...]) -> _Plan:
+        convs = tuple((i, self.binders[c]) for i, c in enumerate(cols) if c in self.binders)
+        return sql, _getter(cols + extra), convs
+
+    def insert_plan(self, keys: tuple[str, ...]) -> _Plan:
+        """The plan of rows with these keys (the table's columns among them, in table order)."""
+        plan = self._plans.get(("insert", keys))
+        if plan is None:
+            cols = self.ordered(keys)
             sql = f"INSERT INTO {self.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-            self._sql[("insert", cols)] = sql
-        return sql
+            plan = self._remember(("insert", keys), self._plan(cols, sql, ()))
+        return plan
 
-    def update_sql(self, cols: tuple[str, ...], where: str) -> str:
-        sql = self._sql.get(("update", cols, where))
-        if sql is None:
+    def update_plan(self, keys: tuple[str, ...], where: str, extra: tuple[str, ...]) -> _Plan:
+        """SET the table's columns among `keys`; the `extra` keys' values fill `where`."""
+        plan = self._plans.get(("update", keys, where))
+        if plan is None:
+            cols = self.ordered(k for k in keys if k not in extra)
             sql = f"UPDATE {self.name} SET {', '.join(f'{c} = ?' for c in cols)} WHERE {where}"
-            self._sql[("update", cols, where)] = sql
-        return sql
+            plan = self._remember(("update", keys, where), self._plan(cols, sql, extra))
+        return plan
 
-    def bind(self, cols: tuple[str, ...], rows: Sequence[Mapping[str, Any]], sql: str, extra=()) -> list[tuple]:
-        """Positional parameters for `cols` of each row, then the `extra` keys' values."""
-        binders = [self.binders.get(c) for c in cols]
+    def _remember(self, key: tuple, plan: _Plan) -> _Plan:
+        if len(self._plans) >= _PLAN_CACHE_SIZE:  # odd column sets must not grow it forever
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
+
+    @staticmethod
+    def bind(plan: _Plan, rows: Sequence[Mapping[str, Any]]) -> list[Sequence[Any]]:
+        """Positional parameters of each row."""
+        sql, getter, convs = plan
         try:
-            return [
-                tuple(v if f is None else f(v) for f, v in zip(binders, (row[c] for c in cols)))
-                + tuple(row[k] for k in extra)
-                for row in rows
-            ]
+            if not convs:
+                return [getter(row) for row in rows]
+            params = []
+            for row in rows:
+                values = list(getter(row))
+                for i, binder in convs:
+                    values[i] = binder(values[i])
+                params.append(values)
+            return params
         except Exception as exc:  # a value SQLAlchemy could not convert either
             raise _sqlalchemy_error(exc, sql, rows, len(rows) > 1) from exc
 
@@ -167,20 +207,21 @@ def _executemany(conn: sqlite3.Connection, sql: str, params: Sequence[Sequence[A
 
 def _insert(conn: sqlite3.Connection, table: _Table, rows: Sequence[Mapping[str, Any]]) -> sqlite3.Cursor:
     """Insert rows that share one column set (plus the columns' client-side defaults)."""
-    if any(k not in rows[0] for k in table.defaults):
+    if not table.defaults.keys() <= rows[0].keys():
         rows = [{**table.defaults, **row} for row in rows]
-    cols = table.ordered(rows[0])
-    sql = table.insert_sql(cols)
-    params = table.bind(cols, rows, sql)
+    return _run(conn, table.insert_plan(tuple(rows[0])), rows)
+
+
+def _run(conn: sqlite3.Connection, plan: _Plan, rows: Sequence[Mapping[str, Any]]) -> sqlite3.Cursor:
+    params = _Table.bind(plan, rows)
     if len(params) == 1:
-        return _execute(conn, sql, params[0])
-    return _executemany(conn, sql, params)
+        return _execute(conn, plan[0], params[0])
+    return _executemany(conn, plan[0], params)
 
 
 def _update_run(conn: sqlite3.Connection, run_id: int, values: Mapping[str, Any]) -> None:
-    cols = tuple(values)
-    sql = _PR.update_sql(cols, "id = ?")
-    _execute(conn, sql, _PR.bind(cols, [{**values, "_id": run_id}], sql, extra=("_id",))[0])
+    row = {**values, "_id": run_id}
+    _run(conn, _PR.update_plan(tuple(row), "id = ?", ("_id",)), [row])
 
 
 def _marks(values: Sequence[Any]) -> str:
@@ -196,12 +237,16 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         yield conn
         _execute(conn, "COMMIT")
     except BaseException:
-        if conn.in_transaction:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+        _rollback(conn)
         raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 class _Holder:
@@ -364,6 +409,16 @@ class SqliteWrites:
 _UPDATE_KEYS = ("_run_id", "_block_uuid")
 
 
+_WHERE_KEY = "pipeline_run_id = ? AND block_uuid = ?"
+
+
+def _write_group(conn: sqlite3.Connection, insert: bool, rows: Sequence[Mapping[str, Any]]) -> None:
+    if insert:
+        _insert(conn, _BR, rows)
+    else:
+        _run(conn, _BR.update_plan(tuple(rows[0]), _WHERE_KEY, _UPDATE_KEYS), rows)
+
+
 class SqliteBlockRunWriter:
     """Writes the Recorder's grouped block-run changes (see
     `blockyard.db.recorder.BlockRunWriter`) on the recorder thread's own connection."""
@@ -372,18 +427,23 @@ class SqliteBlockRunWriter:
         self._writes = writes
 
     def write(self, groups) -> None:
-        with _transaction(self._writes.conn()) as conn:
+        conn = self._writes.conn()
+        if len(groups) == 1 and len(groups[0][1]) == 1 and not conn.in_transaction:
+            # One statement is a transaction of its own (all or nothing, and it takes
+            # the write lock through busy_timeout as it starts): the usual write_now()
+            # of one completion saves the BEGIN and COMMIT round trips.
+            _write_group(conn, *groups[0])
+            return
+        # _transaction written out: its generator costs more than the rest of this
+        # Python on every write_now().
+        _execute(conn, "BEGIN IMMEDIATE")
+        try:
             for insert, rows in groups:
-                if insert:
-                    _insert(conn, _BR, rows)
-                    continue
-                cols = _BR.ordered(k for k in rows[0] if k not in _UPDATE_KEYS)
-                sql = _BR.update_sql(cols, "pipeline_run_id = ? AND block_uuid = ?")
-                params = _BR.bind(cols, rows, sql, extra=_UPDATE_KEYS)
-                if len(params) == 1:
-                    _execute(conn, sql, params[0])
-                else:
-                    _executemany(conn, sql, params)
+                _write_group(conn, insert, rows)
+            _execute(conn, "COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
 
     @staticmethod
     def is_row_error(exc: BaseException) -> bool:
