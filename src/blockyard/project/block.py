@@ -215,11 +215,29 @@ class BlockSpec:
         }
 
 
+_default_paths: dict[tuple, Path | None] = {}  # pure function of its key; Paths are immutable
+
+
 def _default_path(project: "ProjectLike | None", block_type: str, uuid: str, language: str) -> Path | None:
-    folder = BLOCK_TYPE_DIRS.get(block_type)
-    if project is None or folder is None or not is_safe_relative(uuid):
+    if project is None:
         return None
-    return project.path / folder / (uuid + extension_for(block_type, language))
+    key = (project.path, block_type, uuid, language)
+    try:
+        return _default_paths[key]
+    except (KeyError, TypeError):
+        pass
+    folder = BLOCK_TYPE_DIRS.get(block_type)
+    if folder is None or not is_safe_relative(uuid):
+        path = None
+    else:
+        path = project.path / folder / (uuid + extension_for(block_type, language))
+    if len(_default_paths) >= 50_000:  # bounded: many projects or renames in a long-lived server
+        _default_paths.clear()
+    try:
+        _default_paths[key] = path
+    except TypeError:  # an unhashable attribute someone set: just don't remember it
+        pass
+    return path
 
 
 def _source_candidates(source: str, project: "ProjectLike") -> list[Path]:
