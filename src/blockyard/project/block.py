@@ -15,8 +15,6 @@ from blockyard.project.names import (
 from blockyard.project.protocols import PipelineLike, ProjectLike
 from blockyard.project.yaml_io import ATOMIC_TYPES, plain_copy, set_key, type_name
 
-# Fields kept as attributes and written back to `raw` when changed.
-_FIELDS = ("uuid", "name", "type", "language", "upstream_blocks", "configuration", "retry_config", "timeout")
 
 
 class BlockSpec:
@@ -141,10 +139,21 @@ class BlockSpec:
 
     # -- writing back ----------------------------------------------------------------
     def _values(self) -> dict[str, Any]:
-        values = {}
-        for f in _FIELDS:
-            value = getattr(self, f)
-            values[f] = value if type(value) in ATOMIC_TYPES else plain_copy(value)
+        """The fields kept as attributes and written back to `raw` when changed, copied
+        (an attribute may be changed in place)."""
+        values = {
+            "uuid": self.uuid,
+            "name": self.name,
+            "type": self.type,
+            "language": self.language,
+            "upstream_blocks": self.upstream_blocks,
+            "configuration": self.configuration,
+            "retry_config": self.retry_config,
+            "timeout": self.timeout,
+        }
+        for f, value in values.items():
+            if type(value) not in ATOMIC_TYPES:
+                values[f] = plain_copy(value)
         return values
 
     def sync_raw(self) -> dict:

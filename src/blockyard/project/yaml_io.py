@@ -189,7 +189,7 @@ def plain_copy(value: Any, memo: dict | None = None) -> Any:
     if kind is list:
         out = []
         memo[id(value)] = out
-        out.extend(v if type(v) in _ATOMIC else plain_copy(v, memo) for v in value)
+        out.extend([v if type(v) in _ATOMIC else plain_copy(v, memo) for v in value])
         return out
     return copy.deepcopy(value, memo)
 
