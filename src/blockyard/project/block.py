@@ -232,9 +232,11 @@ def _default_path(project: "ProjectLike | None", block_type: str, uuid: str, lan
         return None
     key = (project.path, block_type, uuid, language)
     try:
-        return _default_paths[key]
-    except (KeyError, TypeError):
-        pass
+        path = _default_paths.get(key, _default_paths)  # the dict itself: not remembered yet
+    except TypeError:  # an unhashable attribute someone set
+        path = _default_paths
+    if path is not _default_paths:
+        return path
     folder = BLOCK_TYPE_DIRS.get(block_type)
     if folder is None or not is_safe_relative(uuid):
         path = None
