@@ -181,7 +181,7 @@ SAME_AS_PYYAML = [
 ]
 
 
-def same(a, b, seen=None) -> bool:
+def same(a, b) -> bool:
     """Equal values of the same types (NaN equal to NaN), compared without recursion."""
     stack = [(a, b)]
     pairs = set()

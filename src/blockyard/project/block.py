@@ -16,7 +16,6 @@ from blockyard.project.protocols import PipelineLike, ProjectLike
 from blockyard.project.yaml_io import ATOMIC_TYPES, plain_copy, set_key, type_name
 
 
-
 class BlockSpec:
     """A block as listed in pipeline metadata.
 

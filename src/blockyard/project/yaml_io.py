@@ -2,10 +2,10 @@
 
 `read_yaml` keeps the composed node tree so a later type check can say on which
 line a bad value sits. Plain documents (strings, numbers, booleans, nulls, maps and
-lists without anchors or merge keys) are built by a direct walk of that tree, which
-is several times faster than PyYAML's generic constructor; anything else goes
-through the constructor itself, so results and errors are PyYAML's. `write_text_atomic` writes through a temp file in the same
-folder and `os.replace`, so readers never see half a file.
+lists without anchors or merge keys) are built by a direct walk of that tree, several
+times faster than PyYAML's generic constructor; anything else goes through the
+constructor itself, so results and errors are PyYAML's. `write_text_atomic` writes
+through a temp file in the same folder and `os.replace`, so readers never see half a file.
 """
 from __future__ import annotations
 
@@ -161,7 +161,6 @@ def _plain(loader: Any, node: yaml.Node, seen: set[int]) -> Any:
 
 # Immutable scalar types: a copy of one is the value itself.
 ATOMIC_TYPES = frozenset((str, int, float, bool, type(None)))
-_ATOMIC = ATOMIC_TYPES
 
 
 def plain_copy(value: Any, memo: dict | None = None) -> Any:
@@ -169,7 +168,7 @@ def plain_copy(value: Any, memo: dict | None = None) -> Any:
     copied here (shared and recursive containers stay shared and recursive, as with
     deepcopy); anything else goes to copy.deepcopy."""
     kind = type(value)
-    if kind in _ATOMIC:
+    if kind in ATOMIC_TYPES:
         return value
     if memo is None:
         if not value and (kind is dict or kind is list):
@@ -182,14 +181,14 @@ def plain_copy(value: Any, memo: dict | None = None) -> Any:
         out: Any = {}
         memo[id(value)] = out
         for k, v in value.items():
-            if type(k) not in _ATOMIC:
+            if type(k) not in ATOMIC_TYPES:
                 k = plain_copy(k, memo)
-            out[k] = v if type(v) in _ATOMIC else plain_copy(v, memo)
+            out[k] = v if type(v) in ATOMIC_TYPES else plain_copy(v, memo)
         return out
     if kind is list:
         out = []
         memo[id(value)] = out
-        out.extend([v if type(v) in _ATOMIC else plain_copy(v, memo) for v in value])
+        out.extend([v if type(v) in ATOMIC_TYPES else plain_copy(v, memo) for v in value])
         return out
     return copy.deepcopy(value, memo)
 
