@@ -1,7 +1,6 @@
 """BlockSpec: one entry of a pipeline's metadata.yaml (`blocks`, `callbacks`, `conditionals`, `widgets`)."""
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
@@ -14,10 +13,7 @@ from blockyard.project.names import (
     is_safe_relative,
 )
 from blockyard.project.protocols import PipelineLike, ProjectLike
-from blockyard.project.yaml_io import set_key, type_name
-
-# Fields kept as attributes and written back to `raw` when changed.
-_FIELDS = ("uuid", "name", "type", "language", "upstream_blocks", "configuration", "retry_config", "timeout")
+from blockyard.project.yaml_io import ATOMIC_TYPES, plain_copy, set_key, type_name
 
 
 class BlockSpec:
@@ -47,11 +43,12 @@ class BlockSpec:
         self.name: str = raw.get("name") if raw.get("name") is not None else self.uuid
         self.language: str = raw.get("language") or "python"
         self.upstream_blocks: list[str] = list(raw.get("upstream_blocks") or [])
-        self.configuration: dict = copy.deepcopy(raw.get("configuration") or {})
-        self.retry_config: dict | None = copy.deepcopy(raw.get("retry_config"))
+        self.configuration: dict = plain_copy(raw.get("configuration") or {})
+        self.retry_config: dict | None = plain_copy(raw.get("retry_config"))
         timeout = raw.get("timeout")
         self.timeout: float | None = float(timeout) if timeout is not None else None
         self._snapshot = self._values()
+        self._paths: tuple | None = None  # (inputs, file_source candidates, default path) of file_path
 
     # -- derived values -------------------------------------------------------------
     @property
@@ -104,11 +101,7 @@ class BlockSpec:
     @property
     def default_file_path(self) -> Path | None:
         """`<project>/<type dir>/<uuid><ext>`, or None for types without a code file."""
-        project = self.project
-        folder = BLOCK_TYPE_DIRS.get(self.type)
-        if project is None or folder is None or not is_safe_relative(self.uuid):
-            return None
-        return project.path / folder / (self.uuid + extension_for(self.type, self.language))
+        return _default_path(self.project, self.type, self.uuid, self.language)
 
     @property
     def file_path(self) -> Path | None:
@@ -123,11 +116,17 @@ class BlockSpec:
         if project is None or self.type == "global_data_product":
             return None
         source = self.file_source
-        if source:
-            for candidate in _source_candidates(source, project):
-                if candidate.is_file():
-                    return candidate
-        return self.default_file_path
+        # The paths depend only on these; whether a candidate exists is asked every time.
+        ws = project.workspace
+        inputs = (project, project.path, ws.root, ws.name, ws.multi_project, self.type, self.uuid, self.language, source)
+        paths = self._paths
+        if paths is None or paths[0] != inputs:
+            candidates = _source_candidates(source, project) if source else []
+            paths = self._paths = (inputs, candidates, _default_path(project, self.type, self.uuid, self.language))
+        for candidate in paths[1]:
+            if candidate.is_file():
+                return candidate
+        return paths[2]
 
     def relative_file_source(self, path: Path) -> str:
         """`path` written the way Mage writes `file_source.path` (relative to the workspace root)."""
@@ -139,7 +138,22 @@ class BlockSpec:
 
     # -- writing back ----------------------------------------------------------------
     def _values(self) -> dict[str, Any]:
-        return {f: copy.deepcopy(getattr(self, f)) for f in _FIELDS}
+        """The fields kept as attributes and written back to `raw` when changed, copied
+        (an attribute may be changed in place)."""
+        values = {
+            "uuid": self.uuid,
+            "name": self.name,
+            "type": self.type,
+            "language": self.language,
+            "upstream_blocks": self.upstream_blocks,
+            "configuration": self.configuration,
+            "retry_config": self.retry_config,
+            "timeout": self.timeout,
+        }
+        for f, value in values.items():
+            if type(value) not in ATOMIC_TYPES:
+                values[f] = plain_copy(value)
+        return values
 
     def sync_raw(self) -> dict:
         """Write changed attributes into `raw` (unchanged ones are left exactly as loaded)."""
@@ -148,12 +162,17 @@ class BlockSpec:
             if value != self._snapshot[field]:
                 if field == "timeout" and value is not None and float(value).is_integer():
                     value = int(value)
-                set_key(self.raw, field, copy.deepcopy(value))
+                set_key(self.raw, field, plain_copy(value))
         self._snapshot = current
         return self.raw
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, downstream: dict[str, list[str]] | None = None) -> dict[str, Any]:
+        """`downstream`: the pipeline's downstream_map(), when converting all its blocks."""
         path = self.file_path
+        if downstream is not None and self.pipeline is not None:
+            downstream_blocks = list(downstream.get(self.uuid, []))
+        else:
+            downstream_blocks = self.downstream_blocks
         return {
             "uuid": self.uuid,
             "name": self.name,
@@ -161,9 +180,9 @@ class BlockSpec:
             "language": self.language,
             "group": self.group,
             "upstream_blocks": list(self.upstream_blocks),
-            "downstream_blocks": self.downstream_blocks,
-            "configuration": copy.deepcopy(self.configuration),
-            "retry_config": copy.deepcopy(self.retry_config),
+            "downstream_blocks": downstream_blocks,
+            "configuration": plain_copy(self.configuration),
+            "retry_config": plain_copy(self.retry_config),
             "timeout": self.timeout,
             "dynamic": self.dynamic,
             "reduce_output": self.reduce_output,
@@ -204,6 +223,33 @@ class BlockSpec:
         }
 
 
+_default_paths: dict[tuple, Path | None] = {}  # pure function of its key; Paths are immutable
+
+
+def _default_path(project: "ProjectLike | None", block_type: str, uuid: str, language: str) -> Path | None:
+    if project is None:
+        return None
+    key = (project.path, block_type, uuid, language)
+    try:
+        path = _default_paths.get(key, _default_paths)  # the dict itself: not remembered yet
+    except TypeError:  # an unhashable attribute someone set
+        path = _default_paths
+    if path is not _default_paths:
+        return path
+    folder = BLOCK_TYPE_DIRS.get(block_type)
+    if folder is None or not is_safe_relative(uuid):
+        path = None
+    else:
+        path = project.path / folder / (uuid + extension_for(block_type, language))
+    if len(_default_paths) >= 50_000:  # bounded: many projects or renames in a long-lived server
+        _default_paths.clear()
+    try:
+        _default_paths[key] = path
+    except TypeError:  # an unhashable attribute someone set: just don't remember it
+        pass
+    return path
+
+
 def _source_candidates(source: str, project: "ProjectLike") -> list[Path]:
     ws = project.workspace
     root = ws.root
@@ -240,8 +286,68 @@ def parse_block(
     line_of: Callable[..., int | None],
     pipeline: "PipelineLike | None",
     pipeline_uuid: str | None,
+    item_lines: Callable[..., list[int | None]] | None = None,
 ) -> BlockSpec:
-    """Check one metadata entry's types and build its BlockSpec (ProjectError on bad input)."""
+    """Check one metadata entry's types and build its BlockSpec (ProjectError on bad input).
+
+    `item_lines(count, *keys)`, when given, gives the lines of a list's items at once
+    (what `line_of(*keys, i)` gives for each i)."""
+    if not _plainly_valid(raw):
+        _check_entry(raw, group=group, index=index, file=file, line_of=line_of, pipeline_uuid=pipeline_uuid)
+    upstream = raw.get("upstream_blocks")
+    if not upstream:
+        upstream_lines: list[int | None] = []
+    elif item_lines is not None:
+        upstream_lines = item_lines(len(upstream), group, index, "upstream_blocks")
+    else:
+        upstream_lines = [line_of(group, index, "upstream_blocks", i) for i in range(len(upstream))]
+    return BlockSpec(raw, pipeline, group=group, line=line_of(group, index), upstream_lines=upstream_lines)
+
+
+def _plainly_valid(raw: Any) -> bool:
+    """A quick test, stricter than _check_entry, passed by entries that _check_entry accepts
+    as they usually are written; the rest get _check_entry's full checks and messages."""
+    if type(raw) is not dict:
+        return False
+    uuid = raw.get("uuid")
+    block_type = raw.get("type")
+    if type(uuid) is not str or not uuid or type(block_type) is not str or not block_type:
+        return False
+    for key in ("name", "language"):
+        value = raw.get(key)
+        if value is not None and type(value) is not str:
+            return False
+    for key in ("upstream_blocks", "downstream_blocks", "callback_blocks", "conditional_blocks"):
+        value = raw.get(key)
+        if value is not None and type(value) is not list:
+            return False
+    for key in ("upstream_blocks", "callback_blocks", "conditional_blocks"):
+        for item in raw.get(key) or ():
+            if type(item) is not str:
+                return False
+    config = raw.get("configuration")
+    retry = raw.get("retry_config")
+    timeout = raw.get("timeout")
+    if (config is not None and type(config) is not dict) or (retry is not None and type(retry) is not dict):
+        return False
+    if timeout is not None and type(timeout) is not int and type(timeout) is not float:
+        return False
+    fs = (config or {}).get("file_source")
+    if fs is not None and (type(fs) is not dict or (fs.get("path") is not None and type(fs.get("path")) is not str)):
+        return False
+    return is_safe_relative(uuid)
+
+
+def _check_entry(
+    raw: Any,
+    *,
+    group: str,
+    index: int,
+    file: Path,
+    line_of: Callable[..., int | None],
+    pipeline_uuid: str | None,
+) -> None:
+    """Raise ProjectError for the first thing wrong with a metadata entry."""
 
     def error(message: str, *keys: Any, block: str | None = None, hint: str | None = None) -> ProjectError:
         return ProjectError(
@@ -326,6 +432,3 @@ def parse_block(
         raise error("'configuration.file_source' must be a mapping with 'path'", "configuration", "file_source", block=uuid)
     if isinstance(fs, dict) and fs.get("path") is not None and not isinstance(fs.get("path"), str):
         raise error("'configuration.file_source.path' must be a string", "configuration", "file_source", "path", block=uuid)
-
-    upstream_lines = [line_of(group, index, "upstream_blocks", i) for i in range(len(raw.get("upstream_blocks") or []))]
-    return BlockSpec(raw, pipeline, group=group, line=line_of(group, index), upstream_lines=upstream_lines)

@@ -1,9 +1,9 @@
 """PipelineSpec: a pipeline's metadata.yaml, its checks and the editing API."""
 from __future__ import annotations
 
-import copy
+import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 from blockyard.errors import ProjectError
 from blockyard.project.block import BlockSpec, parse_block
@@ -11,7 +11,18 @@ from blockyard.project.names import GROUPS
 from blockyard.project.pipeline_edit import PipelineEditing, check_code
 from blockyard.project.protocols import ProjectLike
 from blockyard.project.validate import derive_downstream, pipeline_problems
-from blockyard.project.yaml_io import YamlDoc, dump_yaml, read_mapping, set_key, type_name, write_text_atomic
+from blockyard.project.yaml_io import (
+    YamlDoc,
+    dump_yaml,
+    mapping_doc,
+    parse_yaml,
+    plain_copy,
+    read_mapping,
+    read_text,
+    set_key,
+    type_name,
+    write_text_atomic,
+)
 
 # Pipeline-level fields kept as attributes and written back when changed.
 _FIELDS = ("name", "description", "type", "tags", "variables", "retry_config")
@@ -34,6 +45,7 @@ class PipelineSpec(PipelineEditing):
         project: "ProjectLike | None" = None,
         path: Path | None = None,
         doc: YamlDoc | None = None,
+        _parsed: "_Parsed | None" = None,
     ) -> None:
         self.raw = raw
         self.project = project
@@ -52,21 +64,22 @@ class PipelineSpec(PipelineEditing):
                     pipeline=self.uuid,
                 )
 
-        for group in GROUPS:
-            expect(group, (list,), "a list of blocks")
-        expect("variables", (dict,), "a mapping of names to values")
-        expect("tags", (list,), "a list")
-        expect("name", (str,), "a string")
-        expect("type", (str,), "a string")
-        expect("retry_config", (dict,), "a mapping or null")
+        if _parsed is None:  # a cached parse was checked when it was first loaded
+            for group in GROUPS:
+                expect(group, (list,), "a list of blocks")
+            expect("variables", (dict,), "a mapping of names to values")
+            expect("tags", (list,), "a list")
+            expect("name", (str,), "a string")
+            expect("type", (str,), "a string")
+            expect("retry_config", (dict,), "a mapping or null")
 
         self.name: str = raw.get("name") if raw.get("name") is not None else self.uuid
         description = raw.get("description")
         self.description: str | None = description if description is None else str(description)
         self.type: str = raw.get("type") or "python"
         self.tags: list = list(raw.get("tags") or [])
-        self.variables: dict = copy.deepcopy(raw.get("variables") or {})
-        self.retry_config: dict | None = copy.deepcopy(raw.get("retry_config"))
+        self.variables: dict = plain_copy(raw.get("variables") or {})
+        self.retry_config: dict | None = plain_copy(raw.get("retry_config"))
 
         self.blocks: list[BlockSpec] = []
         self.callbacks: list[BlockSpec] = []
@@ -74,6 +87,10 @@ class PipelineSpec(PipelineEditing):
         self.widgets: list[BlockSpec] = []
         for group in GROUPS:
             target = getattr(self, group)
+            if _parsed is not None:
+                for entry, (line, upstream_lines) in zip(raw.get(group) or [], _parsed.lines[group]):
+                    target.append(BlockSpec(entry, self, group=group, line=line, upstream_lines=list(upstream_lines)))
+                continue
             for index, entry in enumerate(raw.get(group) or []):
                 target.append(
                     parse_block(
@@ -84,18 +101,31 @@ class PipelineSpec(PipelineEditing):
                         line_of=line_of,
                         pipeline=self,
                         pipeline_uuid=self.uuid,
+                        item_lines=doc.item_lines if doc is not None else None,
                     )
                 )
         self._snapshot = self._values()
-        self._saved_raw = copy.deepcopy(raw)
+        # What save() compares against; never changed in place (save() replaces it), so
+        # specs loaded from one cached parse share it.
+        self._saved_raw = _parsed.raw if _parsed is not None else plain_copy(raw)
 
     # -- loading ------------------------------------------------------------------------
     @classmethod
     def load(cls, path: Path | str, project: "ProjectLike | None" = None) -> "PipelineSpec":
+        """Read metadata.yaml. An unchanged file (same text as at the last load in this
+        process) is not parsed again: the spec is rebuilt from a copy of that parse."""
         path = Path(path)
-        doc = read_mapping(path, "pipeline metadata", empty_ok=False)
         uuid = path.parent.name if path.parent.parent.name == "pipelines" else None
-        return cls(doc.data, uuid=uuid or doc.data.get("uuid"), project=project, path=path, doc=doc)
+        text = read_text(path)
+        parsed = _cached(path, text)
+        if parsed is not None:
+            raw = plain_copy(parsed.raw)
+            return cls(raw, uuid=uuid or raw.get("uuid"), project=project, path=path, _parsed=parsed)
+        doc = mapping_doc(parse_yaml(text, path), "pipeline metadata", empty_ok=False)
+        spec = cls(doc.data, uuid=uuid or doc.data.get("uuid"), project=project, path=path, doc=doc)
+        lines = {group: [(b.line, tuple(b.upstream_lines)) for b in getattr(spec, group)] for group in GROUPS}
+        _remember(path, _Parsed(text, spec._saved_raw, lines))
+        return spec
 
     def reload(self) -> "PipelineSpec":
         if self.path is None:
@@ -137,6 +167,16 @@ class PipelineSpec(PipelineEditing):
         entries = list(self.all_blocks()) if include_widgets else self.blocks
         return [b.uuid for b in entries if uuid in b.upstream_blocks and b.uuid != uuid]
 
+    def downstream_map(self) -> dict[str, list[str]]:
+        """`{uuid: downstream_of(uuid)}` for every uuid listed upstream, in one pass
+        (downstream_of for each block in turn would be O(n^2))."""
+        out: dict[str, list[str]] = {}
+        for b in self.blocks:
+            for up in dict.fromkeys(b.upstream_blocks):
+                if up != b.uuid:
+                    out.setdefault(up, []).append(b.uuid)
+        return out
+
     def upstream_of(self, uuid: str) -> list[str]:
         return list(self.block(uuid).upstream_blocks)
 
@@ -172,14 +212,14 @@ class PipelineSpec(PipelineEditing):
 
     # -- writing --------------------------------------------------------------------------
     def _values(self) -> dict[str, Any]:
-        return {f: copy.deepcopy(getattr(self, f)) for f in _FIELDS}
+        return {f: plain_copy(getattr(self, f)) for f in _FIELDS}
 
     def sync_raw(self) -> dict:
         """Bring `raw` up to date: changed fields, block lists, recomputed downstream_blocks."""
         current = self._values()
         for field, value in current.items():
             if value != self._snapshot[field]:
-                set_key(self.raw, field, copy.deepcopy(value))
+                set_key(self.raw, field, plain_copy(value))
         self._snapshot = current
         entries = list(self.all_blocks())
         for block in entries:
@@ -209,10 +249,11 @@ class PipelineSpec(PipelineEditing):
         if self.raw == self._saved_raw and self.path.is_file():
             return False
         write_text_atomic(self.path, dump_yaml(self.raw))
-        self._saved_raw = copy.deepcopy(self.raw)
+        self._saved_raw = plain_copy(self.raw)
         return True
 
     def to_dict(self) -> dict[str, Any]:
+        downstream = self.downstream_map()
         return {
             "uuid": self.uuid,
             "project": self.project.name if self.project is not None else None,
@@ -220,15 +261,47 @@ class PipelineSpec(PipelineEditing):
             "description": self.description,
             "type": self.type,
             "tags": list(self.tags),
-            "variables": copy.deepcopy(self.variables),
-            "retry_config": copy.deepcopy(self.retry_config),
+            "variables": plain_copy(self.variables),
+            "retry_config": plain_copy(self.retry_config),
             "path": str(self.path) if self.path is not None else None,
-            **{group: [b.to_dict() for b in getattr(self, group)] for group in GROUPS},
+            **{group: [b.to_dict(downstream=downstream) for b in getattr(self, group)] for group in GROUPS},
         }
 
     def __repr__(self) -> str:
         project = self.project.name if self.project is not None else None
         return f"PipelineSpec(project={project!r}, uuid={self.uuid!r}, blocks={self.block_uuids()!r})"
+
+
+class _Parsed(NamedTuple):
+    """A checked parse of one metadata.yaml. `raw` is never handed out: each load gets a copy."""
+
+    text: str
+    raw: dict
+    lines: dict[str, list[tuple[int | None, tuple[int | None, ...]]]]  # per group: (line, upstream lines)
+
+
+_CACHE_SIZE = 32
+_cache: dict[str, _Parsed] = {}  # path -> last parse, least recently used first
+_cache_lock = threading.Lock()
+
+
+def _cached(path: Path, text: str) -> _Parsed | None:
+    """The last parse of `path` if the file still holds exactly the text parsed then."""
+    key = str(path)
+    with _cache_lock:
+        parsed = _cache.pop(key, None)
+        if parsed is None or parsed.text != text:
+            return None
+        _cache[key] = parsed
+        return parsed
+
+
+def _remember(path: Path, parsed: _Parsed) -> None:
+    with _cache_lock:
+        _cache.pop(str(path), None)
+        _cache[str(path)] = parsed
+        while len(_cache) > _CACHE_SIZE:
+            del _cache[next(iter(_cache))]
 
 
 __all__ = ["PipelineSpec", "check_code"]

@@ -82,10 +82,12 @@ def pipeline_problems(spec: "PipelineLike", *, check_files: bool = True) -> list
         seen.setdefault(block.uuid, block)
 
     known = list(seen)
+    known_hint = ""  # built once: a list of all blocks per problem would be O(n^2)
     for block in entries:
         for i, up in enumerate(block.upstream_blocks):
             if up not in seen:
                 line = block.upstream_lines[i] if i < len(block.upstream_lines) else block.line
+                known_hint = known_hint or "known blocks: " + (", ".join(known) or "none")
                 problems.append(
                     ProjectError(
                         f"block '{block.uuid}' lists unknown upstream block '{up}'",
@@ -93,7 +95,7 @@ def pipeline_problems(spec: "PipelineLike", *, check_files: bool = True) -> list
                         line=line,
                         block=block.uuid,
                         pipeline=spec.uuid,
-                        hint="known blocks: " + (", ".join(known) or "none"),
+                        hint=known_hint,
                     )
                 )
             elif up == block.uuid:
