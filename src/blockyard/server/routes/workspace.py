@@ -28,13 +28,14 @@ router = APIRouter(prefix="/api", tags=["projects and pipelines"])
 PIPELINE = "/projects/{project}/pipelines/{pipeline}"
 
 
-def block_out(st, block: Any) -> BlockOut:
-    data = block.to_dict()
+def block_out(st, block: Any, downstream: dict[str, list[str]] | None = None) -> BlockOut:
+    data = block.to_dict(downstream=downstream)
     data["file_path"] = st.relative(block.file_path) if block.file_path is not None else None
     return BlockOut(**data)
 
 
 def pipeline_out(st, spec: Any) -> PipelineOut:
+    down = spec.downstream_map()  # once: each block's own lookup would be O(n^2)
     return PipelineOut(
         project=spec.project.name,
         uuid=spec.uuid,
@@ -44,10 +45,10 @@ def pipeline_out(st, spec: Any) -> PipelineOut:
         tags=list(spec.tags),
         variables=dict(spec.variables or {}),
         retry_config=spec.retry_config,
-        blocks=[block_out(st, b) for b in spec.blocks],
-        callbacks=[block_out(st, b) for b in spec.callbacks],
-        conditionals=[block_out(st, b) for b in spec.conditionals],
-        widgets=[block_out(st, b) for b in spec.widgets],
+        blocks=[block_out(st, b, down) for b in spec.blocks],
+        callbacks=[block_out(st, b, down) for b in spec.callbacks],
+        conditionals=[block_out(st, b, down) for b in spec.conditionals],
+        widgets=[block_out(st, b, down) for b in spec.widgets],
     )
 
 
