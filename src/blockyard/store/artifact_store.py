@@ -36,6 +36,9 @@ from blockyard.store.reader import OutputReader
 from blockyard.store.writer import OutputWriter
 
 
+_NODE_DIRS_MAX = 8192
+
+
 def _parse_run_id(name: str) -> Any:
     text = unquote(name)
     return int(text) if text.isdigit() else text
@@ -66,6 +69,7 @@ class ArtifactStore(StoreFiles, OutputWriter, OutputReader):
         self.root = root.rstrip("/") if root not in ("/", "") else root
         self.fsync = fsync
         self._run_dirs: set = set()
+        self._node_dirs: dict = {}  # (str(run_id), node_uuid) -> node_path()
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.url!r})"
@@ -80,7 +84,14 @@ class ArtifactStore(StoreFiles, OutputWriter, OutputReader):
         return self._join(self.runs_root, quote_name(str(run_id)))
 
     def node_path(self, run_id: Any, node_uuid: str) -> str:
-        return self._join(self.run_path(run_id), quote_name(node_uuid))
+        key = (str(run_id), node_uuid)
+        path = self._node_dirs.get(key)
+        if path is None:
+            path = self._join(self.run_path(run_id), quote_name(node_uuid))
+            if len(self._node_dirs) >= _NODE_DIRS_MAX:  # a long-lived store: start over
+                self._node_dirs.clear()
+            self._node_dirs[key] = path
+        return path
 
     def manifest_path(self, run_id: Any, node_uuid: str) -> str:
         return self._join(self.node_path(run_id, node_uuid), MANIFEST)

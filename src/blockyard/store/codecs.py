@@ -37,6 +37,7 @@ __all__ = [
     "get_codec",
     "registered_codecs",
     "candidate_codecs",
+    "json_leads",
     "is_local_fs",
 ]
 
@@ -58,6 +59,55 @@ _CODECS: list[Any] = [
 ]
 
 
+def _refresh() -> None:
+    """Snapshot the registry after a change (call with `_LOCK` held): readers on the save
+    path take the tuple without locking or copying."""
+    global _ORDER, _FALLBACK_REGISTERED, _JSON_LEADS
+    _ORDER = tuple(_CODECS)
+    _FALLBACK_REGISTERED = next((c for c in _ORDER if c.name == _FALLBACK.name), None) is _FALLBACK
+    _JSON_LEADS = _json_leads(_ORDER)
+
+
+def _json_leads(order: tuple) -> bool:
+    """True when the built-in JSON codec is the first candidate of every `json_exact`
+    value: only built-in codecs come before it, and none of them takes a plain
+    None/bool/int/float/str/list/dict. A codec registered ahead (or replacing `json`)
+    makes this False, and the store then asks every codec as usual."""
+    for codec in order:
+        if type(codec) is JsonCodec:
+            return not _overridden(codec)
+        if type(codec) not in _NOT_JSON or _overridden(codec):
+            return False
+    return False
+
+
+def _overridden(codec: Any) -> bool:
+    return "can_encode" in vars(codec) or "summarize" in vars(codec)
+
+
+# Built-in codecs whose can_encode is False for every json_exact value.
+_NOT_JSON = (
+    PandasFrameCodec,
+    PandasSeriesCodec,
+    PolarsFrameCodec,
+    ScipySparseCodec,
+    NumpyCodec,
+    XGBoostBoosterCodec,
+    SklearnCodec,
+)
+_ORDER: tuple = ()
+_FALLBACK_REGISTERED = True
+_JSON_LEADS = True
+with _LOCK:
+    _refresh()
+
+
+def json_leads() -> bool:
+    """Whether a plain JSON value (see `json_exact`) goes to the built-in JSON codec,
+    without asking the others (the store's fast path for small outputs)."""
+    return _JSON_LEADS
+
+
 def register_codec(codec: Any, first: bool = True) -> None:
     """Add a codec. `first=True` puts it before the built-ins; `first=False` puts it just
     before the cloudpickle fallback. A codec with the same name is replaced (files saved
@@ -74,38 +124,38 @@ def register_codec(codec: Any, first: bool = True) -> None:
         else:
             pos = _CODECS.index(_FALLBACK) if _FALLBACK in _CODECS else len(_CODECS)
             _CODECS.insert(pos, codec)
+        _refresh()
 
 
 def unregister_codec(name: str) -> bool:
     with _LOCK:
         before = len(_CODECS)
         _CODECS[:] = [c for c in _CODECS if c.name != name]
+        _refresh()
         return len(_CODECS) != before
 
 
 def registered_codecs() -> list[Any]:
-    with _LOCK:
-        return list(_CODECS)
+    return list(_ORDER)
 
 
 def get_codec(name: str) -> Any | None:
-    with _LOCK:
-        for codec in _CODECS:
-            if codec.name == name:
-                return codec
+    for codec in _ORDER:
+        if codec.name == name:
+            return codec
     return None
 
 
 def candidate_codecs(obj: Any) -> list[Any]:
     """Codecs that say they can encode `obj`, in order; cloudpickle is always last."""
     out = []
-    for codec in registered_codecs():
+    for codec in _ORDER:
         try:
             ok = codec.can_encode(obj)
         except Exception:
             ok = False
         if ok:
             out.append(codec)
-    if _FALLBACK not in out and get_codec(_FALLBACK.name) is _FALLBACK:
+    if _FALLBACK_REGISTERED and _FALLBACK not in out:
         out.append(_FALLBACK)
     return out
