@@ -37,7 +37,7 @@ __all__ = [
     "get_codec",
     "registered_codecs",
     "candidate_codecs",
-    "json_leads",
+    "json_first",
     "is_local_fs",
 ]
 
@@ -62,23 +62,25 @@ _CODECS: list[Any] = [
 def _refresh() -> None:
     """Snapshot the registry after a change (call with `_LOCK` held): readers on the save
     path take the tuple without locking or copying."""
-    global _ORDER, _FALLBACK_REGISTERED, _JSON_LEADS
+    global _ORDER, _FALLBACK_REGISTERED, _JSON_AHEAD
     _ORDER = tuple(_CODECS)
     _FALLBACK_REGISTERED = next((c for c in _ORDER if c.name == _FALLBACK.name), None) is _FALLBACK
-    _JSON_LEADS = _json_leads(_ORDER)
+    _JSON_AHEAD = _json_ahead(_ORDER)
 
 
-def _json_leads(order: tuple) -> bool:
-    """True when the built-in JSON codec is the first candidate of every `json_exact`
-    value: only built-in codecs come before it, and none of them takes a plain
-    None/bool/int/float/str/list/dict. A codec registered ahead (or replacing `json`)
-    makes this False, and the store then asks every codec as usual."""
+def _json_ahead(order: tuple) -> tuple | None:
+    """The codecs before the built-in JSON codec that must still be asked about a plain
+    JSON value (those registered by users; the built-ins ahead of it never take one),
+    or None when the JSON codec is not the built-in one, as registered."""
+    ahead = []
     for codec in order:
-        if type(codec) is JsonCodec:
-            return not _overridden(codec)
+        if type(codec) is JsonCodec and not _overridden(codec):
+            return tuple(ahead)
+        if codec.name == JsonCodec.name:  # replaced by another codec of that name
+            return None
         if type(codec) not in _NOT_JSON or _overridden(codec):
-            return False
-    return False
+            ahead.append(codec)
+    return None
 
 
 def _overridden(codec: Any) -> bool:
@@ -95,17 +97,31 @@ _NOT_JSON = (
     XGBoostBoosterCodec,
     SklearnCodec,
 )
+_JSON_TYPES = frozenset((type(None), bool, int, float, str))
 _ORDER: tuple = ()
 _FALLBACK_REGISTERED = True
-_JSON_LEADS = True
+_JSON_AHEAD: tuple | None = None
 with _LOCK:
     _refresh()
 
 
-def json_leads() -> bool:
-    """Whether a plain JSON value (see `json_exact`) goes to the built-in JSON codec,
-    without asking the others (the store's fast path for small outputs)."""
-    return _JSON_LEADS
+def json_first(obj: Any) -> bool:
+    """True when `candidate_codecs(obj)` would start with the built-in JSON codec, found
+    without asking every codec: `obj` is a plain JSON value (`json_exact`) and no codec
+    registered ahead of JSON claims it (the store's fast path for small outputs)."""
+    ahead = _JSON_AHEAD
+    if ahead is None:
+        return False
+    t = type(obj)
+    if t not in _JSON_TYPES and not ((t is dict or t is list) and json_exact(obj)):
+        return False
+    for codec in ahead:
+        try:
+            if codec.can_encode(obj):
+                return False
+        except Exception:  # as in candidate_codecs: a failing codec does not take it
+            pass
+    return True
 
 
 def register_codec(codec: Any, first: bool = True) -> None:

@@ -24,7 +24,6 @@ _CHECK_JSON = json.JSONEncoder(allow_nan=False)
 _MANIFEST_JSON = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False)
 _encode_str = json.encoder.encode_basestring_ascii  # JSONEncoder.encode(str) with ensure_ascii
 _SCALARS = frozenset((type(None), bool, int, float, str))
-_CONTAINERS = frozenset((dict, list))
 _INFINITIES = (float("inf"), float("-inf"))
 _NAMES = tuple(f"output_{i}" for i in range(16))
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
@@ -49,7 +48,7 @@ def _save_pool():
         return _pool
 
 class OutputWriter:
-    """Mixin of `ArtifactStore` (with `StoreFiles`): needs `fs`, `local`, `fsync`,
+    """Mixin of `ArtifactStore` (with `StoreFiles`): needs `fs`, `local`, `_sep`, `fsync`,
     `_run_dirs` and the path methods."""
 
     def save_outputs(self, run_id: Any, node_uuid: str, outputs: list) -> OutputManifest:
@@ -66,7 +65,7 @@ class OutputWriter:
                 block=node_uuid,
             )
         node_dir = self.node_path(run_id, node_uuid)
-        manifest_path = self._join(node_dir, MANIFEST)
+        manifest_path = f"{node_dir}{self._sep}{MANIFEST}"  # _join(node_dir, MANIFEST)
         try:
             fresh = self._make_node_dir(run_id, node_dir)
             if not fresh:
@@ -98,7 +97,7 @@ class OutputWriter:
         """Several outputs of one block (the course's `build` returns seven) are written
         at the same time: Arrow, numpy and zip writes release the GIL."""
         if len(outputs) < 2:
-            return [self._save_one(run_id, node_uuid, node_dir, i, o) for i, o in enumerate(outputs)]
+            return [self._save_one(run_id, node_uuid, node_dir, 0, outputs[0])] if outputs else []
         pool = _save_pool()
         futures = [
             pool.submit(self._save_one, run_id, node_uuid, node_dir, i, o)
@@ -130,8 +129,8 @@ class OutputWriter:
         """Small JSON values live in the manifest itself: no file, no extra open.
 
         `codec` is the JSON codec that leads for `obj`, or None on the fast path
-        (`_codecs.json_leads()` and `json_exact(obj)` hold, so it is the built-in one and
-        its summary is built directly)."""
+        (`_codecs.json_first(obj)`: it is the built-in one, and its summary is built
+        directly)."""
         t = type(obj)
         try:
             if t is str:
@@ -176,8 +175,7 @@ class OutputWriter:
 
     def _save_one(self, run_id: Any, node_uuid: str, node_dir: str, index: int, obj: Any) -> dict:
         name = _NAMES[index] if index < len(_NAMES) else f"output_{index}"
-        t = type(obj)
-        if _codecs.json_leads() and (t in _SCALARS or (t in _CONTAINERS and _codecs.json_exact(obj))):
+        if _codecs.json_first(obj):
             inline = self._save_inline(name, obj, None)
             if inline is not None:
                 return inline
