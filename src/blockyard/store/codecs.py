@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from blockyard.store.codec_base import Codec, CodecSkip, LocalFS, is_local_fs, json_exact  # noqa: F401
+from blockyard.store.codec_base import JSON_SCALARS, Codec, CodecSkip, LocalFS, is_local_fs, json_exact  # noqa: F401
 from blockyard.store.codecs_builtin import (  # noqa: F401
     JsonCodec,
     NumpyCodec,
@@ -84,7 +84,9 @@ def _json_ahead(order: tuple) -> tuple | None:
 
 
 def _overridden(codec: Any) -> bool:
-    return "can_encode" in vars(codec) or "summarize" in vars(codec)
+    """A method replaced on the instance: its answers are no longer the class's."""
+    own = getattr(codec, "__dict__", {})
+    return "can_encode" in own or "summarize" in own
 
 
 # Built-in codecs whose can_encode is False for every json_exact value.
@@ -97,7 +99,7 @@ _NOT_JSON = (
     XGBoostBoosterCodec,
     SklearnCodec,
 )
-_JSON_TYPES = frozenset((type(None), bool, int, float, str))
+_JSON_TYPES = frozenset(JSON_SCALARS)
 _ORDER: tuple = ()
 _FALLBACK_REGISTERED = True
 _JSON_AHEAD: tuple | None = None

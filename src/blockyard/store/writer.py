@@ -14,6 +14,7 @@ import blockyard.store.codecs as _codecs
 import blockyard.store.hashing as _hashing
 import blockyard.store.summary as _summary
 from blockyard.errors import StoreError
+from blockyard.store.codec_base import JSON_SCALARS
 from blockyard.store.fs_ops import _tmp_tag
 from blockyard.store.manifest import INLINE_MAX_BYTES, MANIFEST, _TMP_PREFIX, OutputManifest, combined_digest
 
@@ -23,7 +24,7 @@ _INLINE_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _CHECK_JSON = json.JSONEncoder(allow_nan=False)
 _MANIFEST_JSON = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False)
 _encode_str = json.encoder.encode_basestring_ascii  # JSONEncoder.encode(str) with ensure_ascii
-_SCALARS = frozenset((type(None), bool, int, float, str))
+_SCALARS = frozenset(JSON_SCALARS)
 _INFINITIES = (float("inf"), float("-inf"))
 _NAMES = tuple(f"output_{i}" for i in range(16))
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
