@@ -59,11 +59,6 @@ class OutputManifest:
         )
 
 
-@lru_cache(maxsize=4096)  # one call per saved output; a pure function of the text
-def _quote_text(text: str) -> str:
-    return _quote(text)
-
-
 def quote_name(name: str) -> str:
     """Folder name for a node uuid / run id: urllib quote with no safe characters;
     '.'/'..' are escaped and very long names shortened with a hash suffix."""
