@@ -36,6 +36,9 @@ from blockyard.store.reader import OutputReader
 from blockyard.store.writer import OutputWriter
 
 
+_PATHS_MAX = 8192  # cached node folder paths per store
+
+
 def _parse_run_id(name: str) -> Any:
     text = unquote(name)
     return int(text) if text.isdigit() else text
@@ -66,6 +69,9 @@ class ArtifactStore(StoreFiles, OutputWriter, OutputReader):
         self.root = root.rstrip("/") if root not in ("/", "") else root
         self.fsync = fsync
         self._run_dirs: set = set()
+        self._sep = os.sep if self.local else "/"  # what _join puts between two names
+        self._node_dirs: dict = {}  # (str(run_id), node_uuid) -> node_path()
+        self._run_paths: dict = {}  # str(run_id) -> run_path()
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.url!r})"
@@ -80,10 +86,22 @@ class ArtifactStore(StoreFiles, OutputWriter, OutputReader):
         return self._join(self.runs_root, quote_name(str(run_id)))
 
     def node_path(self, run_id: Any, node_uuid: str) -> str:
-        return self._join(self.run_path(run_id), quote_name(node_uuid))
+        key = (str(run_id), node_uuid)
+        path = self._node_dirs.get(key)
+        if path is None:
+            run_dir = self._run_paths.get(key[0])
+            if run_dir is None:
+                run_dir = self._run_paths[key[0]] = self.run_path(run_id)
+            # = _join(run_dir, quoted): a quoted name is never empty and holds no separator
+            path = f"{run_dir}{self._sep}{quote_name(node_uuid)}"
+            if len(self._node_dirs) >= _PATHS_MAX:  # a long-lived store: start over
+                self._node_dirs.clear()
+                self._run_paths.clear()
+            self._node_dirs[key] = path
+        return path
 
     def manifest_path(self, run_id: Any, node_uuid: str) -> str:
-        return self._join(self.node_path(run_id, node_uuid), MANIFEST)
+        return f"{self.node_path(run_id, node_uuid)}{self._sep}{MANIFEST}"
 
     def output_path(self, run_id: Any, node_uuid: str, index: int) -> str:
         m = self._require_manifest(run_id, node_uuid)

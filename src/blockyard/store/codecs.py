@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from blockyard.store.codec_base import Codec, CodecSkip, LocalFS, is_local_fs, json_exact  # noqa: F401
+from blockyard.store.codec_base import JSON_SCALARS, Codec, CodecSkip, LocalFS, is_local_fs, json_exact  # noqa: F401
 from blockyard.store.codecs_builtin import (  # noqa: F401
     JsonCodec,
     NumpyCodec,
@@ -37,6 +37,7 @@ __all__ = [
     "get_codec",
     "registered_codecs",
     "candidate_codecs",
+    "json_first",
     "is_local_fs",
 ]
 
@@ -58,6 +59,73 @@ _CODECS: list[Any] = [
 ]
 
 
+def _refresh() -> None:
+    """Snapshot the registry after a change (call with `_LOCK` held): readers on the save
+    path take the tuple without locking or copying."""
+    global _ORDER, _FALLBACK_REGISTERED, _JSON_AHEAD
+    _ORDER = tuple(_CODECS)
+    _FALLBACK_REGISTERED = next((c for c in _ORDER if c.name == _FALLBACK.name), None) is _FALLBACK
+    _JSON_AHEAD = _json_ahead(_ORDER)
+
+
+def _json_ahead(order: tuple) -> tuple | None:
+    """The codecs before the built-in JSON codec that must still be asked about a plain
+    JSON value (those registered by users; the built-ins ahead of it never take one),
+    or None when the JSON codec is not the built-in one, as registered."""
+    ahead = []
+    for codec in order:
+        if type(codec) is JsonCodec and not _overridden(codec):
+            return tuple(ahead)
+        if codec.name == JsonCodec.name:  # replaced by another codec of that name
+            return None
+        if type(codec) not in _NOT_JSON or _overridden(codec):
+            ahead.append(codec)
+    return None
+
+
+def _overridden(codec: Any) -> bool:
+    """A method replaced on the instance: its answers are no longer the class's."""
+    own = getattr(codec, "__dict__", {})
+    return "can_encode" in own or "summarize" in own
+
+
+# Built-in codecs whose can_encode is False for every json_exact value.
+_NOT_JSON = (
+    PandasFrameCodec,
+    PandasSeriesCodec,
+    PolarsFrameCodec,
+    ScipySparseCodec,
+    NumpyCodec,
+    XGBoostBoosterCodec,
+    SklearnCodec,
+)
+_JSON_TYPES = frozenset(JSON_SCALARS)
+_ORDER: tuple = ()
+_FALLBACK_REGISTERED = True
+_JSON_AHEAD: tuple | None = None
+with _LOCK:
+    _refresh()
+
+
+def json_first(obj: Any) -> bool:
+    """True when `candidate_codecs(obj)` would start with the built-in JSON codec, found
+    without asking every codec: `obj` is a plain JSON value (`json_exact`) and no codec
+    registered ahead of JSON claims it (the store's fast path for small outputs)."""
+    ahead = _JSON_AHEAD
+    if ahead is None:
+        return False
+    t = type(obj)
+    if t not in _JSON_TYPES and not ((t is dict or t is list) and json_exact(obj)):
+        return False
+    for codec in ahead:
+        try:
+            if codec.can_encode(obj):
+                return False
+        except Exception:  # as in candidate_codecs: a failing codec does not take it
+            pass
+    return True
+
+
 def register_codec(codec: Any, first: bool = True) -> None:
     """Add a codec. `first=True` puts it before the built-ins; `first=False` puts it just
     before the cloudpickle fallback. A codec with the same name is replaced (files saved
@@ -74,38 +142,38 @@ def register_codec(codec: Any, first: bool = True) -> None:
         else:
             pos = _CODECS.index(_FALLBACK) if _FALLBACK in _CODECS else len(_CODECS)
             _CODECS.insert(pos, codec)
+        _refresh()
 
 
 def unregister_codec(name: str) -> bool:
     with _LOCK:
         before = len(_CODECS)
         _CODECS[:] = [c for c in _CODECS if c.name != name]
+        _refresh()
         return len(_CODECS) != before
 
 
 def registered_codecs() -> list[Any]:
-    with _LOCK:
-        return list(_CODECS)
+    return list(_ORDER)
 
 
 def get_codec(name: str) -> Any | None:
-    with _LOCK:
-        for codec in _CODECS:
-            if codec.name == name:
-                return codec
+    for codec in _ORDER:
+        if codec.name == name:
+            return codec
     return None
 
 
 def candidate_codecs(obj: Any) -> list[Any]:
     """Codecs that say they can encode `obj`, in order; cloudpickle is always last."""
     out = []
-    for codec in registered_codecs():
+    for codec in _ORDER:
         try:
             ok = codec.can_encode(obj)
         except Exception:
             ok = False
         if ok:
             out.append(codec)
-    if _FALLBACK not in out and get_codec(_FALLBACK.name) is _FALLBACK:
+    if _FALLBACK_REGISTERED and _FALLBACK not in out:
         out.append(_FALLBACK)
     return out

@@ -7,11 +7,22 @@ import os
 import posixpath
 
 _tmp_counter = itertools.count()
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):  # elsewhere there is no fork to follow
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _tmp_tag() -> str:
-    """A name unique among concurrent writers (process id + counter; no urandom call)."""
-    return f"{os.getpid()}-{next(_tmp_counter)}"
+    """A name unique among concurrent writers (process id + counter; no urandom call).
+    The pid is kept (and refreshed in a forked child): getpid is a system call."""
+    return f"{_pid}-{next(_tmp_counter)}"
 
 
 class StoreFiles:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -61,11 +62,16 @@ class OutputManifest:
 def quote_name(name: str) -> str:
     """Folder name for a node uuid / run id: urllib quote with no safe characters;
     '.'/'..' are escaped and very long names shortened with a hash suffix."""
-    text = quote(str(name), safe="")
+    return _quote_text(str(name))
+
+
+@lru_cache(maxsize=4096)  # called for every saved and loaded node; a pure function of the text
+def _quote_text(name: str) -> str:
+    text = quote(name, safe="")
     if text in ("", ".", ".."):
         text = text.replace(".", "%2E") or "%00"
     if len(text) > _MAX_NAME:
-        suffix = hashlib.blake2b(str(name).encode(), digest_size=8).hexdigest()
+        suffix = hashlib.blake2b(name.encode(), digest_size=8).hexdigest()
         text = f"{text[: _MAX_NAME - 20]}~{suffix}"
     return text
 
@@ -73,10 +79,11 @@ def quote_name(name: str) -> str:
 def combined_digest(entries: list[dict]) -> str:
     """The node's digest: BLAKE2b over, for each output in order, its codec name, its
     file size and its file's BLAKE2b (a hash list: equal files + codecs <=> equal digest)."""
-    h = _hashing.new_hash()
-    h.update(f"blockyard-outputs:{len(entries)}\0".encode())
+    parts = [f"blockyard-outputs:{len(entries)}\0".encode()]
     for e in entries:
-        h.update(f"{e['codec']}\0".encode())
-        h.update(int(e["bytes"]).to_bytes(8, "little"))
-        h.update(bytes.fromhex(e["blake2b"]))
+        parts.append(f"{e['codec']}\0".encode())
+        parts.append(int(e["bytes"]).to_bytes(8, "little"))
+        parts.append(bytes.fromhex(e["blake2b"]))
+    h = _hashing.new_hash()
+    h.update(b"".join(parts))  # one update of the concatenation: the same digest as one per part
     return h.hexdigest()

@@ -112,6 +112,31 @@ def json_value(obj: Any) -> tuple[dict, Any]:
     return summary, json_safe(obj)
 
 
+_SCALAR_NAMES = {type(None): "NoneType", bool: "bool", int: "int", float: "float", str: "str"}
+
+
+def json_scalar(obj: Any) -> tuple[dict, Any]:
+    """`json_value` of an exact None/bool/int/float/str, built without the generic walk
+    (one per block run returning a scalar). Equal to `json_value(obj)`: the repr is
+    reprlib's, which only differs from repr() for ints over `maxlong` digits and strings
+    whose repr is over MAX_STR characters."""
+    t = type(obj)
+    if t is str:
+        text = repr(obj) if len(obj) <= MAX_STR else ""
+        if not 0 < len(text) <= MAX_STR:
+            text = short_repr(obj)
+        return {"type": "str", "repr": text, "len": len(obj)}, _trunc(obj)
+    try:
+        text = repr(obj)
+    except ValueError:  # an int past sys.int_max_str_digits
+        text = ""
+    if not 0 < len(text) <= _repr.maxlong:
+        text = short_repr(obj)
+    if t is float and (math.isnan(obj) or math.isinf(obj)):
+        return {"type": "float", "repr": text}, None
+    return {"type": _SCALAR_NAMES[t], "repr": text}, obj
+
+
 def strict(value: Any) -> Any:
     """Deep copy of a summary/sample with NaN/inf -> None and unknown objects -> str,
     so the manifest is strict JSON whatever a (third-party) codec returned."""

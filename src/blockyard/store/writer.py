@@ -14,8 +14,20 @@ import blockyard.store.codecs as _codecs
 import blockyard.store.hashing as _hashing
 import blockyard.store.summary as _summary
 from blockyard.errors import StoreError
+from blockyard.store.codec_base import JSON_SCALARS
 from blockyard.store.fs_ops import _tmp_tag
 from blockyard.store.manifest import INLINE_MAX_BYTES, MANIFEST, _TMP_PREFIX, OutputManifest, combined_digest
+
+# The encoders json.dumps would build for these arguments on every call, built once (they
+# keep no state between calls). Same options, so the same text.
+_INLINE_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_CHECK_JSON = json.JSONEncoder(allow_nan=False)
+_MANIFEST_JSON = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False)
+_encode_str = json.encoder.encode_basestring_ascii  # JSONEncoder.encode(str) with ensure_ascii
+_SCALARS = frozenset(JSON_SCALARS)
+_INFINITIES = (float("inf"), float("-inf"))
+_NAMES = tuple(f"output_{i}" for i in range(16))
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 _pool = None
 _pool_pid = None
@@ -37,7 +49,7 @@ def _save_pool():
         return _pool
 
 class OutputWriter:
-    """Mixin of `ArtifactStore` (with `StoreFiles`): needs `fs`, `local`, `fsync`,
+    """Mixin of `ArtifactStore` (with `StoreFiles`): needs `fs`, `local`, `_sep`, `fsync`,
     `_run_dirs` and the path methods."""
 
     def save_outputs(self, run_id: Any, node_uuid: str, outputs: list) -> OutputManifest:
@@ -54,7 +66,7 @@ class OutputWriter:
                 block=node_uuid,
             )
         node_dir = self.node_path(run_id, node_uuid)
-        manifest_path = self._join(node_dir, MANIFEST)
+        manifest_path = f"{node_dir}{self._sep}{MANIFEST}"  # _join(node_dir, MANIFEST)
         try:
             fresh = self._make_node_dir(run_id, node_dir)
             if not fresh:
@@ -86,7 +98,7 @@ class OutputWriter:
         """Several outputs of one block (the course's `build` returns seven) are written
         at the same time: Arrow, numpy and zip writes release the GIL."""
         if len(outputs) < 2:
-            return [self._save_one(run_id, node_uuid, node_dir, i, o) for i, o in enumerate(outputs)]
+            return [self._save_one(run_id, node_uuid, node_dir, 0, outputs[0])] if outputs else []
         pool = _save_pool()
         futures = [
             pool.submit(self._save_one, run_id, node_uuid, node_dir, i, o)
@@ -114,23 +126,48 @@ class OutputWriter:
             os.makedirs(node_dir, exist_ok=True)
             return False
 
-    def _save_inline(self, name: str, obj: Any) -> dict | None:
-        """Small JSON values live in the manifest itself: no file, no extra open."""
-        codecs = _codecs.candidate_codecs(obj)
-        if not codecs or codecs[0].name != "json":
-            return None
+    def _save_inline(self, name: str, obj: Any, codec: Any) -> dict | None:
+        """Small JSON values live in the manifest itself: no file, no extra open.
+
+        `codec` is the JSON codec that leads for `obj`, or None on the fast path
+        (`_codecs.json_first(obj)`: it is the built-in one, and its summary is built
+        directly)."""
+        t = type(obj)
         try:
-            data = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+            if t is str:
+                text = _encode_str(obj)
+            elif obj is None:
+                text = "null"
+            elif t is bool:
+                text = "true" if obj else "false"
+            elif t is int:
+                text = int.__repr__(obj)  # what the JSON encoder writes for an int
+            elif t is float:
+                if obj != obj or obj in _INFINITIES:
+                    return None  # not strict JSON: a file of its own, as json.dumps refuses it
+                text = float.__repr__(obj)
+            else:
+                text = _INLINE_JSON.encode(obj)
         except (ValueError, TypeError, RecursionError):
             return None
-        if len(data) > INLINE_MAX_BYTES:
+        if len(text) > INLINE_MAX_BYTES:  # ASCII (ensure_ascii): characters == bytes
             return None
-        summary, sample = self._summarize(codecs[0], obj)
+        data = text.encode()
+        if codec is not None:
+            summary, sample = self._summarize(codec, obj)
+        elif t in _SCALARS:
+            summary, sample = _summary.json_scalar(obj)
+        else:
+            # json_value of a json_exact value is already strict JSON: no strict()/dumps check
+            try:
+                summary, sample = _summary.json_value(obj)
+            except Exception:  # not expected; the general path records it as summary_error
+                summary, sample = self._summarize(_codecs.get_codec("json"), obj)
         return {
             "name": name,
             "codec": "json",
             "file": None,
-            "inline": data.decode(),
+            "inline": text,
             "bytes": len(data),
             "blake2b": hashlib.blake2b(b"inline\0" + data).hexdigest(),
             "summary": summary,
@@ -138,12 +175,20 @@ class OutputWriter:
         }
 
     def _save_one(self, run_id: Any, node_uuid: str, node_dir: str, index: int, obj: Any) -> dict:
-        name = f"output_{index}"
-        inline = self._save_inline(name, obj)
-        if inline is not None:
-            return inline
+        name = _NAMES[index] if index < len(_NAMES) else f"output_{index}"
+        if _codecs.json_first(obj):
+            inline = self._save_inline(name, obj, None)
+            if inline is not None:
+                return inline
+            codecs = _codecs.candidate_codecs(obj)
+        else:
+            codecs = _codecs.candidate_codecs(obj)
+            if codecs and codecs[0].name == "json":
+                inline = self._save_inline(name, obj, codecs[0])
+                if inline is not None:
+                    return inline
         skipped: list[str] = []
-        for codec in _codecs.candidate_codecs(obj):
+        for codec in codecs:
             file = f"{name}{codec.extension}"
             final = self._join(node_dir, file)
             target = self._join(node_dir, f"{_TMP_PREFIX}{_tmp_tag()}-{file}") if self.local else final
@@ -203,22 +248,18 @@ class OutputWriter:
         try:
             summary, sample = fn(obj) if fn is not None else _summary.generic(obj)
             summary, sample = _summary.strict(summary), _summary.strict(sample)
-            json.dumps([summary, sample], allow_nan=False)
+            _CHECK_JSON.encode([summary, sample])
         except Exception as exc:  # a summary must never fail a save
             summary, sample = _summary.generic(obj)
             summary["summary_error"] = f"{type(exc).__name__}: {exc}"[:200]
         return summary, sample
 
     def _write_manifest(self, manifest: OutputManifest, path: str, node_uuid: str) -> None:
-        data = json.dumps(manifest.to_dict(), separators=(",", ":"), default=str, allow_nan=False).encode()
+        data = _MANIFEST_JSON.encode(manifest.to_dict()).encode()
         try:
             if self.local:
                 tmp = f"{path}{_TMP_PREFIX}{_tmp_tag()}"
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                    if self.fsync:
-                        f.flush()
-                        os.fsync(f.fileno())
+                _write_file(tmp, data, self.fsync)  # os calls: no buffered file object
                 os.replace(tmp, path)
                 if self.fsync:
                     fd = os.open(os.path.dirname(path), os.O_RDONLY)
@@ -234,3 +275,16 @@ class OutputWriter:
                 file=path,
                 block=node_uuid,
             ) from exc
+
+
+def _write_file(path: str, data: bytes, fsync: bool) -> None:
+    """What open(path, "wb").write(data) does (same mode, umask and O_CLOEXEC)."""
+    fd = os.open(path, _WRITE_FLAGS, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
