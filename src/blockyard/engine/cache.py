@@ -63,8 +63,12 @@ class KeyParts:
     execution_date: Any = None
 
 
+# json.dumps with these options builds a new encoder per call; this one is stateless.
+_STABLE = json.JSONEncoder(sort_keys=True, default=repr, separators=(",", ":"))
+
+
 def _stable(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=repr, separators=(",", ":"))
+    return _STABLE.encode(value)
 
 
 def _feed(h: Any, parts: list[str]) -> None:

@@ -46,7 +46,7 @@ class BlockTask:
     file_path: Path
     inputs: list[Any]
     kwargs: dict[str, Any]
-    log_path: Path
+    log_path: Path | str  # made a Path only if the block writes a line
     retry_config: dict | None = None
     timeout: float | None = None
     run_tests: bool = True

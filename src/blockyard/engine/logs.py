@@ -31,8 +31,8 @@ class BlockLog:
     overhead near zero; its timing lives in the run history anyway.
     """
 
-    def __init__(self, path: Path, echo: bool = False) -> None:
-        self.path = path
+    def __init__(self, path: "Path | str", echo: bool = False) -> None:
+        self.path = Path(path) if isinstance(path, str) else path
         self.echo = echo
         self._fh: io.TextIOBase | None = None
         self._held: list[tuple[float, str, str]] = []
@@ -114,6 +114,8 @@ class _RoutingStream(io.TextIOBase):
 
 
 def install_stream_routing() -> None:
+    if type(sys.stdout) is _RoutingStream and type(sys.stderr) is _RoutingStream:
+        return  # installed already (every block run asks)
     with _install_lock:
         if not isinstance(sys.stdout, _RoutingStream):
             sys.stdout = _RoutingStream(sys.stdout)

@@ -11,6 +11,16 @@ from blockyard.engine.state import Node
 from blockyard.runtime import BlockContext
 
 
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
+def _file_name(node_uuid: str) -> str:
+    """The node's log file name: quoted, except the usual names that need none."""
+    if _PLAIN.issuperset(node_uuid) and not node_uuid.startswith("."):
+        return node_uuid
+    return quote(node_uuid, safe="")
+
+
 def base_kwargs(runner: Any) -> dict[str, Any]:
     """The `**kwargs` every block of the run receives (Mage's names)."""
     return {
@@ -34,7 +44,7 @@ class TaskFactory:
         ws_root = session.workspace.root
         self.runner = runner
         self.base_kwargs = base_kwargs(runner)
-        self.log_dir = session.logs_dir / str(runner.run_id)
+        self.log_dir = str(session.logs_dir / str(runner.run_id))
         self.import_paths = [str(ws_root.parent), str(ws_root)]
         self.ws_root = str(ws_root)
         self.prelude = tuple(getattr(session, "prelude", ()) or ())
@@ -64,7 +74,7 @@ class TaskFactory:
             file_path=file_path,
             inputs=args,
             kwargs=kwargs,
-            log_path=self.log_dir / (quote(node.uuid, safe="") + ".log"),
+            log_path=f"{self.log_dir}/{_file_name(node.uuid)}.log",
             retry_config=pb.spec.retry_config or self.pipeline_retry,
             timeout=pb.spec.timeout,
             run_tests=runner.run_tests,
