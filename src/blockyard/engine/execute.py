@@ -238,7 +238,7 @@ def execute_block(task: BlockTask) -> Outcome:
     progress_token = runtime.progress_sink.set(task.progress)
     try:
         with routed(log):
-            log.line(f"start block {task.node_uuid} (run {task.run_id})", hold=True)
+            log.hold("start block %s (run %s)", task.node_uuid, task.run_id)
             try:
                 loaded = load_block(
                     task.file_path, task.block_uuid, source=task.source, code_hash=task.code_hash
@@ -274,10 +274,9 @@ def execute_block(task: BlockTask) -> Outcome:
             finally:
                 outcome.completed_at = _now()
                 _run_callbacks(loaded, task, kwargs, outcome, log)
-                log.line(
-                    f"end block {task.node_uuid}: {outcome.status} in "
-                    f"{(outcome.completed_at - outcome.started_at).total_seconds():.3f}s",
-                    hold=True,
+                log.hold(
+                    "end block %s: %s in %.3fs", task.node_uuid, outcome.status,
+                    (outcome.completed_at - outcome.started_at).total_seconds(),
                 )
     finally:
         runtime.current.reset(ctx_token)

@@ -32,11 +32,17 @@ class BlockLog:
     """
 
     def __init__(self, path: "Path | str", echo: bool = False) -> None:
-        self.path = Path(path) if isinstance(path, str) else path
+        self._path = path  # a Path is made only for a block that writes (~8 us each)
         self.echo = echo
         self._fh: io.TextIOBase | None = None
-        self._held: list[tuple[float, str, str]] = []
+        self._held: list[tuple[float, str, str, tuple]] = []
         self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        if not isinstance(self._path, Path):
+            self._path = Path(self._path)
+        return self._path
 
     @property
     def created(self) -> bool:
@@ -62,9 +68,18 @@ class BlockLog:
         if hold and self._fh is None:
             with self._lock:
                 if self._fh is None:  # formatted only if the file ever comes to be
-                    self._held.append((time.time(), level, message))
+                    self._held.append((time.time(), level, message, ()))
                     return
-        self.write(_format(time.time(), level, message))
+        self.write(_format(time.time(), level, message, ()))
+
+    def hold(self, template: str, *args: object) -> None:
+        """A bookkeeping line `template % args`, formatted only if the file comes to be."""
+        if self._fh is None:
+            with self._lock:
+                if self._fh is None:
+                    self._held.append((time.time(), "INFO", template, args))
+                    return
+        self.write(_format(time.time(), "INFO", template, args))
 
     def flush(self) -> None:
         with self._lock:
@@ -78,9 +93,9 @@ class BlockLog:
                 self._fh = None
 
 
-def _format(when: float, level: str, message: str) -> str:
+def _format(when: float, level: str, message: str, args: tuple) -> str:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when))
-    return masking.mask(f"{stamp} {level} {message}\n")
+    return masking.mask(f"{stamp} {level} {message % args if args else message}\n")
 
 
 class _RoutingStream(io.TextIOBase):

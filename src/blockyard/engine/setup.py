@@ -71,7 +71,9 @@ def read_run_row(db: Any, run_id: int | None) -> tuple[dict, list[int]]:
 
 def prepare(runner: Any) -> RunSetup:
     spec = runner.spec
-    spec.validate()
+    # The block files are checked below, where they are read anyway (a stat each saved);
+    # a missing one then gets validate()'s full report, as before.
+    spec.validate(check_files=False)
     plan = plan_pipeline(spec)
     settings, recover = read_run_row(runner.session.db, runner.run_id)
     if not (runner.only_block or runner.from_block):
@@ -82,10 +84,12 @@ def prepare(runner: Any) -> RunSetup:
     use_cache, pipeline_cache = _cache_settings(spec, plan, runner.use_cache, settings)
     selected = _select(spec, plan, runner.only_block, runner.from_block, runner.with_upstream)
     callbacks, conditions = _attached_files(spec)
+    if any(not p.is_file() for files in (*callbacks.values(), *conditions.values()) for p in files):
+        spec.validate()  # a missing callback or conditional file: the full report
     return RunSetup(
         plan=plan,
         selected=selected,
-        sources=_read_sources(spec, selected),
+        sources=_read_sources_or_report(spec, selected),
         externals=_external_inputs(runner, plan, selected),
         settings=settings,
         recover_runs=recover,
@@ -164,6 +168,14 @@ def _read_sources(spec: Any, selected: dict) -> dict[str, tuple[str, str, Path]]
         compile_block(path, uuid, source, code_hash)
         sources[uuid] = (source, code_hash, path)
     return sources
+
+
+def _read_sources_or_report(spec: Any, selected: dict) -> dict[str, tuple[str, str, Path]]:
+    try:
+        return _read_sources(spec, selected)
+    except BlockLoadError:
+        spec.validate()  # names every missing file, with the pipeline's line
+        raise
 
 
 def _attached_files(spec: Any) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
