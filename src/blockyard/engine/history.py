@@ -80,10 +80,11 @@ class RunHistory:
     def __call__(self, event: ev.RunEvent) -> None:
         kind = type(event)
         if kind is ev.BlockStarted:
-            # Queued first, so the flush writes it with the upstream's completion: one write.
-            self.rec.update_block_run(event.run_id, event.node, status="running", started_at=_now())
+            # The upstream's completion alone: one statement, no BEGIN/COMMIT (a
+            # single-row write); 'running' goes with the recorder's next batch.
             if self._unflushed and not self._unflushed.isdisjoint(event.upstream):
                 self.flush()
+            self.rec.update_block_run(event.run_id, event.node, status="running", started_at=_now())
         elif kind is ev.BlockFinished:
             self._block_finished(event)
         elif isinstance(event, ev.NodeCreated):
