@@ -8,12 +8,19 @@ anything runs.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from blockyard.engine import cache as cache_mod
-from blockyard.engine.loader import compile_block, read_source
+from blockyard.engine.loader import (
+    compile_block,
+    is_compiled,
+    load_code_bundle,
+    read_source,
+    save_code_bundle,
+)
 from blockyard.engine.outputs import as_argument
 from blockyard.engine.plan import PlannedBlock, plan_pipeline
 from blockyard.engine.sensors import poke_interval
@@ -89,7 +96,7 @@ def prepare(runner: Any) -> RunSetup:
     return RunSetup(
         plan=plan,
         selected=selected,
-        sources=_read_sources_or_report(spec, selected),
+        sources=_read_sources_or_report(spec, selected, _bundle_path(runner)),
         externals=_external_inputs(runner, plan, selected),
         settings=settings,
         recover_runs=recover,
@@ -152,8 +159,10 @@ def _select(spec: Any, plan: dict, only: str | None, start: str | None, with_ups
     return dict(plan)
 
 
-def _read_sources(spec: Any, selected: dict) -> dict[str, tuple[str, str, Path]]:
-    """Read and syntax-check every selected block before anything runs."""
+def _read_sources(spec: Any, selected: dict, bundle: Path | None = None) -> dict[str, tuple[str, str, Path]]:
+    """Read and syntax-check every selected block before anything runs. A fresh process
+    takes the compiled code from the pipeline's bundle (loader.load_code_bundle) and
+    rewrites the bundle when a block had to be compiled."""
     sources = {}
     for uuid, pb in selected.items():
         if pb.type == "global_data_product":
@@ -165,14 +174,32 @@ def _read_sources(spec: Any, selected: dict) -> dict[str, tuple[str, str, Path]]
             )
         path = path if isinstance(path, Path) else Path(path)
         source, code_hash = read_source(path, uuid)
-        compile_block(path, uuid, source, code_hash)
         sources[uuid] = (source, code_hash, path)
+    fresh = [u for u, (_s, h, p) in sources.items() if not is_compiled(p, h)]
+    if fresh and bundle is not None and len(sources) > 1:
+        load_code_bundle(bundle)
+        fresh = [u for u in fresh if not is_compiled(sources[u][2], sources[u][1])]
+    for uuid, (source, code_hash, path) in sources.items():
+        compile_block(path, uuid, source, code_hash)
+    if fresh and bundle is not None and len(sources) > 1:
+        save_code_bundle(bundle, [(str(p), h) for _s, h, p in sources.values()])
     return sources
 
 
-def _read_sources_or_report(spec: Any, selected: dict) -> dict[str, tuple[str, str, Path]]:
+def _bundle_path(runner: Any) -> Path | None:
+    data_dir = getattr(runner.session, "data_dir", None)
+    spec_path = getattr(runner.spec, "path", None)
+    if data_dir is None or spec_path is None:
+        return None
+    name = hashlib.blake2b(str(spec_path).encode(), digest_size=10).hexdigest()
+    return Path(data_dir) / "cache" / "code" / f"{name}.marshal"
+
+
+def _read_sources_or_report(
+    spec: Any, selected: dict, bundle: Path | None
+) -> dict[str, tuple[str, str, Path]]:
     try:
-        return _read_sources(spec, selected)
+        return _read_sources(spec, selected, bundle)
     except BlockLoadError:
         spec.validate()  # names every missing file, with the pipeline's line
         raise
