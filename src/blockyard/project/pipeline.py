@@ -7,6 +7,7 @@ from typing import Any, Iterator, NamedTuple
 
 from blockyard.errors import ProjectError
 from blockyard.project.block import BlockSpec, parse_block
+from blockyard.project import parse_cache
 from blockyard.project.names import GROUPS
 from blockyard.project.pipeline_edit import PipelineEditing, check_code
 from blockyard.project.protocols import ProjectLike
@@ -118,6 +119,12 @@ class PipelineSpec(PipelineEditing):
         uuid = path.parent.name if path.parent.parent.name == "pipelines" else None
         text = read_text(path)
         parsed = _cached(path, text)
+        root = _workspace_root(project)
+        if parsed is None and root is not None:  # a fresh process: the parse kept on disk
+            kept = parse_cache.load(root, path, text)
+            if kept is not None:
+                parsed = _Parsed(text, kept[0], kept[1])
+                _remember(path, parsed)
         if parsed is not None:
             raw = plain_copy(parsed.raw)
             return cls(raw, uuid=uuid or raw.get("uuid"), project=project, path=path, _parsed=parsed)
@@ -125,6 +132,8 @@ class PipelineSpec(PipelineEditing):
         spec = cls(doc.data, uuid=uuid or doc.data.get("uuid"), project=project, path=path, doc=doc)
         lines = {group: [(b.line, tuple(b.upstream_lines)) for b in getattr(spec, group)] for group in GROUPS}
         _remember(path, _Parsed(text, spec._saved_raw, lines))
+        if root is not None:
+            parse_cache.save(root, path, text, spec._saved_raw, lines)
         return spec
 
     def reload(self) -> "PipelineSpec":
@@ -283,6 +292,11 @@ class _Parsed(NamedTuple):
 _CACHE_SIZE = 32
 _cache: dict[str, _Parsed] = {}  # path -> last parse, least recently used first
 _cache_lock = threading.Lock()
+
+
+def _workspace_root(project: Any) -> Path | None:
+    root = getattr(getattr(project, "workspace", None), "root", None)
+    return Path(root) if root is not None else None
 
 
 def _cached(path: Path, text: str) -> _Parsed | None:

@@ -1,0 +1,63 @@
+"""Parsed metadata.yaml files kept on disk, for fresh processes.
+
+Every `blockyard run` and every worker run starts a new process, which would parse a
+pipeline's YAML again (~40 us per block even with libyaml). The last parse of each
+pipeline is kept under the data folder as marshal data, found by the hash of the file's
+exact text: an edited file (any byte) misses, and a parse that marshal cannot hold (YAML
+timestamps, binary) is simply not kept. A torn or foreign file is ignored. The parse's
+content is what `pipeline._Parsed` holds, so a hit is as trustworthy as the in-process
+cache: the same text gave it, under this very version of Blockyard.
+"""
+from __future__ import annotations
+
+import hashlib
+import marshal
+import os
+from pathlib import Path
+from typing import Any
+
+from blockyard import __version__, settings
+
+_MAGIC = f"blockyard-parse-1 {__version__}\0".encode()
+
+
+def _file(workspace_root: Path, path: Path) -> Path:
+    name = hashlib.blake2b(str(path).encode(), digest_size=10).hexdigest()
+    return settings.data_dir_for(Path(workspace_root)) / "cache" / "pipelines" / f"{name}.marshal"
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).digest()
+
+
+def load(workspace_root: Path, path: Path, text: str) -> tuple[Any, Any] | None:
+    """(raw, lines) of the last parse of `path`, if it was of exactly `text`."""
+    try:
+        data = _file(workspace_root, path).read_bytes()
+    except OSError:
+        return None
+    if not data.startswith(_MAGIC):
+        return None
+    try:
+        digest, raw, lines = marshal.loads(data[len(_MAGIC):])
+    except (EOFError, ValueError, TypeError):
+        return None
+    if digest != _digest(text) or not isinstance(raw, dict) or not isinstance(lines, dict):
+        return None
+    return raw, lines
+
+
+def save(workspace_root: Path, path: Path, text: str, raw: dict, lines: dict) -> None:
+    """Keep this parse; best effort (a read-only data folder just parses each time)."""
+    try:
+        payload = marshal.dumps((_digest(text), raw, lines))
+    except ValueError:  # a value marshal cannot hold: not kept
+        return
+    target = _file(workspace_root, path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(_MAGIC + payload)
+        os.replace(tmp, target)
+    except OSError:
+        pass
