@@ -72,7 +72,8 @@ def _stable(value: Any) -> str:
 
 
 def _feed(h: Any, parts: list[str]) -> None:
-    h.update("".join(f"{part}\x00" for part in parts).encode())
+    if parts:  # each part NUL-terminated (parts are strings)
+        h.update(("\x00".join(parts) + "\x00").encode())
 
 
 def configuration_json(configuration: dict | None) -> str:

@@ -33,6 +33,7 @@ class Reuse:
         self.ws_root = Path(runner.session.workspace.root)
         self._static: dict[str, tuple] = {}  # per block: policy, hasher, key parts
         self._variables_text = cache_mod.variables_json(self.variables)  # once per run
+        self._roots = [self.ws_root.parent, self.ws_root]
 
     def find(self, node: Node) -> dict | None:
         """Key the node (sets node.cache_key) and return the block run whose stored
@@ -60,7 +61,7 @@ class Reuse:
             attached = self.setup.condition_files.get(pb.uuid, []) + self.setup.callback_files.get(
                 pb.uuid, []
             )
-            roots = [self.ws_root.parent, self.ws_root]
+            roots = self._roots
             policy = cache_mod.policy_from((pb.spec.configuration or {}).get("cache_policy"))
             parts = cache_mod.KeyParts(
                 block_type=pb.type,
@@ -71,7 +72,7 @@ class Reuse:
                     "" if p is file_path and "import" not in source
                     else cache_mod.imports_hash(p, roots, self.ws_root)
                     for p in [file_path, *attached]
-                ),
+                ) if attached or "import" in source else "",
                 configuration=pb.spec.configuration,
                 variables=self.variables,
                 variables_text=self._variables_text,
