@@ -251,10 +251,13 @@ def test_stores_written_before_the_log_read_unchanged(store):
 def test_a_changed_inline_value_in_the_log_is_detected(store):
     store.save_outputs(1, "train/model", [42, "ok"])
     store.save_outputs(1, "other", [1])
+    assert store.load_outputs(1, "train/model") == [42, "ok"]  # the log is indexed now
     log = Path(store.log_path(1))
     text = log.read_text()
     assert text.count('"inline":"42"') == 1
-    log.write_text(text.replace('"inline":"42"', '"inline":"43"'))  # same size: bit rot
+    mtime = os.stat(log).st_mtime_ns
+    log.write_text(text.replace('"inline":"42"', '"inline":"43"'))  # same size: changed in place
+    os.utime(log, ns=(mtime + 10**9, mtime + 10**9))  # a later change (mtime ticks are coarse)
     with pytest.raises(CorruptOutputError) as info:
         store.verify_outputs(1, "train/model")
     err = info.value
