@@ -321,3 +321,15 @@ def test_an_unwritable_log_is_a_store_error_naming_it(store):
     with pytest.raises(StoreError) as info:
         store.save_outputs(9, "n", [1])
     assert info.value.file == store.log_path(9) and "'n'" in str(info.value) and "run 9" in str(info.value)
+
+
+def test_long_lines_are_read_back_from_the_log(store):
+    big = {"k": "v" * 15_000}  # inline (under 16 KiB), a line longer than the index keeps
+    store.save_outputs(1, "big", [big, "x" * 9000])
+    store.save_outputs(1, "small", [1])
+    assert os.listdir(_run_dir(store, 1)) == [LOG]
+    assert store.load_outputs(1, "big") == [big, "x" * 9000]
+    store.verify_outputs(1, "big")
+    assert store.node_uuids(1) == ["big", "small"]
+    store.save_outputs(1, "big", [2])
+    assert store.load_outputs(1, "big") == [2]

@@ -67,7 +67,7 @@ class OutputReader:
     def has_outputs(self, run_id: Any, node_uuid: str) -> bool:
         if self._exists(self.manifest_path(run_id, node_uuid)):
             return True
-        return self.local and _runlog.lookup(self.log_path(run_id), node_uuid) is not None
+        return self.local and _runlog.has_node(self.log_path(run_id), node_uuid)
 
     def _require_manifest(self, run_id: Any, node_uuid: str) -> OutputManifest:
         m = self.manifest(run_id, node_uuid)

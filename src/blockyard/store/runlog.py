@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from typing import Any
 
 # '+' is quoted to %2B in every node folder name (manifest.quote_name), so no node
 # folder can ever have this name.
@@ -29,6 +30,7 @@ _FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | ge
 _FDS_MAX = 16  # open logs per process (a process writes one run or a few at a time)
 _INDEXES_MAX = 16  # indexed logs per process
 _START = b'{"format":'  # how every line starts (manifest.to_dict's first key)
+_KEEP_MAX = 4096  # longer lines are read again when asked for, not kept in the index
 
 _fds: dict[str, int] = {}  # log path -> descriptor
 _indexes: dict[str, "_Index"] = {}  # log path -> what its lines say
@@ -89,8 +91,10 @@ def _open(path: str, fsync: bool) -> int:
         fd = os.open(path, _FLAGS, 0o666)
     try:
         size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":  # a line cut by a crash
-            os.write(fd, b"\n")
+        if size:
+            os.lseek(fd, size - 1, os.SEEK_SET)  # reading only: writes go to the end (O_APPEND)
+            if os.read(fd, 1) != b"\n":  # a line cut by a crash
+                os.write(fd, b"\n")
         if fsync:  # the log's name in its folder survives power loss too
             dir_fd = os.open(run_dir, os.O_RDONLY)
             try:
@@ -132,22 +136,42 @@ def forget(path: str) -> None:
 
 
 class _Index:
-    """node uuid -> (created_at, line) of its last line; line None for a tombstone."""
+    """node uuid -> (created_at, line) of its last line: line None for a tombstone, the
+    line's bytes, or for a long line (offset, length) to read it again when asked."""
 
     __slots__ = ("stamp", "offset", "nodes")
 
     def __init__(self) -> None:
         self.stamp: tuple = ()
         self.offset = 0  # bytes read up to the end of the last whole line
-        self.nodes: dict[str, tuple[float | None, bytes | None]] = {}
+        self.nodes: dict[str, tuple[float | None, Any]] = {}
 
 
-def lookup(path: str, node_uuid: str) -> tuple[float | None, bytes | None] | None:
+def lookup(path: str, node_uuid: str) -> tuple[float | None, bytes] | None:
     """(created_at, line) of the node's last line in the log; None when the log has no
     line for it or its last one is a tombstone."""
     found = _index(path)
     entry = found.nodes.get(node_uuid) if found is not None else None
-    return entry if entry is not None and entry[1] is not None else None
+    if entry is None or entry[1] is None:
+        return None
+    if type(entry[1]) is bytes:
+        return entry
+    offset, length = entry[1]
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            line = f.read(length)
+    except FileNotFoundError:
+        return None
+    data = _parse(line)  # the log may have been replaced since it was indexed
+    return (entry[0], line) if data is not None and data["node_uuid"] == node_uuid else None
+
+
+def has_node(path: str, node_uuid: str) -> bool:
+    """Whether the node's last line in the log is a manifest."""
+    found = _index(path)
+    entry = found.nodes.get(node_uuid) if found is not None else None
+    return entry is not None and entry[1] is not None
 
 
 def live_nodes(path: str) -> list[str]:
@@ -178,8 +202,12 @@ def _index(path: str) -> _Index | None:
             _indexes.pop(path, None)
             return None
         end = data.rfind(b"\n") + 1  # a last line without its newline is not whole yet
-        for raw in data[:end].split(b"\n"):
-            _add(index.nodes, raw)
+        pos = 0
+        while pos < end:
+            stop = data.index(b"\n", pos)
+            if stop > pos:
+                _add(index.nodes, data[pos:stop], index.offset + pos)
+            pos = stop + 1
         index.offset += end
         index.stamp = stamp
         if path not in _indexes and len(_indexes) >= _INDEXES_MAX:
@@ -188,9 +216,7 @@ def _index(path: str) -> _Index | None:
         return index
 
 
-def _add(nodes: dict, raw: bytes) -> None:
-    if not raw:
-        return
+def _add(nodes: dict, raw: bytes, offset: int) -> None:
     data = _parse(raw)
     if data is None:
         # A line cut by a crash, with a later line appended to it before a reopen ended
@@ -199,12 +225,19 @@ def _add(nodes: dict, raw: bytes) -> None:
         while data is None and start > 0:
             data = _parse(raw[start:])
             raw = raw[start:]
+            offset += start
             start = raw.find(_START, 1)
         if data is None:
             return
     created = data.get("created_at")
     created = float(created) if isinstance(created, (int, float)) else None
-    nodes[data["node_uuid"]] = (created, None if data.get("deleted") else raw)
+    if data.get("deleted"):
+        kept = None
+    elif len(raw) <= _KEEP_MAX:
+        kept = raw
+    else:
+        kept = (offset, len(raw))
+    nodes[data["node_uuid"]] = (created, kept)
 
 
 def _parse(raw: bytes) -> dict | None:

@@ -151,7 +151,7 @@ class OutputWriter:
         """Before a folder save, a line of the node in the run's log stops counting (a
         tombstone), so a save that fails leaves the node unsaved, not its older outputs."""
         log = self.log_path(run_id)
-        if _runlog.lookup(log, node_uuid) is not None:
+        if _runlog.has_node(log, node_uuid):
             _runlog.append(log, _runlog.tombstone(run_id, node_uuid, time.time()), self.fsync)
 
     def _save_all(self, run_id: Any, node_uuid: str, node_dir: str, outputs: list, planned: list) -> list[dict]:
