@@ -1,5 +1,12 @@
 """The storage packages' shape: no module-level import cycle in blockyard.db and
-blockyard.store, every module under 500 lines, the package API importable by name."""
+blockyard.store, every module under 500 lines, the package API importable by name; and
+the store's layout on disk:
+
+    <root>/runs/<run_id>/inline+manifests.jsonl          nodes whose outputs are all inline
+                                                         JSON: one manifest a line (local)
+    <root>/runs/<run_id>/<quoted node uuid>/output_0.arrow   the other nodes: their files
+                                           /manifest.json    and manifest (written last)
+"""
 from __future__ import annotations
 
 import ast
@@ -136,3 +143,33 @@ print([m for m in heavy if m in sys.modules])
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_on_disk_layout(tmp_path):
+    import json
+    import uuid
+
+    code = f"""
+import os, json, pandas as pd
+from blockyard.store import ArtifactStore
+local = ArtifactStore({str(tmp_path / "out")!r})
+memory = ArtifactStore("memory://layout-{uuid.uuid4().hex}")
+for store in (local, memory):
+    store.save_outputs(1, "load/data", [pd.DataFrame({{"a": [1]}}), {{"rows": 1}}])
+    store.save_outputs(1, "check", [None])
+    store.save_outputs(1, "count", [1, "one"])
+run = os.path.join(local.root, "runs", "1")
+print(json.dumps({{
+    "local": {{n: sorted(os.listdir(os.path.join(run, n))) if os.path.isdir(os.path.join(run, n)) else "file"
+              for n in os.listdir(run)}},
+    "log": [json.loads(line)["node_uuid"] for line in open(os.path.join(run, "inline+manifests.jsonl"))],
+    "memory": sorted(p.rsplit("/", 1)[-1] for p in memory.fs.ls(memory.root + "/runs/1", detail=False)),
+}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(SRC), "PATH": ""})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {
+        "local": {"inline+manifests.jsonl": "file", "load%2Fdata": ["manifest.json", "output_0.arrow"]},
+        "log": ["check", "count"],
+        "memory": ["check", "count", "load%2Fdata"],
+    }

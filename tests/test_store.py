@@ -550,18 +550,22 @@ def test_large_output_digest_matches_tree_hash_of_file(store):
 
 
 def test_layout_quotes_node_uuids(store, tmp_path):
-    store.save_outputs(3, "hyperparameter_tuning/sklearn", [1])
-    store.save_outputs(3, "train:LinearRegression", [2])
-    store.save_outputs(3, "..", [3])
+    # (1,) is not JSON (a file of its own, so a node folder); 4 is inline (the run's log)
+    store.save_outputs(3, "hyperparameter_tuning/sklearn", [(1,)])
+    store.save_outputs(3, "train:LinearRegression", [(2,)])
+    store.save_outputs(3, "..", [(3,)])
+    store.save_outputs(3, "inline/node", [4])
     run_dir = tmp_path / "outputs" / "runs" / "3"
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "%2E%2E",
         "hyperparameter_tuning%2Fsklearn",
+        "inline+manifests.jsonl",
         "train%3ALinearRegression",
     ]
     assert (run_dir / "hyperparameter_tuning%2Fsklearn" / "manifest.json").exists()
-    assert sorted(store.node_uuids(3)) == ["..", "hyperparameter_tuning/sklearn", "train:LinearRegression"]
-    assert store.load_output(3, "..", 0) == 3
+    assert store.node_uuids(3) == ["..", "hyperparameter_tuning/sklearn", "inline/node", "train:LinearRegression"]
+    assert store.load_output(3, "..", 0) == (3,)
+    assert store.load_output(3, "inline/node", 0) == 4
     assert store.run_ids() == [3]
 
 
@@ -650,19 +654,19 @@ def _child_save(root):
 
 def test_clean_removes_old_runs_and_keeps_new(store):
     for run in (1, 2, 3):
-        store.save_outputs(run, "a", [run])
-        store.save_outputs(run, "b/c", [run])
+        store.save_outputs(run, "a", [run])  # inline: a line of the run's log
+        store.save_outputs(run, "b/c", [(run,)])  # a file: a node folder with manifest.json
     old = time.time() - 7200
-    for node in ("a", "b/c"):
-        os.utime(store.manifest_path(1, node), (old, old))
-    os.utime(store.manifest_path(2, "a"), (old, old))  # run 2 has one recent manifest left
+    os.utime(store.log_path(1), (old, old))
+    os.utime(store.manifest_path(1, "b/c"), (old, old))
+    os.utime(store.log_path(2), (old, old))  # run 2 has one recent manifest left
     # a run still being written (no manifest yet, fresh files) must not be cleaned
     inflight = Path(store.node_path(4, "slow"))
     inflight.mkdir(parents=True)
     (inflight / "output_0.arrow").write_bytes(b"partial")
     assert store.clean(older_than_seconds=3600) == 1
     assert store.run_ids() == [2, 3, 4]
-    assert store.load_output(2, "b/c", 0) == 2
+    assert store.load_output(2, "b/c", 0) == (2,) and store.load_output(2, "a", 0) == 2
     assert store.clean(run_ids=[3, 99]) == 1
     assert store.run_ids() == [2, 4]
     with pytest.raises(ValueError):
@@ -695,7 +699,7 @@ def test_failed_save_leaves_no_manifest_and_names_the_output(store):
 
 
 def test_manifest_written_atomically(store, monkeypatch):
-    store.save_outputs(1, "n", [1])
+    store.save_outputs(1, "n", [(1,)])
     real_replace = os.replace
 
     def failing_replace(src, dst):
@@ -705,7 +709,7 @@ def test_manifest_written_atomically(store, monkeypatch):
 
     monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(StoreError) as info:
-        store.save_outputs(1, "n", [2])
+        store.save_outputs(1, "n", [(2,)])
     assert info.value.file.endswith("manifest.json")
     monkeypatch.undo()
     assert store.manifest(1, "n") is None  # never a half-written manifest
@@ -742,12 +746,14 @@ def test_errors_name_the_file(store):
     assert info.value.file == str(manifest)
 
 
-def test_unknown_codec_in_manifest(store):
-    store.save_outputs(1, "n", [1])
-    path = Path(store.manifest_path(1, "n"))
+@pytest.mark.parametrize("value", [1, (1,)], ids=["inline-in-the-log", "file-in-a-folder"])
+def test_unknown_codec_in_manifest(store, value):
+    m = store.save_outputs(1, "n", [value])
+    path = Path(m.source)
+    assert path.name == ("manifest.json" if m.outputs[0]["file"] else "inline+manifests.jsonl")
     data = json.loads(path.read_text())
     data["outputs"][0]["codec"] = "from_the_future"
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(data) + "\n")
     with pytest.raises(StoreError, match="from_the_future") as info:
         store.load_outputs(1, "n")
     assert "register_codec" in info.value.hint

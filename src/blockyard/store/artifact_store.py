@@ -5,6 +5,12 @@ Layout::
     <root>/runs/<run_id>/<quoted node uuid>/output_0.arrow
                                            /output_1.npz
                                            /manifest.json      (written last)
+    <root>/runs/<run_id>/inline+manifests.jsonl
+
+On the local filesystem a node whose outputs are all inline JSON (None, a number, a short
+string or dict) has no folder: its manifest is a line appended to the run's log (`runlog`),
+and a node's manifest is the newer of its folder's and its last line's (the folder's on a
+tie). Other filesystems keep every node in a folder.
 
 A node folder counts as saved only when its manifest exists. On the local filesystem every
 output file and the manifest are written to a temp name and renamed into place, so a crash
@@ -20,6 +26,7 @@ import time
 from typing import Any, Iterable
 from urllib.parse import unquote
 
+import blockyard.store.runlog as _runlog
 from blockyard.errors import StoreError
 from blockyard.store.codec_base import LocalFS, is_local_fs
 from blockyard.store.fs_ops import StoreFiles
@@ -101,7 +108,17 @@ class ArtifactStore(StoreFiles, OutputWriter, OutputReader):
         return path
 
     def manifest_path(self, run_id: Any, node_uuid: str) -> str:
+        """The node folder's manifest.json (see `manifest(...).source` for where the
+        node's current manifest is: this file or the run's log)."""
         return f"{self.node_path(run_id, node_uuid)}{self._sep}{MANIFEST}"
+
+    def log_path(self, run_id: Any) -> str:
+        """The run's log of inline manifests (local stores)."""
+        key = str(run_id)
+        run_dir = self._run_paths.get(key)
+        if run_dir is None:
+            run_dir = self.run_path(run_id)
+        return f"{run_dir}{self._sep}{_runlog.LOG}"
 
     def output_path(self, run_id: Any, node_uuid: str, index: int) -> str:
         m = self._require_manifest(run_id, node_uuid)
@@ -110,7 +127,7 @@ class ArtifactStore(StoreFiles, OutputWriter, OutputReader):
             raise StoreError(
                 f"{entry.get('name')} of block '{node_uuid}' in run {run_id} is stored inline "
                 "in the manifest and has no file of its own",
-                file=self.manifest_path(run_id, node_uuid),
+                file=m.source or self.manifest_path(run_id, node_uuid),
                 block=node_uuid,
             )
         return self._join(self.node_path(run_id, node_uuid), entry["file"])
@@ -124,10 +141,12 @@ class ArtifactStore(StoreFiles, OutputWriter, OutputReader):
         return sorted(ids, key=lambda r: (isinstance(r, str), r if isinstance(r, int) else 0, str(r)))
 
     def node_uuids(self, run_id: Any) -> list[str]:
-        """Node uuids with saved outputs (a manifest) in a run."""
+        """Node uuids with saved outputs (a manifest) in a run, sorted."""
         run_dir = self.run_path(run_id)
-        out = []
-        for name in sorted(self._listdir(run_dir)):
+        out = set(_runlog.live_nodes(self.log_path(run_id))) if self.local else set()
+        for name in self._listdir(run_dir):
+            if name == _runlog.LOG:
+                continue
             node_dir = self._join(run_dir, name)
             mpath = self._join(node_dir, MANIFEST)
             if not self._exists(mpath):
@@ -136,8 +155,8 @@ class ArtifactStore(StoreFiles, OutputWriter, OutputReader):
             if "~" in name:  # shortened name: the manifest has the real uuid
                 m = self.manifest_from_path(mpath)
                 text = m.node_uuid if m else text
-            out.append(text)
-        return out
+            out.add(text)
+        return sorted(out)
 
     def manifest_from_path(self, path: str) -> OutputManifest | None:
         try:
@@ -151,6 +170,7 @@ class ArtifactStore(StoreFiles, OutputWriter, OutputReader):
         path = self.run_path(run_id)
         try:
             if self.local:
+                _runlog.forget(self.log_path(run_id))
                 if not os.path.isdir(path):
                     return False
                 shutil.rmtree(path)
@@ -163,14 +183,20 @@ class ArtifactStore(StoreFiles, OutputWriter, OutputReader):
         return True
 
     def _run_newest_time(self, run_id: Any) -> float | None:
-        """Newest manifest mtime in the run; for node folders without a manifest (a block
-        still writing, or a crash) the newest file in them, so in-flight runs look new."""
+        """Newest manifest mtime in the run (the log's mtime: its last line); for node
+        folders without a manifest (a block still writing, or a crash) the newest file in
+        them, so in-flight runs look new."""
         run_dir = self.run_path(run_id)
         if not self._isdir(run_dir):
             return None
         times: list[float] = []
         for name in self._listdir(run_dir):
             node_dir = self._join(run_dir, name)
+            if name == _runlog.LOG:
+                t = self._mtime(node_dir)
+                if t is not None:
+                    times.append(t)
+                continue
             t = self._mtime(self._join(node_dir, MANIFEST))
             if t is None:
                 for f in self._listdir(node_dir):

@@ -5,6 +5,8 @@ Layout::
     <root>/runs/<run_id>/<quoted node uuid>/output_0.arrow
                                            /output_1.npz
                                            /manifest.json      (written last)
+    <root>/runs/<run_id>/inline+manifests.jsonl   (local stores: one manifest a line for
+                                                   nodes whose outputs are all inline)
 """
 from __future__ import annotations
 
@@ -36,6 +38,9 @@ class OutputManifest:
     digest: str
     outputs: list[dict] = field(default_factory=list)
     created_at: float | None = None
+    # Where it was read from or written to: the node's manifest.json, or the run's log
+    # for an all-inline save (local stores). Not part of the manifest's JSON.
+    source: str | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         # Not dataclasses.asdict: it deep-copies every entry (0.1 ms a block run).

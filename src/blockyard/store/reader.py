@@ -9,8 +9,9 @@ from typing import Any
 
 import blockyard.store.codecs as _codecs
 import blockyard.store.hashing as _hashing
+import blockyard.store.runlog as _runlog
 from blockyard.errors import StoreError
-from blockyard.store.manifest import MANIFEST, CorruptOutputError, OutputManifest
+from blockyard.store.manifest import CorruptOutputError, OutputManifest
 
 # Files already checked against their digest in this process: (path, size, mtime, inode, digest).
 _verified: set[tuple] = set()
@@ -21,6 +22,23 @@ class OutputReader:
     methods."""
 
     def manifest(self, run_id: Any, node_uuid: str) -> OutputManifest | None:
+        """The node's manifest: its folder's, or on the local filesystem its last line in
+        the run's log when that is newer (`created_at`; the folder's on a tie)."""
+        folder = self._folder_manifest(run_id, node_uuid)
+        if not self.local:
+            return folder
+        log = self.log_path(run_id)
+        found = _runlog.lookup(log, node_uuid)
+        if found is None:
+            return folder
+        created_at, line = found
+        if folder is not None and (created_at is None or (folder.created_at or 0.0) >= created_at):
+            return folder
+        m = OutputManifest.from_dict(json.loads(line))  # checked to be a manifest when indexed
+        m.source = log
+        return m
+
+    def _folder_manifest(self, run_id: Any, node_uuid: str) -> OutputManifest | None:
         path = self.manifest_path(run_id, node_uuid)
         try:
             if self.local:
@@ -35,7 +53,9 @@ class OutputReader:
                 f"cannot read the manifest of block '{node_uuid}' in run {run_id}: {exc}", file=path, block=node_uuid
             ) from exc
         try:
-            return OutputManifest.from_dict(json.loads(raw))
+            m = OutputManifest.from_dict(json.loads(raw))
+            m.source = path
+            return m
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(
                 f"the manifest of block '{node_uuid}' in run {run_id} is corrupt: {type(exc).__name__}: {exc}",
@@ -45,7 +65,9 @@ class OutputReader:
             ) from exc
 
     def has_outputs(self, run_id: Any, node_uuid: str) -> bool:
-        return self._exists(self.manifest_path(run_id, node_uuid))
+        if self._exists(self.manifest_path(run_id, node_uuid)):
+            return True
+        return self.local and _runlog.has_node(self.log_path(run_id), node_uuid)
 
     def _require_manifest(self, run_id: Any, node_uuid: str) -> OutputManifest:
         m = self.manifest(run_id, node_uuid)
@@ -73,7 +95,7 @@ class OutputReader:
             self._verify_inline(m, entry)
             return json.loads(entry["inline"])
         node_dir = self.node_path(m.run_id, m.node_uuid)
-        path = self._join(node_dir, entry["file"] or MANIFEST)
+        path = self._join(node_dir, entry["file"]) if entry.get("file") else self._manifest_file(m)
         where = f"{entry.get('name', entry['file'])} of block '{m.node_uuid}' in run {m.run_id}"
         codec = _codecs.get_codec(entry["codec"])
         if codec is None:
@@ -104,9 +126,13 @@ class OutputReader:
             raise CorruptOutputError(
                 f"output {entry.get('name')} of block '{m.node_uuid}' in run {m.run_id} does not match "
                 "its stored digest (the manifest was changed after it was written)",
-                file=self.manifest_path(m.run_id, m.node_uuid),
+                file=self._manifest_file(m),
                 block=m.node_uuid,
             )
+
+    def _manifest_file(self, m: OutputManifest) -> str:
+        """The file holding the manifest (and so its inline outputs)."""
+        return m.source or self.manifest_path(m.run_id, m.node_uuid)
 
     def _verify_file(self, m: OutputManifest, entry: dict, path: str) -> None:
         """Hash the file (XXH3 leaves: ~15 GB/s) and compare with the manifest. A file

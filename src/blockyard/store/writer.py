@@ -1,17 +1,20 @@
 """Saving a node's outputs: each with the first codec that takes it (small JSON values
 inline in the manifest), several at once, every file and the manifest written to a temp
-name and renamed into place on the local filesystem."""
+name and renamed into place on the local filesystem. On the local filesystem a node whose
+outputs are all inline gets no folder: its manifest is a line of the run's log (`runlog`)."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import threading
 import time
 from typing import Any
 
 import blockyard.store.codecs as _codecs
 import blockyard.store.hashing as _hashing
+import blockyard.store.runlog as _runlog
 import blockyard.store.summary as _summary
 from blockyard.errors import StoreError
 from blockyard.store.codec_base import JSON_SCALARS
@@ -65,9 +68,20 @@ class OutputWriter:
                 f"outputs of block '{node_uuid}' in run {run_id} must be a list, got {type(outputs).__name__}",
                 block=node_uuid,
             )
+        outputs = list(outputs)
+        planned: list[tuple] = []  # (inline entry or None, codecs) of the first outputs
+        if self.local:
+            for i, obj in enumerate(outputs):
+                planned.append(self._plan(i, obj))
+                if planned[-1][0] is None:
+                    break
+            else:  # every output inline: one line of the run's log, no folder
+                return self._save_logged(run_id, node_uuid, [p[0] for p in planned])
         node_dir = self.node_path(run_id, node_uuid)
         manifest_path = f"{node_dir}{self._sep}{MANIFEST}"  # _join(node_dir, MANIFEST)
         try:
+            if self.local:
+                self._hide_logged(run_id, node_uuid)
             fresh = self._make_node_dir(run_id, node_dir)
             if not fresh:
                 self._remove(manifest_path)  # the node is "not saved" until the new manifest lands
@@ -77,13 +91,14 @@ class OutputWriter:
                 file=node_dir,
                 block=node_uuid,
             ) from exc
-        entries = self._save_all(run_id, node_uuid, node_dir, list(outputs))
+        entries = self._save_all(run_id, node_uuid, node_dir, outputs, planned)
         manifest = OutputManifest(
             run_id=run_id,
             node_uuid=node_uuid,
             digest=combined_digest(entries),
             outputs=entries,
             created_at=time.time(),
+            source=manifest_path,
         )
         self._write_manifest(manifest, manifest_path, node_uuid)
         if fresh:  # nothing stale can be in a folder this call created
@@ -94,14 +109,60 @@ class OutputWriter:
                 self._remove(self._join(node_dir, name))
         return manifest
 
-    def _save_all(self, run_id: Any, node_uuid: str, node_dir: str, outputs: list) -> list[dict]:
+    def _save_logged(self, run_id: Any, node_uuid: str, entries: list[dict]) -> OutputManifest:
+        """Append the manifest of an all-inline save to the run's log."""
+        manifest = OutputManifest(
+            run_id=run_id,
+            node_uuid=node_uuid,
+            digest=combined_digest(entries),
+            outputs=entries,
+            created_at=time.time(),
+            source=self.log_path(run_id),
+        )
+        line = _MANIFEST_JSON.encode(manifest.to_dict()).encode() + b"\n"
+        log = manifest.source
+        node_dir = self.node_path(run_id, node_uuid)
+        try:
+            # A folder from an earlier save of the node stops counting first, so the line
+            # is its only manifest even if the clock stepped back (readers take the newest).
+            os.unlink(f"{node_dir}{self._sep}{MANIFEST}")
+            had_folder = True
+        except (FileNotFoundError, NotADirectoryError):
+            had_folder = False
+        except OSError as exc:
+            raise StoreError(
+                f"cannot replace the manifest of block '{node_uuid}' in run {run_id}: {exc}",
+                file=f"{node_dir}{self._sep}{MANIFEST}",
+                block=node_uuid,
+            ) from exc
+        try:
+            _runlog.append(log, line, self.fsync)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write the manifest of block '{node_uuid}' in run {run_id}: {exc}",
+                file=log,
+                block=node_uuid,
+            ) from exc
+        if had_folder:  # its files are outputs of the earlier save
+            shutil.rmtree(node_dir, ignore_errors=True)
+        return manifest
+
+    def _hide_logged(self, run_id: Any, node_uuid: str) -> None:
+        """Before a folder save, a line of the node in the run's log stops counting (a
+        tombstone), so a save that fails leaves the node unsaved, not its older outputs."""
+        log = self.log_path(run_id)
+        if _runlog.has_node(log, node_uuid):
+            _runlog.append(log, _runlog.tombstone(run_id, node_uuid, time.time()), self.fsync)
+
+    def _save_all(self, run_id: Any, node_uuid: str, node_dir: str, outputs: list, planned: list) -> list[dict]:
         """Several outputs of one block (the course's `build` returns seven) are written
-        at the same time: Arrow, numpy and zip writes release the GIL."""
+        at the same time: Arrow, numpy and zip writes release the GIL. `planned` holds
+        `_plan` of the first outputs (done already when looking for an all-inline save)."""
         if len(outputs) < 2:
-            return [self._save_one(run_id, node_uuid, node_dir, 0, outputs[0])] if outputs else []
+            return [self._save_one(run_id, node_uuid, node_dir, 0, outputs[0], planned[0] if planned else None)] if outputs else []
         pool = _save_pool()
         futures = [
-            pool.submit(self._save_one, run_id, node_uuid, node_dir, i, o)
+            pool.submit(self._save_one, run_id, node_uuid, node_dir, i, o, planned[i] if i < len(planned) else None)
             for i, o in enumerate(outputs)
         ]
         return [f.result() for f in futures]
@@ -174,19 +235,26 @@ class OutputWriter:
             "sample": sample,
         }
 
-    def _save_one(self, run_id: Any, node_uuid: str, node_dir: str, index: int, obj: Any) -> dict:
+    def _plan(self, index: int, obj: Any) -> tuple[dict | None, list | None]:
+        """(the inline entry, None) for a small JSON value, else (None, the codecs to try)."""
         name = _NAMES[index] if index < len(_NAMES) else f"output_{index}"
         if _codecs.json_first(obj):
             inline = self._save_inline(name, obj, None)
             if inline is not None:
-                return inline
-            codecs = _codecs.candidate_codecs(obj)
-        else:
-            codecs = _codecs.candidate_codecs(obj)
-            if codecs and codecs[0].name == "json":
-                inline = self._save_inline(name, obj, codecs[0])
-                if inline is not None:
-                    return inline
+                return inline, None
+            return None, _codecs.candidate_codecs(obj)
+        codecs = _codecs.candidate_codecs(obj)
+        if codecs and codecs[0].name == "json":
+            inline = self._save_inline(name, obj, codecs[0])
+            if inline is not None:
+                return inline, None
+        return None, codecs
+
+    def _save_one(self, run_id: Any, node_uuid: str, node_dir: str, index: int, obj: Any, plan: tuple | None) -> dict:
+        inline, codecs = plan if plan is not None else self._plan(index, obj)
+        if inline is not None:
+            return inline
+        name = _NAMES[index] if index < len(_NAMES) else f"output_{index}"
         skipped: list[str] = []
         for codec in codecs:
             file = f"{name}{codec.extension}"
