@@ -23,6 +23,7 @@ from blockyard import masking
 from blockyard.engine import events as ev
 from blockyard.engine.execute import BlockTask, Outcome, execute_block
 from blockyard.engine.executors import Executor, executor_for, run_inline
+from blockyard.engine.heap import older_objects_set_aside
 from blockyard.engine.history import RunHistory, outcome_metrics
 from blockyard.engine.outputs import LiveOutputs
 from blockyard.engine.plan import clone_labels
@@ -65,6 +66,7 @@ class PipelineRunner:
         self.error, self.error_details = None, None  # the run's first failure
         self.history, self._inline = history or RunHistory(session.db), False
         self.events = ev.EventBus(subscribers)
+        self.emit = self.events.emit  # everything that happens goes out through the bus
         self.events.subscribe(self.history, critical=True, first=True)  # a run is its history
         if on_event is not None:
             self.events.subscribe(ev.on_event_subscriber(on_event))
@@ -75,9 +77,6 @@ class PipelineRunner:
     def cancel(self) -> None:
         """Thread-safe: nothing new starts; a polling sensor stops at once."""
         self._cancel.set()
-
-    def emit(self, event: ev.RunEvent) -> None:
-        self.events.emit(event)
 
     # ---------------------------------------------------------------- the run
     def run(self) -> "RunEnd":
@@ -118,6 +117,7 @@ class PipelineRunner:
             self.executor.shutdown()
         return self._finish()
 
+    @older_objects_set_aside  # the collector skips what existed before the run
     def _loop(self) -> None:
         st = self.state
         self.running = 0
