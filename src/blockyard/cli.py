@@ -82,9 +82,9 @@ def _run(
     from blockyard.errors import BlockyardError
 
     ws = _workspace()
-    console = _console()
     try:
-        if quiet or not console.is_terminal and os.environ.get("BLOCKYARD_PLAIN"):
+        # -q needs no console: Rich's import is a sixth of `blockyard run`'s start-up
+        if quiet or not (console := _console()).is_terminal and os.environ.get("BLOCKYARD_PLAIN"):
             return run_pipeline(
                 pipeline, workspace=ws, variables=variables, block=block,
                 from_block=from_block, use_cache=use_cache, executor=executor,
@@ -116,16 +116,22 @@ def run(
         _fail("--cache and --no-cache exclude each other")
     use_cache = True if cache else (False if no_cache else None)
     result = _run(pipeline, variables, block, from_block, use_cache, executor, quiet)
-    _report(result)
+    _report(result, plain=quiet)
     raise typer.Exit(0 if result.ok else 1)
 
 
-def _report(result) -> None:
-    console = _console()
+def _report(result, plain: bool = False) -> None:
     cached = sum(1 for b in result.block_runs.values() if b.cache_hit)
     total = len(result.block_runs)
     color = "green" if result.ok else "red"
     extra = f", {cached} cached" if cached else ""
+    line = f"run {result.run_id} {result.status} — {result.project}/{result.pipeline_uuid}, {total} block run(s){extra}"
+    if plain:  # the result line only, without loading Rich
+        print(line)
+        if not result.ok and result.error:
+            print(f"error: {result.error}", file=sys.stderr)
+        return
+    console = _console()
     console.print(
         f"[{color}]run {result.run_id} {result.status}[/] — "
         f"{result.project}/{result.pipeline_uuid}, {total} block run(s){extra}"
