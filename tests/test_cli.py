@@ -159,3 +159,21 @@ def test_init_new_and_run_scaffold(tmp_path):
     cli("new", "project", "other", cwd=root, check=0)
     listed = cli("pipelines", cwd=root, check=0)
     assert "demo/second" in listed.stdout and "other" in listed.stdout
+
+
+def test_run_is_parsed_alone_with_the_same_options(ws, tmp_path):
+    """`blockyard run` takes a parser holding only that command (start-up); options,
+    help, the workspace flag in either form and bad input behave as with the full app."""
+    from blockyard.cli import _command_name
+
+    assert _command_name(["-w", "run", "runs"]) == "runs"  # "run" is the workspace there
+    assert _command_name(["--workspace", "x", "run", "p"]) == "run"
+    assert _command_name(["--workspace=x", "run"]) == "run" and _command_name(["--help"]) is None
+    quiet = cli("-w", str(ws), "run", "p/pipe", "-q", cwd=tmp_path, check=0)
+    assert quiet.stdout.startswith("run ") and "completed — p/pipe, 2 block run(s)" in quiet.stdout
+    failed = cli("--workspace", str(ws), "run", "p/pipe", "-q", "--var", "n=20", cwd=tmp_path, check=1)
+    assert "failed" in failed.stdout and "400 is too big" in failed.stderr
+    helped = cli("run", "--help", cwd=ws, check=0)
+    assert "--from-block" in helped.stdout and "--quiet" in helped.stdout
+    assert "No such option" in cli("run", "p/pipe", "--nope", cwd=ws, check=2).stderr
+    assert "runs" in cli("--help", cwd=ws, check=0).stdout  # the full app otherwise
