@@ -21,7 +21,6 @@ from blockyard.project.names import (
     extension_for,
 )
 from blockyard.project.protocols import ProjectLike
-from blockyard.project.templating import block_template
 from blockyard.project.validate import cycle_error, find_cycle
 from blockyard.project.yaml_io import type_name, write_text_atomic
 
@@ -142,7 +141,11 @@ class PipelineEditing:
         block = BlockSpec(raw, self, group=group)
         block.configuration.setdefault("file_source", {"path": block.relative_file_source(path)})
         if not path.exists():
-            write_text_atomic(path, code if code is not None else block_template(type, language))
+            if code is None:
+                from blockyard.project.templating import block_template  # editing only: start-up
+
+                code = block_template(type, language)
+            write_text_atomic(path, code)
         entries = getattr(self, group)
         at = next((i + 1 for i, b in enumerate(entries) if b.uuid == after), len(entries))
         entries.insert(at, block)  # `after` in another group (a chart after a block): last
