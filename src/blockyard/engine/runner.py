@@ -23,7 +23,6 @@ from blockyard import masking
 from blockyard.engine import events as ev
 from blockyard.engine.execute import BlockTask, Outcome, execute_block
 from blockyard.engine.executors import Executor, executor_for, run_inline
-from blockyard.engine.heap import older_objects_set_aside
 from blockyard.engine.history import RunHistory, outcome_metrics
 from blockyard.engine.outputs import LiveOutputs
 from blockyard.engine.plan import clone_labels
@@ -117,7 +116,6 @@ class PipelineRunner:
             self.executor.shutdown()
         return self._finish()
 
-    @older_objects_set_aside  # the collector skips what existed before the run
     def _loop(self) -> None:
         st = self.state
         self.running = 0
