@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
-import marshal
 import os
 import sys
 import threading
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from blockyard import marshal_files
 from blockyard.engine import decorators
 from blockyard.errors import BlockLoadError
 
@@ -132,16 +132,7 @@ _BUNDLE_MAGIC = b"blockyard-code-1\0" + importlib.util.MAGIC_NUMBER
 
 def load_code_bundle(path: Path) -> int:
     """Add the bundle's code objects to the compile cache; how many (0 if unusable)."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return 0
-    if not data.startswith(_BUNDLE_MAGIC):
-        return 0
-    try:
-        codes = marshal.loads(data[len(_BUNDLE_MAGIC):])
-    except (EOFError, ValueError, TypeError):
-        return 0  # torn or foreign: compiled again and rewritten
+    codes = marshal_files.read(path, _BUNDLE_MAGIC)
     if not isinstance(codes, dict):
         return 0
     for key, code in codes.items():
@@ -152,14 +143,7 @@ def load_code_bundle(path: Path) -> int:
 
 def save_code_bundle(path: Path, keys: list[tuple[str, str]]) -> None:
     """Write the code objects of `keys` (all compiled already) as the bundle; best effort."""
-    codes = {k: _compiled[k] for k in keys if k in _compiled}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(_BUNDLE_MAGIC + marshal.dumps(codes))
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only data folder: compiling each time still works
+    marshal_files.write(path, _BUNDLE_MAGIC, {k: _compiled[k] for k in keys if k in _compiled})
 
 
 def _exec_block(

@@ -11,12 +11,10 @@ cache: the same text gave it, under this very version of Blockyard.
 from __future__ import annotations
 
 import hashlib
-import marshal
-import os
 from pathlib import Path
 from typing import Any
 
-from blockyard import __version__, settings
+from blockyard import __version__, marshal_files, settings
 
 _MAGIC = f"blockyard-parse-1 {__version__}\0".encode()
 
@@ -32,32 +30,15 @@ def _digest(text: str) -> bytes:
 
 def load(workspace_root: Path, path: Path, text: str) -> tuple[Any, Any] | None:
     """(raw, lines) of the last parse of `path`, if it was of exactly `text`."""
-    try:
-        data = _file(workspace_root, path).read_bytes()
-    except OSError:
+    kept = marshal_files.read(_file(workspace_root, path), _MAGIC)
+    if not (isinstance(kept, tuple) and len(kept) == 3):
         return None
-    if not data.startswith(_MAGIC):
-        return None
-    try:
-        digest, raw, lines = marshal.loads(data[len(_MAGIC):])
-    except (EOFError, ValueError, TypeError):
-        return None
+    digest, raw, lines = kept
     if digest != _digest(text) or not isinstance(raw, dict) or not isinstance(lines, dict):
         return None
     return raw, lines
 
 
 def save(workspace_root: Path, path: Path, text: str, raw: dict, lines: dict) -> None:
-    """Keep this parse; best effort (a read-only data folder just parses each time)."""
-    try:
-        payload = marshal.dumps((_digest(text), raw, lines))
-    except ValueError:  # a value marshal cannot hold: not kept
-        return
-    target = _file(workspace_root, path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(_MAGIC + payload)
-        os.replace(tmp, target)
-    except OSError:
-        pass
+    """Keep this parse; best effort (not kept if marshal cannot hold a value in it)."""
+    marshal_files.write(_file(workspace_root, path), _MAGIC, (_digest(text), raw, lines))
