@@ -11,16 +11,6 @@ from blockyard.engine.state import Node
 from blockyard.runtime import BlockContext
 
 
-_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
-
-
-def _file_name(node_uuid: str) -> str:
-    """The node's log file name: quoted, except the usual names that need none."""
-    if _PLAIN.issuperset(node_uuid) and not node_uuid.startswith("."):
-        return node_uuid
-    return quote(node_uuid, safe="")
-
-
 def base_kwargs(runner: Any) -> dict[str, Any]:
     """The `**kwargs` every block of the run receives (Mage's names)."""
     return {
@@ -74,7 +64,7 @@ class TaskFactory:
             file_path=file_path,
             inputs=args,
             kwargs=kwargs,
-            log_path=f"{self.log_dir}/{_file_name(node.uuid)}.log",
+            log_path=f"{self.log_dir}/{quote(node.uuid, safe='')}.log",
             retry_config=pb.spec.retry_config or self.pipeline_retry,
             timeout=pb.spec.timeout,
             run_tests=runner.run_tests,
