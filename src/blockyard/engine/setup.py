@@ -175,13 +175,14 @@ def _read_sources(spec: Any, selected: dict, bundle: Path | None = None) -> dict
         path = path if isinstance(path, Path) else Path(path)
         source, code_hash = read_source(path, uuid)
         sources[uuid] = (source, code_hash, path)
+    use_bundle = bundle is not None and len(sources) > 1
     fresh = [u for u, (_s, h, p) in sources.items() if not is_compiled(p, h)]
-    if fresh and bundle is not None and len(sources) > 1:
+    if fresh and use_bundle:
         load_code_bundle(bundle)
         fresh = [u for u in fresh if not is_compiled(sources[u][2], sources[u][1])]
     for uuid, (source, code_hash, path) in sources.items():
         compile_block(path, uuid, source, code_hash)
-    if fresh and bundle is not None and len(sources) > 1:
+    if fresh and use_bundle:
         save_code_bundle(bundle, [(str(p), h) for _s, h, p in sources.values()])
     return sources
 
