@@ -51,6 +51,14 @@ def _save_pool():
             _pool_pid = os.getpid()
         return _pool
 
+def _new_manifest(run_id: Any, node_uuid: str, entries: list[dict], source: str) -> OutputManifest:
+    """A save's manifest; `source` is where it is written (manifest.json or the run log)."""
+    return OutputManifest(
+        run_id=run_id, node_uuid=node_uuid, digest=combined_digest(entries), outputs=entries,
+        created_at=time.time(), source=source,
+    )
+
+
 class OutputWriter:
     """Mixin of `ArtifactStore` (with `StoreFiles`): needs `fs`, `local`, `_sep`, `fsync`,
     `_run_dirs` and the path methods."""
@@ -92,14 +100,7 @@ class OutputWriter:
                 block=node_uuid,
             ) from exc
         entries = self._save_all(run_id, node_uuid, node_dir, outputs, planned)
-        manifest = OutputManifest(
-            run_id=run_id,
-            node_uuid=node_uuid,
-            digest=combined_digest(entries),
-            outputs=entries,
-            created_at=time.time(),
-            source=manifest_path,
-        )
+        manifest = _new_manifest(run_id, node_uuid, entries, manifest_path)
         self._write_manifest(manifest, manifest_path, node_uuid)
         if fresh:  # nothing stale can be in a folder this call created
             return manifest
@@ -111,14 +112,7 @@ class OutputWriter:
 
     def _save_logged(self, run_id: Any, node_uuid: str, entries: list[dict]) -> OutputManifest:
         """Append the manifest of an all-inline save to the run's log."""
-        manifest = OutputManifest(
-            run_id=run_id,
-            node_uuid=node_uuid,
-            digest=combined_digest(entries),
-            outputs=entries,
-            created_at=time.time(),
-            source=self.log_path(run_id),
-        )
+        manifest = _new_manifest(run_id, node_uuid, entries, self.log_path(run_id))
         line = _MANIFEST_JSON.encode(manifest.to_dict()).encode() + b"\n"
         log = manifest.source
         node_dir = self.node_path(run_id, node_uuid)
