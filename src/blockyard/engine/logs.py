@@ -65,21 +65,19 @@ class BlockLog:
         return n
 
     def line(self, message: str, level: str = "INFO", *, hold: bool = False) -> None:
-        if hold and self._fh is None:
-            with self._lock:
-                if self._fh is None:  # formatted only if the file ever comes to be
-                    self._held.append((time.time(), level, message, ()))
-                    return
-        self.write(_format(time.time(), level, message, ()))
+        self._entry(level, message, (), hold)
 
     def hold(self, template: str, *args: object) -> None:
         """A bookkeeping line `template % args`, formatted only if the file comes to be."""
-        if self._fh is None:
+        self._entry("INFO", template, args, True)
+
+    def _entry(self, level: str, message: str, args: tuple, hold: bool) -> None:
+        if hold and self._fh is None:
             with self._lock:
-                if self._fh is None:
-                    self._held.append((time.time(), "INFO", template, args))
+                if self._fh is None:  # formatted only if the file ever comes to be
+                    self._held.append((time.time(), level, message, args))
                     return
-        self.write(_format(time.time(), "INFO", template, args))
+        self.write(_format(time.time(), level, message, args))
 
     def flush(self) -> None:
         with self._lock:
