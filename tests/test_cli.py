@@ -162,18 +162,61 @@ def test_init_new_and_run_scaffold(tmp_path):
 
 
 def test_run_is_parsed_alone_with_the_same_options(ws, tmp_path):
-    """`blockyard run` takes a parser holding only that command (start-up); options,
-    help, the workspace flag in either form and bad input behave as with the full app."""
-    from blockyard.cli import _command_name
+    """`blockyard run` goes to its own light parser (start-up); options, help, the
+    workspace flag in every form and bad input behave as the full app's would."""
+    from blockyard.cli_entry import split_command
 
-    assert _command_name(["-w", "run", "runs"]) == "runs"  # "run" is the workspace there
-    assert _command_name(["--workspace", "x", "run", "p"]) == "run"
-    assert _command_name(["--workspace=x", "run"]) == "run" and _command_name(["--help"]) is None
+    assert split_command(["-w", "run", "runs"]) == ("run", "runs", [])  # "run" is the workspace there
+    assert split_command(["--workspace", "x", "run", "p", "-q"]) == ("x", "run", ["p", "-q"])
+    assert split_command(["--workspace=x", "run"]) == ("x", "run", [])
+    assert split_command(["-wx", "run", "p"]) == ("x", "run", ["p"])
+    assert split_command(["--help"]) == (None, None, []) and split_command(["-w"]) == (None, None, [])
     quiet = cli("-w", str(ws), "run", "p/pipe", "-q", cwd=tmp_path, check=0)
     assert quiet.stdout.startswith("run ") and "completed — p/pipe, 2 block run(s)" in quiet.stdout
     failed = cli("--workspace", str(ws), "run", "p/pipe", "-q", "--var", "n=20", cwd=tmp_path, check=1)
     assert "failed" in failed.stdout and "400 is too big" in failed.stderr
     helped = cli("run", "--help", cwd=ws, check=0)
     assert "--from-block" in helped.stdout and "--quiet" in helped.stdout
-    assert "No such option" in cli("run", "p/pipe", "--nope", cwd=ws, check=2).stderr
+    bad = cli("run", "p/pipe", "--nope", cwd=ws, check=2)
+    assert "--nope" in bad.stderr and "usage: blockyard run" in bad.stderr
     assert "runs" in cli("--help", cwd=ws, check=0).stdout  # the full app otherwise
+    assert "Run a pipeline" in cli("--help", cwd=ws, check=0).stdout  # and it lists `run`
+
+
+def test_run_start_up_skips_typer_and_yaml(ws):
+    """A repeated `blockyard run` imports neither Typer nor PyYAML: the parse of every YAML
+    file it reads is kept on disk; an edited settings.yaml is parsed again."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['blockyard', 'run', 'p/pipe', '-q']\n"
+        "from blockyard.cli_entry import main\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+        "print(sorted(m for m in ('typer', 'yaml', 'rich', 'click') if m in sys.modules))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLOCKYARD_")}
+
+    def imported():
+        out = subprocess.run([sys.executable, "-c", code], cwd=ws, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout.strip().splitlines()[-1]
+
+    imported()  # first run: parses and keeps the parses
+    assert imported() == "[]"
+    (ws / "settings.yaml").write_text((ws / "settings.yaml").read_text() + "\n# edited\n")
+    assert imported() == "['yaml']"
+    assert imported() == "[]"
+
+
+def test_run_through_the_typer_app_hands_over_its_arguments(ws, monkeypatch):
+    """`run` in the full app (as CliRunner or `python -m blockyard.cli` reach it) is the same command."""
+    from typer.testing import CliRunner
+
+    from blockyard.cli import app
+
+    monkeypatch.delenv("BLOCKYARD_WORKSPACE", raising=False)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["-w", str(ws), "run", "p/pipe", "-q", "--var", "n=3"])
+    assert ok.exit_code == 0, ok.output
+    assert "completed — p/pipe, 2 block run(s)" in ok.output
+    bad = runner.invoke(app, ["-w", str(ws), "run", "p/pipe", "--cache", "--no-cache"])
+    assert bad.exit_code == 1

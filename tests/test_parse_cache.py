@@ -54,7 +54,7 @@ def test_an_unchanged_pipeline_is_not_parsed_again_in_a_new_process(ws, monkeypa
     first = _load(ws)
     assert len(parses) == 1
     kept = list((ws / ".blockyard" / "cache" / "pipelines").glob("*.marshal"))
-    assert len(kept) == 1
+    assert len(kept) == 2  # the pipeline's metadata.yaml and the workspace's settings.yaml
 
     parses = _fresh_process(monkeypatch)
     again = _load(ws)
@@ -85,8 +85,8 @@ def test_errors_from_a_kept_parse_name_the_same_line(ws, monkeypatch):
 def test_a_torn_kept_parse_is_ignored(ws, monkeypatch):
     _fresh_process(monkeypatch)
     first = _load(ws)
-    (kept,) = (ws / ".blockyard" / "cache" / "pipelines").glob("*.marshal")
-    kept.write_bytes(kept.read_bytes()[:40])
+    for kept in (ws / ".blockyard" / "cache" / "pipelines").glob("*.marshal"):
+        kept.write_bytes(kept.read_bytes()[:40])
     parses = _fresh_process(monkeypatch)
     assert _shape(_load(ws)) == _shape(first)
     assert len(parses) == 1
@@ -100,3 +100,24 @@ def test_a_parse_marshal_cannot_hold_is_not_kept(ws, monkeypatch):
         spec = _load(ws)
         assert len(parses) == 1
     assert str(spec.raw["created"]).startswith("2024-01-02")
+
+
+def test_workspace_settings_come_from_the_kept_parse_until_edited(ws, monkeypatch):
+    import blockyard.project.workspace as workspace_mod
+
+    first = Workspace.open(ws)
+    parses: list[Path] = []
+    real = workspace_mod.parse_yaml
+    monkeypatch.setattr(workspace_mod, "parse_yaml", lambda text, path: parses.append(Path(path)) or real(text, path))
+    again = Workspace.open(ws)
+    assert parses == [] and again.settings == first.settings
+    assert again._project_paths == first._project_paths == {"proj": ws / "proj"}
+
+    settings_file = ws / "settings.yaml"
+    settings_file.write_text("projects:\n  proj: {}\n  ../escape: {}\n")
+    with pytest.raises(ProjectError) as err:  # an edited file is parsed again, errors keep their line
+        Workspace.open(ws)
+    assert parses == [settings_file] and err.value.line == 3 and "../escape" in str(err.value)
+    with pytest.raises(ProjectError):  # a file with an error is never kept
+        Workspace.open(ws)
+    assert len(parses) == 2

@@ -163,9 +163,9 @@ def _workspace(workspace: Any) -> Any:
 def _record_unknown(ws: Any, name: str, exc: BlockyardError, variables: dict | None) -> None:
     """An unknown pipeline is still a failed run in the history, with the message."""
     import os
-    import socket
     from datetime import timezone
 
+    from blockyard.hosts import hostname
     from blockyard.session import session_for
 
     db = session_for(ws).db
@@ -178,6 +178,6 @@ def _record_unknown(ws: Any, name: str, exc: BlockyardError, variables: dict | N
         block_uuids=[],
         status="running",
         pid=os.getpid(),
-        hostname=socket.gethostname(),
+        hostname=hostname(),
     )
     db.finish_pipeline_run(run_id, "failed", error=str(exc), error_details=exc.to_dict())

@@ -5,7 +5,6 @@ Heavy modules are imported inside commands so `blockyard --help` stays quick.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -38,15 +37,9 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 def _workspace():
-    from blockyard.errors import BlockyardError
-    from blockyard.project import Workspace
+    from blockyard.cli_run import open_workspace
 
-    try:
-        if _state["workspace"]:
-            return Workspace.open(Path(_state["workspace"]))
-        return Workspace.discover()
-    except BlockyardError as exc:
-        _fail(str(exc))
+    return open_workspace(_state["workspace"], _fail)
 
 
 @app.callback()
@@ -68,82 +61,16 @@ def _parse_vars(pairs: list[str], vars_json: str | None) -> dict:
     return parse_pairs(pairs, vars_json, _fail)
 
 
-def _run(
-    pipeline: str,
-    variables: dict,
-    block: str | None,
-    from_block: str | None,
-    use_cache: bool | None,
-    executor: str | None,
-    quiet: bool,
-):
-    from blockyard.cli_live import LiveView
-    from blockyard.api import run_pipeline
-    from blockyard.errors import BlockyardError
-
-    ws = _workspace()
-    try:
-        # -q needs no console: Rich's import is a sixth of `blockyard run`'s start-up
-        if quiet or not (console := _console()).is_terminal and os.environ.get("BLOCKYARD_PLAIN"):
-            return run_pipeline(
-                pipeline, workspace=ws, variables=variables, block=block,
-                from_block=from_block, use_cache=use_cache, executor=executor,
-            )
-        with LiveView(console) as view:
-            return run_pipeline(
-                pipeline, workspace=ws, variables=variables, block=block,
-                from_block=from_block, use_cache=use_cache, executor=executor, on_event=view.event,
-            )
-    except BlockyardError as exc:
-        _fail(str(exc))
-
-
-@app.command()
-def run(
-    pipeline: str = typer.Argument(..., help="project/pipeline, or a pipeline name unique in the workspace."),
-    var: list[str] = typer.Option([], "--var", help="A runtime variable key=value (repeatable); values parse as JSON when they can."),
-    vars_json: Optional[str] = typer.Option(None, "--vars-json", help="Runtime variables as a JSON object."),
-    block: Optional[str] = typer.Option(None, "--block", help="Run only this block, on the stored outputs of its upstream blocks."),
-    from_block: Optional[str] = typer.Option(None, "--from-block", help="Run this block and everything downstream of it."),
-    cache: bool = typer.Option(False, "--cache", help="Reuse a block's output from an earlier run when its code, attached and imported files, configuration, variables and inputs are unchanged (off by default: every block runs)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Run every block even where the pipeline or block sets cache: true."),
-    executor: Optional[str] = typer.Option(None, "--executor", help="thread, process, inline or dask (BLOCKYARD_DASK_ADDRESS, else a local cluster); default: the pipeline's executor_type, else thread."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view; print only the result line."),
-) -> None:
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def run(ctx: typer.Context) -> None:
     """Run a pipeline (or one block) and record it in the run history."""
-    variables = _parse_vars(var, vars_json)
-    if cache and no_cache:
-        _fail("--cache and --no-cache exclude each other")
-    use_cache = True if cache else (False if no_cache else None)
-    result = _run(pipeline, variables, block, from_block, use_cache, executor, quiet)
-    _report(result, plain=quiet)
-    raise typer.Exit(0 if result.ok else 1)
+    # the options live in cli_run.parser() (argparse, for start-up): handed over as they are
+    from blockyard.cli_run import main as run_main
 
-
-def _report(result, plain: bool = False) -> None:
-    cached = sum(1 for b in result.block_runs.values() if b.cache_hit)
-    total = len(result.block_runs)
-    color = "green" if result.ok else "red"
-    extra = f", {cached} cached" if cached else ""
-    line = f"run {result.run_id} {result.status} — {result.project}/{result.pipeline_uuid}, {total} block run(s){extra}"
-    if plain:  # the result line only, without loading Rich
-        print(line)
-        if not result.ok and result.error:
-            print(f"error: {result.error}", file=sys.stderr)
-        return
-    console = _console()
-    console.print(
-        f"[{color}]run {result.run_id} {result.status}[/] — "
-        f"{result.project}/{result.pipeline_uuid}, {total} block run(s){extra}"
-    )
-    if not result.ok and result.error:
-        err = _console(stderr=True)
-        err.print(f"[bold red]error:[/] {result.error}", soft_wrap=True)
-        for b in result.block_runs.values():
-            if b.status == "failed" and b.traceback:
-                err.print(f"[dim]--- traceback of {b.uuid} ---[/]")
-                err.print(b.traceback.rstrip(), markup=False, highlight=False, soft_wrap=True)
-                break
+    raise typer.Exit(run_main(list(ctx.args), _state["workspace"]))
 
 
 @app.command("test")
@@ -153,8 +80,11 @@ def test_cmd(
     vars_json: Optional[str] = typer.Option(None, "--vars-json"),
 ) -> None:
     """Run a pipeline with its @test functions (no cache) and report N/M passed per block."""
+    from blockyard.cli_run import execute
+
     variables = _parse_vars(var, vars_json)
-    result = _run(pipeline, variables, None, None, False, "thread", True)
+    result = execute(_workspace(), pipeline, variables, use_cache=False, executor="thread", quiet=True,
+                     on_error=_fail)
     console = _console()
     total_pass = total = 0
     for b in result.block_runs.values():
@@ -395,30 +325,10 @@ def _register_extensions() -> None:
 _register_extensions()
 
 
-def _command_name(args: list[str]) -> str | None:
-    """The subcommand in `blockyard [-w WS] COMMAND ...` (None if none is given)."""
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg in ("-w", "--workspace"):
-            skip = True
-        elif not arg.startswith("-"):
-            return arg
-    return None
-
-
 def main() -> None:
-    if _command_name(sys.argv[1:]) == "run":
-        # Typer builds the parser of every command (signatures, type hints) on each call:
-        # ~35 ms of `blockyard run`'s 0.2 s start-up for 25 commands. `run` gets an app of
-        # its own with the same options callback and the same command function.
-        only = typer.Typer(name="blockyard", add_completion=False, pretty_exceptions_enable=False)
-        only.callback()(main_options)
-        only.command()(run)
-        only()
-        return
-    app()
+    from blockyard.cli_entry import main as entry
+
+    entry()
 
 
 if __name__ == "__main__":

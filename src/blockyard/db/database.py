@@ -11,7 +11,6 @@ changes go through Alembic (`migrate.py`).
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import weakref
 from datetime import datetime
@@ -30,6 +29,7 @@ from blockyard.db.common import (
     start_values,
 )
 from blockyard.db.sqlite_writes import sqlite_file
+from blockyard.hosts import hostname
 
 
 def normalize_url(url: str | os.PathLike):
@@ -79,7 +79,7 @@ class Database:
     def __init__(self, url: str | os.PathLike, *, echo: bool = False, sqlite3_writes: bool | None = None) -> None:
         self._source = url
         self._echo = echo
-        self._hostname = socket.gethostname()
+        self._hostname = hostname()
         self._lock = threading.Lock()
         self._engine = None
         self._url = None

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from datetime import datetime, timezone
 from typing import Any
 
 from blockyard.engine import events as ev
+from blockyard.hosts import hostname
 
 log = logging.getLogger("blockyard.engine")
 
@@ -42,7 +42,7 @@ class RunHistory:
     def __init__(self, db: Any) -> None:
         self.db = db
         self.pid = os.getpid()
-        self.hostname = socket.gethostname()
+        self.hostname = hostname()
         self._rec: Any = None
         # Completions queued but maybe not in the database yet: made durable (one write
         # for all of them) only when a node that reads one of them starts, so a fan-out

@@ -1,4 +1,4 @@
-"""Parsed metadata.yaml files kept on disk, for fresh processes.
+"""Parsed YAML files (pipelines' metadata.yaml, the workspace's settings.yaml) kept on disk, for fresh processes.
 
 Every `blockyard run` and every worker run starts a new process, which would parse a
 pipeline's YAML again (~40 us per block even with libyaml). The last parse of each

@@ -9,8 +9,11 @@ from typing import Any
 from blockyard import settings
 from blockyard.errors import PipelineNotFound, ProjectError
 from blockyard.project.names import BLOCK_TYPE_DIRS, check_flat_name, is_safe_relative
+from blockyard.project import parse_cache
 from blockyard.project.pipeline import PipelineSpec
-from blockyard.project.yaml_io import read_mapping, set_key, type_name, write_yaml
+from blockyard.project.yaml_io import (
+    YamlDoc, mapping_doc, parse_yaml, read_mapping, read_text, set_key, type_name, write_yaml,
+)
 
 SETTINGS_FILE = "settings.yaml"
 METADATA_FILE = "metadata.yaml"
@@ -128,10 +131,16 @@ class Workspace:
         settings_path = root / SETTINGS_FILE
         has_metadata = (root / METADATA_FILE).is_file()
         if settings_path.is_file():
-            doc = read_mapping(settings_path, "workspace settings")
+            text = read_text(settings_path)
+            kept = parse_cache.load(root, settings_path, text)
+            # a kept parse is of this exact text and passed the checks below: no lines needed
+            doc = YamlDoc(settings_path, kept[0], None) if kept else mapping_doc(
+                parse_yaml(text, settings_path), "workspace settings")
             projects = doc.data.get("projects")
-            if projects or not has_metadata:
-                paths = _parse_projects(projects, root, doc)
+            paths = _parse_projects(projects, root, doc) if projects or not has_metadata else None
+            if kept is None:
+                parse_cache.save(root, settings_path, text, doc.data, {})
+            if paths is not None:
                 return cls(root, multi_project=True, settings_data=doc.data, project_paths=paths)
         if has_metadata:
             return cls(root, multi_project=False, project_paths={root.name: root})

@@ -12,16 +12,30 @@ from __future__ import annotations
 import copy
 import os
 import stat
-import uuid as _uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from blockyard.errors import ProjectError
 
-# libyaml's parser when PyYAML was built with it; the pure-Python one otherwise.
-_Loader = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else yaml.SafeLoader
+# PyYAML is imported on first use (`_load_yaml`): it is ~25 ms of a fresh process's start-up,
+# which a `blockyard run` whose YAML files all come from the parse cache never needs. A
+# YamlDoc with a node exists only after a parse, so its methods find the module loaded.
+yaml: Any = None
+_Loader: Any = None  # libyaml's parser when PyYAML was built with it; the pure-Python one otherwise
+_STOCK: dict = {}
+_TAG = "tag:yaml.org,2002:"
+
+
+def _load_yaml() -> Any:
+    global yaml, _Loader, _STOCK
+    if yaml is None:
+        import yaml as module
+
+        _Loader = module.CSafeLoader if getattr(module, "__with_libyaml__", False) else module.SafeLoader
+        _STOCK = {_TAG + t: getattr(module.SafeLoader, "construct_yaml_" + t)
+                  for t in ("str", "null", "bool", "int", "float", "map", "seq")}
+        yaml = module
+    return yaml
 
 
 class YamlDoc:
@@ -54,6 +68,8 @@ class YamlDoc:
     def item_lines(self, count: int, *keys: str | int) -> list[int | None]:
         """`[line_of(*keys, i) for i in range(count)]`, walking to the list only once."""
         node, line = self._walk(keys)
+        if node is None:
+            return [line] * count
         if isinstance(node, yaml.SequenceNode):
             items = node.value
             return [items[i].start_mark.line + 1 if i < len(items) else line for i in range(count)]
@@ -85,6 +101,7 @@ class YamlDoc:
 
 def parse_yaml(text: str, path: Path | str) -> YamlDoc:
     path = Path(path)
+    _load_yaml()
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -109,10 +126,6 @@ def parse_yaml(text: str, path: Path | str) -> YamlDoc:
     finally:
         loader.dispose()
     return YamlDoc(path, data, node)
-
-
-_TAG = "tag:yaml.org,2002:"
-_STOCK = {_TAG + t: getattr(yaml.SafeLoader, "construct_yaml_" + t) for t in ("str", "null", "bool", "int", "float", "map", "seq")}
 
 
 class _NotPlain(Exception):
@@ -244,9 +257,10 @@ def type_name(value: Any) -> str:
 
 def dump_yaml(data: Any) -> str:
     """Block-style YAML as Mage writes it, keeping key order."""
-    return yaml.dump(
+    module = _load_yaml()
+    return module.dump(
         data,
-        Dumper=yaml.SafeDumper,
+        Dumper=module.SafeDumper,
         default_flow_style=False,
         sort_keys=False,
         allow_unicode=True,
@@ -257,7 +271,7 @@ def write_text_atomic(path: Path | str, text: str) -> None:
     """Write `text` to `path` via a temp file and os.replace (keeps the old file's mode)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{_uuid.uuid4().hex[:10]}.tmp"
+    tmp = path.parent / f".{path.name}.{os.urandom(5).hex()}.tmp"
     try:
         with open(tmp, "x", encoding="utf-8", newline="") as fh:
             fh.write(text)
