@@ -63,12 +63,18 @@ def compile_tree(src: Path) -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(src)], env=env, check=True)
 
 
+def blockyard_command(src: Path) -> list[str]:
+    """`blockyard` as that version's console script runs it (the entry module moved to
+    cli_entry.py in de6f1d2; the installed script points at this checkout's)."""
+    module = "blockyard.cli_entry" if (src / "blockyard" / "cli_entry.py").exists() else "blockyard.cli"
+    return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ref", required=True, help="the earlier commit (e.g. 8dcb755)")
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    exe = Path(sys.executable).parent / "blockyard"
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         versions = {"this checkout": HERE.parent / "src", args.ref: export(args.ref, tmp_path)}
@@ -99,7 +105,7 @@ def main() -> None:
 
                 def wall(name: str) -> float:
                     t = time.perf_counter()
-                    subprocess.run([str(exe), "run", name, "-q", "--no-cache"], env=env, check=True,
+                    subprocess.run([*blockyard_command(src), "run", name, "-q", "--no-cache"], env=env, check=True,
                                    capture_output=True)
                     return time.perf_counter() - t
 

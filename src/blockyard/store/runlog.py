@@ -137,7 +137,11 @@ def forget(path: str) -> None:
 
 class _Index:
     """node uuid -> (created_at, line) of its last line: line None for a tombstone, the
-    line's bytes, or for a long line (offset, length) to read it again when asked."""
+    line's bytes, or for a long line (offset, length) to read it again when asked.
+
+    The bytes are parsed again by the reader, on purpose: keeping parsed manifests
+    instead saves ~10 us per read but holds ~4x the memory (measured: a 10,000-node run
+    ~37 MB instead of ~9 MB, and a server keeps up to 16 logs indexed)."""
 
     __slots__ = ("stamp", "offset", "nodes")
 
