@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from blockyard import file_stamps
+
 # Kwargs that change every run and must not break the cache.
 VOLATILE_KEYS = {
     "execution_date",
@@ -216,16 +218,17 @@ def cache_setting(configuration: dict | None) -> bool | None:
 
 
 # ------------------------------------------------------------ file contents
-# path -> ((mtime_ns, ctime_ns, size), content digest, imported module references):
-# a file is read and parsed again only when a write touched it.
-_files: dict[str, tuple[tuple[int, int, int], str, list[tuple[int, str, tuple[str, ...]]]]] = {}
+# path -> (stat stamp, content digest, imported module references): a file is read and
+# parsed again only when a write touched it (file_stamps.settled: a file changed within
+# the filesystem's clock tick is not kept, as a same-size rewrite there keeps its stamp).
+_files: dict[str, tuple[file_stamps.Stamp, str, list[tuple[int, str, tuple[str, ...]]]]] = {}
 
 
 def _scan(path: Path) -> tuple[str, list[tuple[int, str, tuple[str, ...]]]]:
     """Content digest and import statements (level, module, names) of a file."""
     key = str(path)
     st = os.stat(path)
-    stamp = (st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+    stamp = file_stamps.stamp(st)
     cached = _files.get(key)
     if cached is not None and cached[0] == stamp:
         return cached[1], cached[2]
@@ -242,7 +245,8 @@ def _scan(path: Path) -> tuple[str, list[tuple[int, str, tuple[str, ...]]]]:
                 imports.extend((0, a.name, ()) for a in node.names)
             elif isinstance(node, ast.ImportFrom):
                 imports.append((node.level, node.module or "", tuple(a.name for a in node.names)))
-    _files[key] = (stamp, digest, imports)
+    if file_stamps.settled(st):
+        _files[key] = (stamp, digest, imports)
     return digest, imports
 
 

@@ -12,13 +12,12 @@ import inspect
 import os
 import sys
 import threading
-import time
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from blockyard import marshal_files
+from blockyard import file_stamps, marshal_files
 from blockyard.engine import decorators
 from blockyard.errors import BlockLoadError
 
@@ -42,17 +41,16 @@ class LoadedBlock:
 
 
 # path -> (stat stamp, source, hash): a long-lived process (server, worker) reads an
-# unchanged block file once. Only files last changed over a second ago are kept: the
-# filesystem's clock is coarse, so a file rewritten within the same tick with the same
-# size would otherwise look unchanged (git's "racy clean" rule).
-_sources: dict[str, tuple[tuple[int, int, int, int], str, str]] = {}
+# unchanged block file once (file_stamps.settled: a file changed within the filesystem's
+# clock tick is not kept).
+_sources: dict[str, tuple[file_stamps.Stamp, str, str]] = {}
 
 
 def read_source(path: Path, block_uuid: str | None = None) -> tuple[str, str]:
     key = str(path)
     try:
         st = os.stat(key)
-        stamp = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
+        stamp = file_stamps.stamp(st)
         hit = _sources.get(key)
         if hit is not None and hit[0] == stamp:
             return hit[1], hit[2]
@@ -65,7 +63,7 @@ def read_source(path: Path, block_uuid: str | None = None) -> tuple[str, str]:
             hint="create it, or fix configuration.file_source.path in the pipeline's metadata.yaml",
         ) from None
     source, code_hash = data.decode("utf-8"), hashlib.blake2b(data, digest_size=16).hexdigest()
-    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > 1_000_000_000:
+    if file_stamps.settled(st):
         if len(_sources) > 20_000:  # edited files in a very long-lived process
             _sources.clear()
         _sources[key] = (stamp, source, code_hash)
