@@ -214,6 +214,88 @@ def test_tuners_share_one_signature_for_the_shared_concepts():
     assert shapes[0] == shapes[1]
 
 
+def _custom_spaces(seen: list) -> dict:
+    """Custom search spaces for both tuners in both conventions; `seen` gets the
+    random_state each two-parameter space is given."""
+
+    def lasso_trial(trial):
+        return {"alpha": trial.suggest_float("alpha", 1e-3, 1e-2, log=True)}
+
+    def lasso_trial_random_state(trial, random_state):
+        seen.append(random_state)
+        return {**lasso_trial(trial), "random_state": random_state}
+
+    def xgboost_trial(trial):
+        return {"max_leaves": 15, "learning_rate": trial.suggest_float("learning_rate", 0.1, 0.3)}
+
+    def xgboost_trial_random_state(trial, random_state):
+        seen.append(random_state)
+        return xgboost_trial(trial)
+
+    return {
+        ("sklearn", 1): lasso_trial, ("sklearn", 2): lasso_trial_random_state,
+        ("xgboost", 1): xgboost_trial, ("xgboost", 2): xgboost_trial_random_state,
+    }
+
+
+def _tune(tuner: str, data, space, **kwargs):
+    from blockyard.ml.tuning import tune_sklearn, tune_xgboost
+
+    if tuner == "sklearn":
+        return tune_sklearn("linear_model.Lasso", *data, search_space=space, progress=False, **kwargs)
+    return tune_xgboost(*data, search_space=space, start_params=None, num_boost_round=15,
+                        early_stopping_rounds=5, prune=False, progress=False, nthread=1, **kwargs)
+
+
+@pytest.mark.parametrize("tuner", ["sklearn", "xgboost"])
+@pytest.mark.parametrize("parameters", [1, 2], ids=["trial", "trial-random_state"])
+def test_both_tuners_take_a_search_space_of_either_convention(data, tuner, parameters):
+    seen: list = []
+    space = _custom_spaces(seen)[tuner, parameters]
+    result = _tune(tuner, data, space, max_evaluations=3, random_state=5)
+    assert result.n_trials == 3 and len(result.trials) == 3
+    if tuner == "sklearn":
+        assert 1e-3 <= result.best_params["alpha"] <= 1e-2
+    else:
+        assert result.best_params["max_leaves"] == 15 and 0.1 <= result.best_params["learning_rate"] <= 0.3
+    assert seen == ([5] * 3 if parameters == 2 else [])
+
+
+def test_search_space_conventions_by_signature():
+    import functools
+
+    from blockyard.ml.tuning_study import space_sampler
+
+    class Space:
+        def __call__(self, trial, random_state=None):
+            return {"got": (trial, random_state)}
+
+    def three(trial, random_state, extra):
+        return {}
+
+    cases = [
+        (lambda trial: {"got": trial}, {"got": "T"}),
+        (lambda trial, random_state: {"got": (trial, random_state)}, {"got": ("T", 9)}),
+        (lambda trial, random_state=None: {"got": (trial, random_state)}, {"got": ("T", 9)}),
+        (lambda trial, *, scale=2: {"got": trial * scale}, {"got": "TT"}),
+        (Space(), {"got": ("T", 9)}),
+        (functools.partial(three, extra=1), {}),
+    ]
+    for space, expected in cases:
+        assert space_sampler(space, 9)("T") == expected
+
+
+@pytest.mark.parametrize("tuner", ["sklearn", "xgboost"])
+def test_a_search_space_of_another_shape_is_a_clear_error(data, tuner):
+    def my_space(trial, random_state, extra):
+        return {}
+
+    with pytest.raises(TypeError, match=r"search_space my_space\(trial, random_state, extra\).*\(trial\) or \(trial, random_state\)"):
+        _tune(tuner, data, my_space, max_evaluations=2)
+    with pytest.raises(TypeError, match=r"search_space must be a function.*not 3"):
+        _tune(tuner, data, 3, max_evaluations=2)
+
+
 def test_tune_xgboost_without_start_params(data):
     from blockyard.ml.tuning import tune_xgboost
 

@@ -16,13 +16,20 @@ in the same order (see `tuning_study.COMMON_PARAMETERS`): `max_evaluations` (tri
 models), `search_space`, `start_params` ("default": the tuner's known-good first
 trial; None: none; or a dict), `logger`, `on_trial`, `progress`. Tuner-specific keywords
 come after them.
+
+A custom `search_space` returns one trial's parameters from an Optuna trial, and both
+tuners take it in either form: `search_space(trial)`, or `search_space(trial,
+random_state)` (told apart by its signature; `tuning_study.space_sampler`):
+
+    def space(trial):
+        return {"alpha": trial.suggest_float("alpha", 1e-4, 1.0, log=True)}
 """
 from __future__ import annotations
 
 import logging
 from typing import Callable
 
-from blockyard.ml.tuning_study import DEFAULT_START, OnTrial, TuningResult, _run_study
+from blockyard.ml.tuning_study import DEFAULT_START, OnTrial, TuningResult, _run_study, space_sampler
 from blockyard.ml.tuning_xgboost import (
     XGBOOST_FIXED,
     XGBOOST_START,
@@ -200,7 +207,8 @@ def tune_sklearn(
 ) -> TuningResult:
     """Search `model_class`'s hyperparameters, minimising validation RMSE.
 
-    `search_space(trial, random_state) -> params`. The first trial uses `start_params`
+    `search_space(trial) -> params` or `search_space(trial, random_state) -> params`
+    (default: `sklearn_search_space` of the class). The first trial uses `start_params`
     ("default": `SKLEARN_START` for the class, unless a custom `search_space` is given;
     None: none); the rest come from the seeded TPE sampler. `timeout` stops new trials
     from starting."""
@@ -212,7 +220,7 @@ def tune_sklearn(
     else:
         cls = model_class
     name = cls.__name__
-    space = search_space or sklearn_search_space(name)
+    sample = space_sampler(search_space or sklearn_search_space(name), random_state)
     X_train = ensure_int32_indices(X_train)
     X_val = ensure_int32_indices(X_val)
 
@@ -227,7 +235,7 @@ def tune_sklearn(
     return _run_study(
         label=name,
         model_class=model_class_name(cls),
-        sample=lambda trial: space(trial, random_state),
+        sample=sample,
         evaluate=lambda trial, params: evaluate(params),
         max_evaluations=max_evaluations,
         timeout=timeout,

@@ -1,6 +1,7 @@
 """The study loop shared by every tuner: seeded TPE, trial logging, progress bar, result."""
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import sys
@@ -28,6 +29,32 @@ COMMON_PARAMETERS = (
     "on_trial",
     "progress",
 )
+
+
+def space_sampler(search_space: Callable, random_state: int | None) -> Callable[[Any], dict]:
+    """`sample(trial)` for a search space of either convention, told apart by its
+    signature: `search_space(trial)`, or `search_space(trial, random_state)` when it
+    takes a second positional argument (a default or `*args` counts). Any other
+    shape is a TypeError naming the function, raised before the first trial."""
+    if not callable(search_space):
+        raise TypeError(f"search_space must be a function (trial) or (trial, random_state), not {search_space!r}")
+    try:
+        signature = inspect.signature(search_space)
+    except (TypeError, ValueError):  # no signature to read (some builtins): the plain convention
+        return search_space
+    for args in ((None, random_state), (None,)):
+        try:
+            signature.bind(*args)
+        except TypeError:
+            continue
+        if len(args) == 2:
+            return lambda trial: search_space(trial, random_state)
+        return search_space
+    name = getattr(search_space, "__name__", None) or type(search_space).__name__
+    raise TypeError(
+        f"search_space {name}{signature} must take (trial) or (trial, random_state) "
+        "and return the trial's parameters"
+    )
 
 
 # ---------------------------------------------------------------------------------------

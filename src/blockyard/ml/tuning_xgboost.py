@@ -6,7 +6,7 @@ import os
 import time
 from typing import Callable
 
-from blockyard.ml.tuning_study import DEFAULT_START, OnTrial, TuningResult, _run_study
+from blockyard.ml.tuning_study import DEFAULT_START, OnTrial, TuningResult, _run_study, space_sampler
 
 XGBOOST_FIXED = {
     "objective": "reg:squarederror",
@@ -109,7 +109,8 @@ def tune_xgboost(
 ) -> TuningResult:
     """Tune xgboost on DMatrix data with early stopping on the validation set.
 
-    `search_space(trial) -> params`; `start_params` "default" is `XGBOOST_START`
+    `search_space(trial) -> params` or `search_space(trial, random_state) -> params`
+    (default: `xgboost_search_space`); `start_params` "default" is `XGBOOST_START`
     (with any search space: it is a point of the default one, tried as is).
 
     With `prune`, a trial whose validation RMSE after `prune_warmup_rounds` rounds is
@@ -121,9 +122,9 @@ def tune_xgboost(
     boosting rounds the best trial needed."""
     import xgboost as xgb
 
+    sample = space_sampler(search_space or xgboost_search_space, random_state)
     dtrain = to_dmatrix(X_train, y_train)
     dval = to_dmatrix(X_val, y_val)
-    space = search_space or xgboost_search_space
     if start_params == DEFAULT_START:
         start_params = XGBOOST_START
 
@@ -153,7 +154,7 @@ def tune_xgboost(
     result = _run_study(
         label="xgboost",
         model_class="xgboost.Booster",
-        sample=space,
+        sample=sample,
         evaluate=evaluate,
         max_evaluations=max_evaluations,
         timeout=timeout,
