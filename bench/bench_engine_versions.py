@@ -87,6 +87,7 @@ def main() -> None:
             fan_out(root, 1000)
             two_blocks(root)
             spaces[label] = root
+        time.sleep(2.1)  # let the block files settle (see bench_engine.py)
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("BLOCKYARD_")}
         base_env.pop("PYTHONDONTWRITEBYTECODE", None)
         results: dict[str, dict[str, list[float]]] = {v: {} for v in versions}
