@@ -119,8 +119,13 @@ class OutputWriter:
         try:
             # A folder from an earlier save of the node stops counting first, so the line
             # is its only manifest even if the clock stepped back (readers take the newest).
-            os.unlink(f"{node_dir}{self._sep}{MANIFEST}")
-            had_folder = True
+            # In a run folder this process made, with no node folder since, there is none
+            # (a lookup of a name not there costs ~10 us on ext4).
+            if _runlog.fresh(log):
+                had_folder = False
+            else:
+                os.unlink(f"{node_dir}{self._sep}{MANIFEST}")
+                had_folder = True
         except (FileNotFoundError, NotADirectoryError):
             had_folder = False
         except OSError as exc:
@@ -145,6 +150,7 @@ class OutputWriter:
         """Before a folder save, a line of the node in the run's log stops counting (a
         tombstone), so a save that fails leaves the node unsaved, not its older outputs."""
         log = self.log_path(run_id)
+        _runlog.folder_made(log)
         if _runlog.has_node(log, node_uuid):
             _runlog.append(log, _runlog.tombstone(run_id, node_uuid, time.time()), self.fsync)
 
