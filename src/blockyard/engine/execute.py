@@ -95,7 +95,9 @@ class Outcome:
     attempts: int = 0
     started_at: datetime | None = None
     completed_at: datetime | None = None
-    tests: list[TestResult] = field(default_factory=list)
+    # A list once @test functions ran; the shared empty tuple until then (one list less
+    # kept per block run).
+    tests: list[TestResult] | tuple = ()
     summaries: list[dict] | None = None
     log_path: str | None = None
 
@@ -365,6 +367,7 @@ def _run_tests(
     log: BlockLog,
 ) -> None:
     failures = []
+    outcome.tests = []
     for fn in loaded.tests:
         try:
             _required, maximum, var_kw, names = positional_capacity(fn)
