@@ -83,7 +83,15 @@ def bind_datetime(value: Any) -> str | None:
 
 
 def _bind_json(value: Any) -> str | None:
-    return None if value is None else _json_dumps(value)
+    if value is None:
+        return None
+    if type(value) is dict and len(value) == 1:
+        # Every block run's metrics: {"duration": seconds}. The encoder's text (default
+        # separators, float repr) without its per-call setup, for a finite float.
+        duration = value.get("duration")
+        if type(duration) is float and duration - duration == 0.0:
+            return f'{{"duration": {float.__repr__(duration)}}}'
+    return _json_dumps(value)
 
 
 _STRICT_BOOLS = frozenset([None, True, False])
