@@ -81,6 +81,13 @@ def main() -> None:
             fan_out(root, 1000)
             two_blocks(root)
             spaces[label] = root
+        # Each version's own command-line entry: the installed `blockyard` script names the
+        # newest one (cli_entry), which an older src/ may not have.
+        entry = {
+            label: [str(exe)] if (src / "blockyard" / "cli_entry.py").exists()
+            else [sys.executable, "-c", "import sys; from blockyard.cli import main; sys.exit(main())"]
+            for label, src in versions.items()
+        }
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("BLOCKYARD_")}
         base_env.pop("PYTHONDONTWRITEBYTECODE", None)
         results: dict[str, dict[str, list[float]]] = {v: {} for v in versions}
@@ -97,9 +104,11 @@ def main() -> None:
                 record(label, "chain", chain_s)
                 record(label, "fanout", fan_s)
 
+                cli = entry[label]
+
                 def wall(name: str) -> float:
                     t = time.perf_counter()
-                    subprocess.run([str(exe), "run", name, "-q", "--no-cache"], env=env, check=True,
+                    subprocess.run([*cli, "run", name, "-q", "--no-cache"], env=env, check=True,
                                    capture_output=True)
                     return time.perf_counter() - t
 
