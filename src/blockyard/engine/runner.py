@@ -114,7 +114,9 @@ class PipelineRunner:
             raise
         finally:
             self.executor.shutdown()
-        return self._finish()
+        end = self._finish()
+        self.state.release()
+        return end
 
     def _loop(self) -> None:
         st = self.state

@@ -214,6 +214,12 @@ class RunState:
                 self.settled.append(node)
                 self.finish(node, Status.CANCELLED)
 
+    def release(self) -> None:
+        """The run is over: nodes drop their dependents, the one reference back among them,
+        so a finished run's nodes are freed with its result, not at a full collection."""
+        for node in self.nodes.values():
+            node.dependents.clear()
+
     # ------------------------------------------------------------ result
     def never_ran(self) -> tuple[list[Node], list[str]]:
         """Nodes still pending and selected blocks without a node, once nothing runs."""
