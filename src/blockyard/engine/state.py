@@ -83,6 +83,9 @@ class Node:
         return f"Node({self.uuid}, {self.status})"
 
 
+_ONE_PATH: list[tuple[tuple[int, ...], tuple[str, ...]]] = [((), ())]  # never changed
+
+
 class RunState:
     """Which nodes exist, which are ready, and what their statuses are."""
 
@@ -109,7 +112,7 @@ class RunState:
                 inputs = self._node_inputs(pb, path)
                 if inputs is None:
                     continue
-                uuid = pb.uuid + "".join(f":{lab}" for lab in labels)
+                uuid = pb.uuid + "".join(f":{lab}" for lab in labels) if labels else pb.uuid
                 node = Node(uuid, pb, path, inputs, dynamic_index=path[-1] if path else None)
                 self.nodes[(pb.uuid, path)] = node
                 self.by_uuid[uuid] = node
@@ -129,6 +132,8 @@ class RunState:
         self.expansions[(node.block.uuid, node.path)] = labels
 
     def _paths(self, lineage: tuple[str, ...]) -> list[tuple[tuple[int, ...], tuple[str, ...]]]:
+        if not lineage:  # a block outside any fan-out: its one node
+            return _ONE_PATH
         result: list[tuple[tuple[int, ...], tuple[str, ...]]] = [((), ())]
         for dyn in lineage:
             nxt = []
