@@ -296,6 +296,8 @@ def execute_block(task: BlockTask) -> Outcome:
 def _conditions_pass(
     loaded: LoadedBlock, extras: list[LoadedBlock], task: BlockTask, kwargs: dict
 ) -> bool:
+    if not (loaded.conditions or extras):
+        return True
     fns = list(loaded.conditions)
     for extra in extras:
         fns.extend(extra.conditions)
@@ -416,13 +418,14 @@ def _run_callbacks(
         return
     status = "success" if outcome.status == "completed" else "failure"
     fns: list[Callable] = []
-    if loaded is not None:
+    if loaded is not None and loaded.callbacks:
         fns.extend(loaded.callbacks_for(status))
-    try:
-        for extra in _load_extra(task.callback_files, task.block_uuid):
-            fns.extend(extra.callbacks_for(status))
-    except BlockyardError as exc:
-        log.line(f"callback file could not be loaded: {exc}", "ERROR")
+    if task.callback_files:
+        try:
+            for extra in _load_extra(task.callback_files, task.block_uuid):
+                fns.extend(extra.callbacks_for(status))
+        except BlockyardError as exc:
+            log.line(f"callback file could not be loaded: {exc}", "ERROR")
     if not fns:
         return
     cb_kwargs = dict(kwargs)
