@@ -82,7 +82,7 @@ class TestResult:
         return {"name": self.name, "passed": self.passed, "error": self.error}
 
 
-@dataclass
+@dataclass(slots=True)  # one kept per block run: no instance dict (less for the GC to walk)
 class Outcome:
     node_uuid: str
     status: str  # completed | failed | condition_failed | cancelled (a polling sensor)

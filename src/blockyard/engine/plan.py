@@ -17,7 +17,7 @@ from blockyard.project.validate import find_cycle
 NOT_RUN = {"markdown", "scratchpad", "chart", "callback", "conditional", "extension"}
 
 
-@dataclass
+@dataclass(slots=True)  # one per block a run: no instance dict (less for the GC to walk)
 class PlannedBlock:
     uuid: str
     spec: Any  # project.BlockSpec
