@@ -70,8 +70,9 @@ class Node:
         self.waiting = 0  # upstream nodes not finished yet
         self.bad_upstream: Status | None = None
         self.dependents: list[Node] = []
-        # Distinct upstream nodes of this run, in argument order.
-        self.upstream: list[Node] = list({id(n): n for inp in inputs for n in inp.nodes}.values())
+        # Distinct upstream nodes of this run, in argument order (most nodes read one).
+        ups = inputs[0].nodes if len(inputs) == 1 else [n for inp in inputs for n in inp.nodes]
+        self.upstream: list[Node] = list(ups) if len(ups) < 2 else list({id(n): n for n in ups}.values())
         self.output_ref: str | None = None  # "<run_id>/<node uuid>" in the artifact store
         self.digest: str | None = None
         self.cache_key: str | None = None
