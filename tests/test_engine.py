@@ -669,3 +669,29 @@ def test_blocks_wrapped_by_one_decorator_keep_their_own_signatures(ws):
     result = run(ws, use_cache=False)
     assert result.ok, result.error
     assert result.output("b") == [20, "pipe"]
+
+
+def test_a_finished_run_is_freed_with_its_result_without_the_cycle_collector(ws):
+    # Nodes point at their upstream and dependents, the task factory served the runner:
+    # a finished run drops the references back, so dropping its result frees it at once
+    # (the process's full collections then walk fewer objects, and a process running many
+    # runs holds no run it is done with).
+    import gc
+    import weakref
+
+    write_pipeline(ws, "p", "pipe", [
+        block("a", "@data_loader\ndef a():\n    return 1\n", type="data_loader"),
+        block("b", "@transformer\ndef b(x):\n    return x + 1\n", type="transformer", upstream=["a"]),
+        block("c", "@transformer\ndef c(x, *args, **kwargs):\n    return x * 10\n", type="transformer", upstream=["b"]),
+    ])
+    gc.collect()
+    gc.disable()
+    try:
+        result = run(ws)
+        assert result.ok and result.output("c") == 20
+        runner = weakref.ref(result._runner)
+        state = weakref.ref(result._runner.state)
+        del result
+        assert runner() is None and state() is None
+    finally:
+        gc.enable()

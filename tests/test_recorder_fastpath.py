@@ -16,7 +16,7 @@ import pytest
 
 from blockyard.db import Database
 from blockyard.db.common import _json_default, _json_dumps
-from blockyard.db.sqlite_writes import bind_datetime
+from blockyard.db.sqlite_writes import _bind_json, bind_datetime
 
 TOKYO = timezone(timedelta(hours=9))
 
@@ -65,6 +65,16 @@ def test_json_text_is_what_json_dumps_gives():
     ]
     for value in values:
         assert _json_dumps(value) == json.dumps(value, default=_json_default)
+
+
+@pytest.mark.parametrize("value", [
+    {"duration": 7.5e-05}, {"duration": 0.0}, {"duration": -0.0}, {"duration": 123456.789012},
+    {"duration": 1e300}, {"duration": float("nan")}, {"duration": float("inf")}, {"duration": None},
+    {"duration": 3}, {"other": 1.5}, {"duration": 1.5, "sensor": {"state": "met"}},
+], ids=repr)
+def test_bound_metrics_are_what_json_dumps_gives(value):
+    # a finite float duration alone is bound without the encoder: the same text
+    assert _bind_json(value) == json.dumps(value, default=_json_default)
 
 
 @pytest.fixture

@@ -82,7 +82,7 @@ class TestResult:
         return {"name": self.name, "passed": self.passed, "error": self.error}
 
 
-@dataclass
+@dataclass(slots=True)  # one kept per block run: no instance dict (less for the GC to walk)
 class Outcome:
     node_uuid: str
     status: str  # completed | failed | condition_failed | cancelled (a polling sensor)
@@ -95,7 +95,9 @@ class Outcome:
     attempts: int = 0
     started_at: datetime | None = None
     completed_at: datetime | None = None
-    tests: list[TestResult] = field(default_factory=list)
+    # A list once @test functions ran; the shared empty tuple until then (one list less
+    # kept per block run).
+    tests: list[TestResult] | tuple = ()
     summaries: list[dict] | None = None
     log_path: str | None = None
 
@@ -294,6 +296,8 @@ def execute_block(task: BlockTask) -> Outcome:
 def _conditions_pass(
     loaded: LoadedBlock, extras: list[LoadedBlock], task: BlockTask, kwargs: dict
 ) -> bool:
+    if not (loaded.conditions or extras):
+        return True
     fns = list(loaded.conditions)
     for extra in extras:
         fns.extend(extra.conditions)
@@ -365,6 +369,7 @@ def _run_tests(
     log: BlockLog,
 ) -> None:
     failures = []
+    outcome.tests = []
     for fn in loaded.tests:
         try:
             _required, maximum, var_kw, names = positional_capacity(fn)
@@ -413,13 +418,14 @@ def _run_callbacks(
         return
     status = "success" if outcome.status == "completed" else "failure"
     fns: list[Callable] = []
-    if loaded is not None:
+    if loaded is not None and loaded.callbacks:
         fns.extend(loaded.callbacks_for(status))
-    try:
-        for extra in _load_extra(task.callback_files, task.block_uuid):
-            fns.extend(extra.callbacks_for(status))
-    except BlockyardError as exc:
-        log.line(f"callback file could not be loaded: {exc}", "ERROR")
+    if task.callback_files:
+        try:
+            for extra in _load_extra(task.callback_files, task.block_uuid):
+                fns.extend(extra.callbacks_for(status))
+        except BlockyardError as exc:
+            log.line(f"callback file could not be loaded: {exc}", "ERROR")
     if not fns:
         return
     cb_kwargs = dict(kwargs)

@@ -163,7 +163,9 @@ class _BlockLogHandler(logging.Handler):
 def block_logger(name: str, log: BlockLog) -> logging.Logger:
     """A real `logging.Logger`, not registered in the global manager (no leak per run)."""
     logger = logging.Logger(f"blockyard.{name}", logging.DEBUG)
-    logger.addHandler(_BlockLogHandler(log))
+    # Set, not addHandler(): that takes logging's global lock, for a logger nothing else
+    # can see yet.
+    logger.handlers = [_BlockLogHandler(log)]
     logger.propagate = False
     return logger
 

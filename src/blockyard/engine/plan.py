@@ -17,7 +17,7 @@ from blockyard.project.validate import find_cycle
 NOT_RUN = {"markdown", "scratchpad", "chart", "callback", "conditional", "extension"}
 
 
-@dataclass
+@dataclass(slots=True)  # one per block a run: no instance dict (less for the GC to walk)
 class PlannedBlock:
     uuid: str
     spec: Any  # project.BlockSpec
@@ -25,18 +25,17 @@ class PlannedBlock:
     downstream: list[str] = field(default_factory=list)
     lineage: tuple[str, ...] = ()
     order: int = 0
+    # Read from the spec once: the run asks each a dozen times a block (a spec property
+    # each, looking in its configuration). A plan lives for one run; the spec does not
+    # change under it.
+    dynamic: bool = field(init=False)
+    reduce_output: bool = field(init=False)
+    type: str = field(init=False)
 
-    @property
-    def dynamic(self) -> bool:
-        return bool(self.spec.dynamic)
-
-    @property
-    def reduce_output(self) -> bool:
-        return bool(self.spec.reduce_output)
-
-    @property
-    def type(self) -> str:
-        return self.spec.type
+    def __post_init__(self) -> None:
+        self.dynamic = bool(self.spec.dynamic)
+        self.reduce_output = bool(self.spec.reduce_output)
+        self.type = self.spec.type
 
 
 def plan_pipeline(spec: Any) -> dict[str, PlannedBlock]:

@@ -31,7 +31,7 @@ class Reuse:
         self.variables = runner.variables
         self.execution_date = runner.execution_date
         self.ws_root = Path(runner.session.workspace.root)
-        self._static: dict[str, tuple] = {}  # per block: policy, hasher, key parts
+        self._static: dict[str, tuple] = {}  # per cloned block: policy, hasher, key parts
         self._variables_text = cache_mod.variables_json(self.variables)  # once per run
         self._roots = [self.ws_root.parent, self.ws_root]
 
@@ -78,7 +78,9 @@ class Reuse:
                 variables_text=self._variables_text,
                 execution_date=self.execution_date,
             )
-            static = self._static[pb.uuid] = (policy, policy.block_hasher(parts), parts)
+            static = (policy, policy.block_hasher(parts), parts)
+            if pb.lineage:  # kept for the block's other clones; a block without runs once
+                self._static[pb.uuid] = static
         policy, hasher, parts = static
         parts.input_digests = LiveOutputs.digests(node)
         parts.dynamic_index = node.dynamic_index

@@ -114,7 +114,9 @@ class PipelineRunner:
             raise
         finally:
             self.executor.shutdown()
-        return self._finish()
+        end = self._finish()
+        self.state.release()
+        return end
 
     def _loop(self) -> None:
         st = self.state
@@ -237,7 +239,7 @@ class PipelineRunner:
         self.emit(ev.BlockFinished(
             self.run_id, node.uuid, node.block.uuid, status,
             duration=time.perf_counter() - node.started if node.started else None,
-            tests=[t.to_dict() for t in oc.tests] if oc is not None else [],
+            tests=[t.to_dict() for t in oc.tests] if oc is not None and oc.tests else (),
             metrics=outcome_metrics(node.block.type, oc), **fields,
         ))
         self.state.finish(node, status)

@@ -119,7 +119,10 @@ def _cache_settings(spec: Any, plan: dict, use_cache: bool | None, settings: dic
     if use_cache is None and isinstance(settings.get("cache"), bool):
         use_cache = settings["cache"]
     for uuid, pb in plan.items():
-        cfg = pb.spec.configuration or {}
+        cfg = pb.spec.configuration
+        if not cfg and pb.type != "sensor":
+            continue  # nothing to check (most blocks)
+        cfg = cfg or {}
         where = {"file": spec.path, "block": uuid, "pipeline": spec.uuid}
         if "cache" in cfg and not isinstance(cfg["cache"], bool):
             raise BlockyardError(

@@ -70,8 +70,9 @@ class Node:
         self.waiting = 0  # upstream nodes not finished yet
         self.bad_upstream: Status | None = None
         self.dependents: list[Node] = []
-        # Distinct upstream nodes of this run, in argument order.
-        self.upstream: list[Node] = list({id(n): n for inp in inputs for n in inp.nodes}.values())
+        # Distinct upstream nodes of this run, in argument order (most nodes read one).
+        ups = inputs[0].nodes if len(inputs) == 1 else [n for inp in inputs for n in inp.nodes]
+        self.upstream: list[Node] = list(ups) if len(ups) < 2 else list({id(n): n for n in ups}.values())
         self.output_ref: str | None = None  # "<run_id>/<node uuid>" in the artifact store
         self.digest: str | None = None
         self.cache_key: str | None = None
@@ -81,6 +82,9 @@ class Node:
 
     def __repr__(self) -> str:
         return f"Node({self.uuid}, {self.status})"
+
+
+_ONE_PATH: list[tuple[tuple[int, ...], tuple[str, ...]]] = [((), ())]  # never changed
 
 
 class RunState:
@@ -109,7 +113,7 @@ class RunState:
                 inputs = self._node_inputs(pb, path)
                 if inputs is None:
                     continue
-                uuid = pb.uuid + "".join(f":{lab}" for lab in labels)
+                uuid = pb.uuid + "".join(f":{lab}" for lab in labels) if labels else pb.uuid
                 node = Node(uuid, pb, path, inputs, dynamic_index=path[-1] if path else None)
                 self.nodes[(pb.uuid, path)] = node
                 self.by_uuid[uuid] = node
@@ -129,6 +133,8 @@ class RunState:
         self.expansions[(node.block.uuid, node.path)] = labels
 
     def _paths(self, lineage: tuple[str, ...]) -> list[tuple[tuple[int, ...], tuple[str, ...]]]:
+        if not lineage:  # a block outside any fan-out: its one node
+            return _ONE_PATH
         result: list[tuple[tuple[int, ...], tuple[str, ...]]] = [((), ())]
         for dyn in lineage:
             nxt = []
@@ -213,6 +219,12 @@ class RunState:
             if node.status in (Status.INITIAL, Status.QUEUED):
                 self.settled.append(node)
                 self.finish(node, Status.CANCELLED)
+
+    def release(self) -> None:
+        """The run is over: nodes drop their dependents, the one reference back among them,
+        so a finished run's nodes are freed with its result, not at a full collection."""
+        for node in self.nodes.values():
+            node.dependents.clear()
 
     # ------------------------------------------------------------ result
     def never_ran(self) -> tuple[list[Node], list[str]]:

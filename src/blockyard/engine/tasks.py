@@ -32,7 +32,11 @@ class TaskFactory:
     def __init__(self, runner: Any) -> None:
         session = runner.session
         ws_root = session.workspace.root
-        self.runner = runner
+        # What a task needs of the runner, not the runner: no cycle runner <-> factory, so
+        # a finished run's objects are freed with its result, not at a full collection.
+        self.setup, self.events, self.emit = runner.setup, runner.events, runner.emit
+        self.run_id, self.run_tests = runner.run_id, runner.run_tests
+        self.project, self.pipeline = runner.project, runner.spec.uuid
         self.base_kwargs = base_kwargs(runner)
         self.log_dir = str(session.logs_dir / str(runner.run_id))
         self.import_paths = [str(ws_root.parent), str(ws_root)]
@@ -42,8 +46,7 @@ class TaskFactory:
         self.pipeline_retry = getattr(runner.spec, "retry_config", None) or None
 
     def task(self, node: Node, args: list[Any]) -> BlockTask:
-        runner, pb = self.runner, node.block
-        setup = runner.setup
+        pb, setup, run_id = node.block, self.setup, self.run_id
         source, code_hash, file_path = setup.sources[pb.uuid]
         kwargs = dict(self.base_kwargs)
         kwargs["block_uuid"] = pb.uuid
@@ -51,13 +54,14 @@ class TaskFactory:
         kwargs["dynamic_block_index"] = node.dynamic_index
         kwargs["configuration"] = pb.spec.configuration or {}
         progress = None
-        if len(runner.events.subscribers) > 1:  # someone besides the history listens
+        if len(self.events.subscribers) > 1:  # someone besides the history listens
+            emit = self.emit
 
             def progress(info: dict, n: Node = node) -> None:  # runtime.report_progress
-                runner.emit(ev.Progress(runner.run_id, n.uuid, n.block.uuid, info))
+                emit(ev.Progress(run_id, n.uuid, n.block.uuid, info))
 
         return BlockTask(
-            run_id=runner.run_id,
+            run_id=run_id,
             node_uuid=node.uuid,
             block_uuid=pb.uuid,
             block_type=pb.type,
@@ -67,14 +71,14 @@ class TaskFactory:
             log_path=f"{self.log_dir}/{quote(node.uuid, safe='')}.log",
             retry_config=pb.spec.retry_config or self.pipeline_retry,
             timeout=pb.spec.timeout,
-            run_tests=runner.run_tests,
+            run_tests=self.run_tests,
             condition_files=setup.condition_files.get(pb.uuid, []),
             callback_files=setup.callback_files.get(pb.uuid, []),
             store=self.store,
             import_paths=self.import_paths,
             context=BlockContext(
-                workspace_root=self.ws_root, project=runner.project, pipeline=runner.spec.uuid,
-                block=pb.uuid, run_id=runner.run_id,
+                workspace_root=self.ws_root, project=self.project, pipeline=self.pipeline,
+                block=pb.uuid, run_id=run_id,
             ),
             progress=progress,
             source=source,

@@ -33,6 +33,9 @@ _START = b'{"format":'  # how every line starts (manifest.to_dict's first key)
 _KEEP_MAX = 4096  # longer lines are read again when asked for, not kept in the index
 
 _fds: dict[str, int] = {}  # log path -> descriptor
+# Logs whose run folder this process made when it opened them, and in whose run it has
+# made no node folder since: no node of the run has a folder to replace (see `fresh`).
+_fresh: set[str] = set()
 _indexes: dict[str, "_Index"] = {}  # log path -> what its lines say
 _lock = threading.Lock()  # guards _fds
 _index_lock = threading.Lock()  # guards _indexes (a long parse does not hold up appends)
@@ -50,6 +53,7 @@ def _after_fork() -> None:
         except OSError:
             pass
     _fds.clear()
+    _fresh.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -82,12 +86,31 @@ def append(path: str, line: bytes, fsync: bool) -> None:
             os.close(fd)
 
 
+def fresh(path: str) -> bool:
+    """True while no node of the log's run can have a folder: this process made the run
+    folder as it opened the log and has made no node folder in it since (the engine saves
+    a node once per run, so another process's folders are of other nodes). A save then
+    has no folder to look for before appending its line."""
+    return path in _fresh
+
+
+def folder_made(path: str) -> None:
+    """A node folder is about to be made in the run of the log at `path`."""
+    _fresh.discard(path)
+
+
 def _open(path: str, fsync: bool) -> int:
     run_dir = os.path.dirname(path)
+    made = False
     try:
         fd = os.open(path, _FLAGS, 0o666)
     except FileNotFoundError:
-        os.makedirs(run_dir, exist_ok=True)
+        os.makedirs(os.path.dirname(run_dir), exist_ok=True)
+        try:
+            os.mkdir(run_dir)
+            made = True
+        except FileExistsError:  # made meanwhile (another process, a folder save)
+            pass
         fd = os.open(path, _FLAGS, 0o666)
     try:
         size = os.fstat(fd).st_size
@@ -107,10 +130,13 @@ def _open(path: str, fsync: bool) -> int:
     if len(_fds) >= _FDS_MAX:
         _close(next(iter(_fds)))
     _fds[path] = fd
+    if made:
+        _fresh.add(path)
     return fd
 
 
 def _close(path: str) -> None:
+    _fresh.discard(path)  # reopened later, the run folder is not new any more
     fd = _fds.pop(path, None)
     if fd is not None:
         try:
