@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from blockyard.errors import ProjectError
 from blockyard.project.names import (
@@ -31,23 +31,27 @@ class BlockSpec:
         *,
         group: str = "blocks",
         line: int | None = None,
-        upstream_lines: list[int | None] | None = None,
+        upstream_lines: "Sequence[int | None] | None" = None,
+        _loaded: dict | None = None,
     ) -> None:
+        """`_loaded`: the entry of a cached parse `raw` is a copy of (never changed): the
+        values as loaded are worked out from it when first needed (sync_raw), not kept."""
         self.raw = raw
         self.pipeline = pipeline
         self.group = group
         self.line = line  # line of this entry in metadata.yaml when loaded (None for new blocks)
-        self.upstream_lines = upstream_lines or []
-        self.uuid: str = raw["uuid"]
-        self.type: str = raw.get("type") or ""
-        self.name: str = raw.get("name") if raw.get("name") is not None else self.uuid
-        self.language: str = raw.get("language") or "python"
-        self.upstream_blocks: list[str] = list(raw.get("upstream_blocks") or [])
-        self.configuration: dict = plain_copy(raw.get("configuration") or {})
-        self.retry_config: dict | None = plain_copy(raw.get("retry_config"))
-        timeout = raw.get("timeout")
-        self.timeout: float | None = float(timeout) if timeout is not None else None
-        self._snapshot = self._values()
+        self.upstream_lines = upstream_lines or ()  # read only
+        fields = _fields(raw)
+        self.uuid: str = fields["uuid"]
+        self.type: str = fields["type"]
+        self.name: str = fields["name"]
+        self.language: str = fields["language"]
+        self.upstream_blocks: list[str] = fields["upstream_blocks"]
+        self.configuration: dict = plain_copy(fields["configuration"])
+        self.retry_config: dict | None = plain_copy(fields["retry_config"])
+        self.timeout: float | None = fields["timeout"]
+        self._loaded = _loaded
+        self._snapshot = self._values() if _loaded is None else None
         self._paths: tuple | None = None  # (inputs, file_source candidates, default path) of file_path
 
     # -- derived values -------------------------------------------------------------
@@ -116,6 +120,8 @@ class BlockSpec:
         if project is None or self.type == "global_data_product":
             return None
         source = self.file_source
+        if not source:  # the default path alone: _default_path remembers it
+            return _default_path(project, self.type, self.uuid, self.language)
         # The paths depend only on these; whether a candidate exists is asked every time.
         ws = project.workspace
         inputs = (project, project.path, ws.root, ws.name, ws.multi_project, self.type, self.uuid, self.language, source)
@@ -158,8 +164,9 @@ class BlockSpec:
     def sync_raw(self) -> dict:
         """Write changed attributes into `raw` (unchanged ones are left exactly as loaded)."""
         current = self._values()
+        snapshot = self._snapshot if self._snapshot is not None else _fields(self._loaded)
         for field, value in current.items():
-            if value != self._snapshot[field]:
+            if value != snapshot[field]:
                 if field == "timeout" and value is not None and float(value).is_integer():
                     value = int(value)
                 set_key(self.raw, field, plain_copy(value))
@@ -221,6 +228,22 @@ class BlockSpec:
             "upstream_blocks": list(upstream or []),
             "uuid": uuid,
         }
+
+
+def _fields(data: dict) -> dict[str, Any]:
+    """The attribute values a metadata entry gives (mutable ones not copied)."""
+    uuid = data["uuid"]
+    timeout = data.get("timeout")
+    return {
+        "uuid": uuid,
+        "name": data.get("name") if data.get("name") is not None else uuid,
+        "type": data.get("type") or "",
+        "language": data.get("language") or "python",
+        "upstream_blocks": list(data.get("upstream_blocks") or []),
+        "configuration": data.get("configuration") or {},
+        "retry_config": data.get("retry_config"),
+        "timeout": float(timeout) if timeout is not None else None,
+    }
 
 
 _default_paths: dict[tuple, Path | None] = {}  # pure function of its key; Paths are immutable
@@ -301,7 +324,7 @@ def parse_block(
         upstream_lines = item_lines(len(upstream), group, index, "upstream_blocks")
     else:
         upstream_lines = [line_of(group, index, "upstream_blocks", i) for i in range(len(upstream))]
-    return BlockSpec(raw, pipeline, group=group, line=line_of(group, index), upstream_lines=upstream_lines)
+    return BlockSpec(raw, pipeline, group=group, line=line_of(group, index), upstream_lines=tuple(upstream_lines))
 
 
 def _plainly_valid(raw: Any) -> bool:

@@ -89,8 +89,9 @@ class PipelineSpec(PipelineEditing):
         for group in GROUPS:
             target = getattr(self, group)
             if _parsed is not None:
-                for entry, (line, upstream_lines) in zip(raw.get(group) or [], _parsed.lines[group]):
-                    target.append(BlockSpec(entry, self, group=group, line=line, upstream_lines=list(upstream_lines)))
+                loaded = _parsed.raw.get(group) or []
+                for entry, kept, (line, upstream_lines) in zip(raw.get(group) or [], loaded, _parsed.lines[group]):
+                    target.append(BlockSpec(entry, self, group=group, line=line, upstream_lines=upstream_lines, _loaded=kept))
                 continue
             for index, entry in enumerate(raw.get(group) or []):
                 target.append(
