@@ -26,7 +26,7 @@ class BlockSpec:
 
     def __init__(
         self,
-        raw: dict,
+        raw: dict | None,
         pipeline: "PipelineLike | None" = None,
         *,
         group: str = "blocks",
@@ -34,14 +34,16 @@ class BlockSpec:
         upstream_lines: "Sequence[int | None] | None" = None,
         _loaded: dict | None = None,
     ) -> None:
-        """`_loaded`: the entry of a cached parse `raw` is a copy of (never changed): the
-        values as loaded are worked out from it when first needed (sync_raw), not kept."""
-        self.raw = raw
+        """`_loaded`: this entry in a cached parse, never changed. `raw` None: the block's
+        own copy of it is made when `raw` is first asked for (with the pipeline's, so that
+        `pipeline.raw` still holds this very `raw`); the values as loaded are worked out
+        from it when first needed (sync_raw), not kept."""
+        self._raw = raw
         self.pipeline = pipeline
         self.group = group
         self.line = line  # line of this entry in metadata.yaml when loaded (None for new blocks)
         self.upstream_lines = upstream_lines or ()  # read only
-        fields = _fields(raw)
+        fields = _fields(raw if raw is not None else _loaded)
         self.uuid: str = fields["uuid"]
         self.type: str = fields["type"]
         self.name: str = fields["name"]
@@ -53,6 +55,30 @@ class BlockSpec:
         self._loaded = _loaded
         self._snapshot = self._values() if _loaded is None else None
         self._paths: tuple | None = None  # (inputs, file_source candidates, default path) of file_path
+
+    # -- the metadata entry -----------------------------------------------------------
+    @property
+    def raw(self) -> dict:
+        """This block's entry in metadata.yaml, its own to change."""
+        raw = self._raw
+        if raw is None:
+            pipeline = self.pipeline
+            if pipeline is not None and getattr(pipeline, "_raw", False) is None:
+                pipeline.raw  # copies the whole file, this block's entry with it
+            raw = self._raw
+            if raw is None:  # not in that pipeline's lists any more
+                raw = self._raw = plain_copy(self._loaded)
+        return raw
+
+    @raw.setter
+    def raw(self, value: dict) -> None:
+        self._raw = value
+
+    def raw_value(self, key: str, default: Any = None) -> Any:
+        """`raw.get(key, default)` without making the block's own copy of its entry: for
+        reading only (the value may be shared with other loads)."""
+        raw = self._raw if self._raw is not None else self._loaded
+        return raw.get(key, default)
 
     # -- derived values -------------------------------------------------------------
     @property
@@ -80,11 +106,11 @@ class BlockSpec:
 
     @property
     def callback_blocks(self) -> list[str]:
-        return list(self.raw.get("callback_blocks") or [])
+        return list(self.raw_value("callback_blocks") or [])
 
     @property
     def conditional_blocks(self) -> list[str]:
-        return list(self.raw.get("conditional_blocks") or [])
+        return list(self.raw_value("conditional_blocks") or [])
 
     @property
     def executable(self) -> bool:
@@ -95,7 +121,7 @@ class BlockSpec:
     def downstream_blocks(self) -> list[str]:
         """Blocks (in the pipeline's `blocks` list) that list this one as upstream."""
         if self.pipeline is None:
-            return list(self.raw.get("downstream_blocks") or [])
+            return list(self.raw_value("downstream_blocks") or [])
         return self.pipeline.downstream_of(self.uuid)
 
     @property
