@@ -142,7 +142,8 @@ class PipelineSpec(PipelineEditing):
     @classmethod
     def load(cls, path: Path | str, project: "ProjectLike | None" = None) -> "PipelineSpec":
         """Read metadata.yaml. An unchanged file (same text as at the last load in this
-        process) is not parsed again: the spec is rebuilt from a copy of that parse."""
+        process) is not parsed again: the spec is rebuilt from that parse, and copies it
+        only when its `raw` is asked for."""
         path = Path(path)
         uuid = path.parent.name if path.parent.parent.name == "pipelines" else None
         text = read_text(path)
@@ -309,7 +310,8 @@ class PipelineSpec(PipelineEditing):
 
 
 class _Parsed(NamedTuple):
-    """A checked parse of one metadata.yaml. `raw` is never handed out: each load gets a copy."""
+    """A checked parse of one metadata.yaml, never changed: specs built from it read it
+    (raw_value, their values as loaded) and make their own copy when `raw` is asked for."""
 
     text: str
     raw: dict
