@@ -117,6 +117,55 @@ def test_loads_do_not_share_data(ws):
     assert load(ws).variables["nested"]["x"] == [1, 2, 3]
 
 
+def test_a_spec_from_a_kept_parse_saves_edits_to_raw_and_to_attributes(ws):
+    # A block built from the cached parse works out its values as loaded from that parse
+    # (not from its own `raw`, which a caller may change): both kinds of edit are saved.
+    load(ws).save()
+    load(ws)  # parsed here; the next loads are built from that parse
+    spec = load(ws)
+    spec.raw["blocks"][0]["name"] = "from raw"  # raw edited directly, the attribute not
+    spec.block("shape").configuration["k"] = 2
+    spec.block("save").upstream_blocks.remove("load")
+    spec.block("save").timeout = 5
+    assert spec.save() is True
+    again = load(ws)
+    assert again.block("load").name == "from raw"
+    assert again.block("shape").configuration == {"k": 2}
+    assert again.block("save").upstream_blocks == ["shape"]
+    assert again.block("save").timeout == 5
+    assert again.raw["blocks"][2]["timeout"] == 5  # written as Mage writes it, an int
+    assert again.save() is False
+    # the next load, built from the same kept parse, did not see this one's edits
+    assert load(ws).block("shape").configuration == {"k": 2}
+    again.block("shape").configuration["k"] = 3
+    assert load(ws).block("shape").configuration == {"k": 2}
+
+
+def test_raw_of_a_spec_from_a_kept_parse_is_its_own_and_is_the_pipelines_entry(ws):
+    # The copy of a cached parse is made when `raw` is first asked for; a block asked
+    # first still gets the entry that `pipeline.raw` holds, as when raw is copied at once.
+    load(ws)
+    first, second = load(ws), load(ws)
+    assert first.raw_value("tags") == ["a"] and first.block("save").raw_value("retry_config") == {"retries": 2}
+    block_raw = first.block("save").raw
+    assert first.raw["blocks"][2] is block_raw
+    assert second.raw["blocks"][2] is second.block("save").raw is not block_raw
+    block_raw["retry_config"]["retries"] = 7
+    first.raw["tags"].append("changed")
+    first.block("load").raw["configuration"]["file_source"]["path"] = "elsewhere.py"
+    third = load(ws)
+    for spec in (second, third):
+        assert spec.raw_value("tags") == ["a"] and spec.raw["tags"] == ["a"]
+        assert spec.block("save").raw["retry_config"] == {"retries": 2}
+        assert spec.block("load").file_source == "proj/data_loaders/load.py"
+    assert third.block("save").raw_value("retry_config") == {"retries": 2}
+    # a block taken out before the pipeline's copy gets a copy of its own
+    fourth = load(ws)
+    removed = fourth.blocks.pop(0)
+    assert fourth.raw["blocks"][0]["uuid"] == "load"  # raw unchanged until synced
+    assert removed.raw == yaml.safe_load(PIPELINE)["blocks"][0] and removed.raw is not fourth.raw["blocks"][0]
+
+
 def test_edits_saved_by_one_spec_are_seen_by_the_next_load(ws):
     spec = load(ws)
     spec.set_variables({"k": 2})

@@ -36,22 +36,30 @@ class RunResult:
         self.error = runner.error
         self.error_details = runner.error_details
         self._runner = runner
-        self.block_runs: dict[str, BlockRunResult] = {}
-        for uuid, node in runner.by_uuid.items():
-            oc = node.outcome
-            self.block_runs[uuid] = BlockRunResult(
-                uuid=uuid,
-                block_uuid=node.block.uuid,
-                status=str(node.status),
-                cache_hit=node.cache_hit,
-                error=oc.error if oc else None,
-                traceback=oc.traceback if oc else None,
-                duration=oc.duration if oc else None,
-                attempts=oc.attempts if oc else 0,
-                tests=[t.to_dict() for t in oc.tests] if oc else [],
-                dynamic_index=node.dynamic_index,
-                output_ref=node.output_ref,
-            )
+        self._block_runs: dict[str, BlockRunResult] | None = None
+
+    @property
+    def block_runs(self) -> dict[str, BlockRunResult]:
+        """One BlockRunResult per node, built on first use (most callers only look at
+        `status`: a 1,000-block run would build and keep 1,000 of them for nothing)."""
+        if self._block_runs is None:
+            self._block_runs = {}
+            for uuid, node in self._runner.by_uuid.items():
+                oc = node.outcome
+                self._block_runs[uuid] = BlockRunResult(
+                    uuid=uuid,
+                    block_uuid=node.block.uuid,
+                    status=str(node.status),
+                    cache_hit=node.cache_hit,
+                    error=oc.error if oc else None,
+                    traceback=oc.traceback if oc else None,
+                    duration=oc.duration if oc else None,
+                    attempts=oc.attempts if oc else 0,
+                    tests=[t.to_dict() for t in oc.tests] if oc else [],
+                    dynamic_index=node.dynamic_index,
+                    output_ref=node.output_ref,
+                )
+        return self._block_runs
 
     @property
     def ok(self) -> bool:

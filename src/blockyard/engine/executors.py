@@ -273,6 +273,15 @@ def _declared_kind(value: Any) -> str | None:
     return value if value in KINDS else None
 
 
+def _executor_type(spec: Any) -> Any:
+    """`executor_type` of a pipeline or block spec; through `raw_value` when it has it (a
+    spec from a cached parse then makes no copy of its file for this)."""
+    get = getattr(spec, "raw_value", None)
+    if get is not None:
+        return get("executor_type")
+    return (getattr(spec, "raw", None) or {}).get("executor_type")
+
+
 def executor_for(
     spec: Any, kind: str | Executor | None, max_workers: int | None = None
 ) -> Executor:
@@ -284,11 +293,10 @@ def executor_for(
     """
     if kind is not None and not isinstance(kind, str):
         return kind
-    raw = getattr(spec, "raw", None) or {}
-    default_kind = kind or _declared_kind(raw.get("executor_type")) or "thread"
+    default_kind = kind or _declared_kind(_executor_type(spec)) or "thread"
     wanted: dict[str, str] = {}
     for b in getattr(spec, "blocks", None) or []:
-        k = _declared_kind((b.raw or {}).get("executor_type"))
+        k = _declared_kind(_executor_type(b))
         if k and k != default_kind:
             wanted[b.uuid] = k
     default = make_executor(default_kind, max_workers)

@@ -21,8 +21,10 @@ NOT_RUN = {"markdown", "scratchpad", "chart", "callback", "conditional", "extens
 class PlannedBlock:
     uuid: str
     spec: Any  # project.BlockSpec
-    upstream: list[str]
-    downstream: list[str] = field(default_factory=list)
+    # Tuples once planned: the collector stops tracking a tuple of strings, so the run's
+    # thousands of them are not walked by every full collection, as lists would be.
+    upstream: tuple[str, ...]
+    downstream: tuple[str, ...] = ()
     lineage: tuple[str, ...] = ()
     order: int = 0
     # Read from the spec once: the run asks each a dozen times a block (a spec property
@@ -44,8 +46,9 @@ def plan_pipeline(spec: Any) -> dict[str, PlannedBlock]:
     runnable = [b for b in spec.blocks if b.type not in NOT_RUN]
     blocks: dict[str, PlannedBlock] = {}
     for b in runnable:
-        blocks[b.uuid] = PlannedBlock(uuid=b.uuid, spec=b, upstream=list(b.upstream_blocks or []))
+        blocks[b.uuid] = PlannedBlock(uuid=b.uuid, spec=b, upstream=tuple(b.upstream_blocks or ()))
     all_uuids = {b.uuid for b in spec.blocks}
+    downstream: dict[str, list[str]] = {}
     for pb in blocks.values():
         kept = []
         for u in pb.upstream:
@@ -59,9 +62,12 @@ def plan_pipeline(spec: Any) -> dict[str, PlannedBlock]:
                     pipeline=spec.uuid,
                     hint="fix upstream_blocks or add the block",
                 )
-        pb.upstream = kept
+        if len(kept) != len(pb.upstream):
+            pb.upstream = tuple(kept)
         for u in kept:
-            blocks[u].downstream.append(pb.uuid)
+            downstream.setdefault(u, []).append(pb.uuid)
+    for u, down in downstream.items():
+        blocks[u].downstream = tuple(down)
     order = _toposort(blocks, file, spec.uuid)
     ordered: dict[str, PlannedBlock] = {}
     for i, uuid in enumerate(order):

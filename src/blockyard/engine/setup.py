@@ -108,8 +108,7 @@ def prepare(runner: Any) -> RunSetup:
 
 
 def _cache_settings(spec: Any, plan: dict, use_cache: bool | None, settings: dict) -> tuple:
-    raw = getattr(spec, "raw", None)
-    pipeline_cache = raw.get("cache") if isinstance(raw, dict) else None
+    pipeline_cache = raw_value(spec, "cache")
     if pipeline_cache is not None and not isinstance(pipeline_cache, bool):
         raise BlockyardError(
             f"'cache' must be true or false, not {pipeline_cache!r}",
@@ -135,6 +134,16 @@ def _cache_settings(spec: Any, plan: dict, use_cache: bool | None, settings: dic
         if pb.type == "sensor":
             poke_interval(cfg, settings, where)
     return use_cache, bool(pipeline_cache)
+
+
+def raw_value(spec: Any, key: str) -> Any:
+    """A top-level value of a spec's metadata: through `raw_value` when the spec has it
+    (a spec from a cached parse then makes no copy of its file), else from `raw`."""
+    get = getattr(spec, "raw_value", None)
+    if get is not None:
+        return get(key)
+    raw = getattr(spec, "raw", None)
+    return raw.get(key) if isinstance(raw, dict) else None
 
 
 def _select(spec: Any, plan: dict, only: str | None, start: str | None, with_upstream: bool) -> dict:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from blockyard.errors import ProjectError
 from blockyard.project.names import (
@@ -26,29 +26,59 @@ class BlockSpec:
 
     def __init__(
         self,
-        raw: dict,
+        raw: dict | None,
         pipeline: "PipelineLike | None" = None,
         *,
         group: str = "blocks",
         line: int | None = None,
-        upstream_lines: list[int | None] | None = None,
+        upstream_lines: "Sequence[int | None] | None" = None,
+        _loaded: dict | None = None,
     ) -> None:
-        self.raw = raw
+        """`_loaded`: this entry in a cached parse, never changed. `raw` None: the block's
+        own copy of it is made when `raw` is first asked for (with the pipeline's, so that
+        `pipeline.raw` still holds this very `raw`); the values as loaded are worked out
+        from it when first needed (sync_raw), not kept."""
+        self._raw = raw
         self.pipeline = pipeline
         self.group = group
         self.line = line  # line of this entry in metadata.yaml when loaded (None for new blocks)
-        self.upstream_lines = upstream_lines or []
-        self.uuid: str = raw["uuid"]
-        self.type: str = raw.get("type") or ""
-        self.name: str = raw.get("name") if raw.get("name") is not None else self.uuid
-        self.language: str = raw.get("language") or "python"
-        self.upstream_blocks: list[str] = list(raw.get("upstream_blocks") or [])
-        self.configuration: dict = plain_copy(raw.get("configuration") or {})
-        self.retry_config: dict | None = plain_copy(raw.get("retry_config"))
-        timeout = raw.get("timeout")
-        self.timeout: float | None = float(timeout) if timeout is not None else None
-        self._snapshot = self._values()
+        self.upstream_lines = upstream_lines or ()  # read only
+        fields = _fields(raw if raw is not None else _loaded)
+        self.uuid: str = fields["uuid"]
+        self.type: str = fields["type"]
+        self.name: str = fields["name"]
+        self.language: str = fields["language"]
+        self.upstream_blocks: list[str] = fields["upstream_blocks"]
+        self.configuration: dict = plain_copy(fields["configuration"])
+        self.retry_config: dict | None = plain_copy(fields["retry_config"])
+        self.timeout: float | None = fields["timeout"]
+        self._loaded = _loaded
+        self._snapshot = self._values() if _loaded is None else None
         self._paths: tuple | None = None  # (inputs, file_source candidates, default path) of file_path
+
+    # -- the metadata entry -----------------------------------------------------------
+    @property
+    def raw(self) -> dict:
+        """This block's entry in metadata.yaml, its own to change."""
+        raw = self._raw
+        if raw is None:
+            pipeline = self.pipeline
+            if pipeline is not None and getattr(pipeline, "_raw", False) is None:
+                pipeline.raw  # copies the whole file, this block's entry with it
+            raw = self._raw
+            if raw is None:  # not in that pipeline's lists any more
+                raw = self._raw = plain_copy(self._loaded)
+        return raw
+
+    @raw.setter
+    def raw(self, value: dict) -> None:
+        self._raw = value
+
+    def raw_value(self, key: str, default: Any = None) -> Any:
+        """`raw.get(key, default)` without making the block's own copy of its entry: for
+        reading only (the value may be shared with other loads)."""
+        raw = self._raw if self._raw is not None else self._loaded
+        return raw.get(key, default)
 
     # -- derived values -------------------------------------------------------------
     @property
@@ -76,11 +106,11 @@ class BlockSpec:
 
     @property
     def callback_blocks(self) -> list[str]:
-        return list(self.raw.get("callback_blocks") or [])
+        return list(self.raw_value("callback_blocks") or [])
 
     @property
     def conditional_blocks(self) -> list[str]:
-        return list(self.raw.get("conditional_blocks") or [])
+        return list(self.raw_value("conditional_blocks") or [])
 
     @property
     def executable(self) -> bool:
@@ -91,7 +121,7 @@ class BlockSpec:
     def downstream_blocks(self) -> list[str]:
         """Blocks (in the pipeline's `blocks` list) that list this one as upstream."""
         if self.pipeline is None:
-            return list(self.raw.get("downstream_blocks") or [])
+            return list(self.raw_value("downstream_blocks") or [])
         return self.pipeline.downstream_of(self.uuid)
 
     @property
@@ -116,6 +146,8 @@ class BlockSpec:
         if project is None or self.type == "global_data_product":
             return None
         source = self.file_source
+        if not source:  # the default path alone: _default_path remembers it
+            return _default_path(project, self.type, self.uuid, self.language)
         # The paths depend only on these; whether a candidate exists is asked every time.
         ws = project.workspace
         inputs = (project, project.path, ws.root, ws.name, ws.multi_project, self.type, self.uuid, self.language, source)
@@ -158,8 +190,9 @@ class BlockSpec:
     def sync_raw(self) -> dict:
         """Write changed attributes into `raw` (unchanged ones are left exactly as loaded)."""
         current = self._values()
+        snapshot = self._snapshot if self._snapshot is not None else _fields(self._loaded)
         for field, value in current.items():
-            if value != self._snapshot[field]:
+            if value != snapshot[field]:
                 if field == "timeout" and value is not None and float(value).is_integer():
                     value = int(value)
                 set_key(self.raw, field, plain_copy(value))
@@ -221,6 +254,22 @@ class BlockSpec:
             "upstream_blocks": list(upstream or []),
             "uuid": uuid,
         }
+
+
+def _fields(data: dict) -> dict[str, Any]:
+    """The attribute values a metadata entry gives (mutable ones not copied)."""
+    uuid = data["uuid"]
+    timeout = data.get("timeout")
+    return {
+        "uuid": uuid,
+        "name": data.get("name") if data.get("name") is not None else uuid,
+        "type": data.get("type") or "",
+        "language": data.get("language") or "python",
+        "upstream_blocks": list(data.get("upstream_blocks") or []),
+        "configuration": data.get("configuration") or {},
+        "retry_config": data.get("retry_config"),
+        "timeout": float(timeout) if timeout is not None else None,
+    }
 
 
 _default_paths: dict[tuple, Path | None] = {}  # pure function of its key; Paths are immutable
@@ -301,7 +350,7 @@ def parse_block(
         upstream_lines = item_lines(len(upstream), group, index, "upstream_blocks")
     else:
         upstream_lines = [line_of(group, index, "upstream_blocks", i) for i in range(len(upstream))]
-    return BlockSpec(raw, pipeline, group=group, line=line_of(group, index), upstream_lines=upstream_lines)
+    return BlockSpec(raw, pipeline, group=group, line=line_of(group, index), upstream_lines=tuple(upstream_lines))
 
 
 def _plainly_valid(raw: Any) -> bool:

@@ -48,7 +48,10 @@ class PipelineSpec(PipelineEditing):
         doc: YamlDoc | None = None,
         _parsed: "_Parsed | None" = None,
     ) -> None:
-        self.raw = raw
+        # From a cached parse (`raw` is `_parsed.raw`): the spec's own copy of the file is
+        # made when `raw` is first asked for (a run never asks; an edit does).
+        self._raw: dict | None = None if _parsed is not None and raw is _parsed.raw else raw
+        self._loaded_raw = _parsed.raw if _parsed is not None else None
         self.project = project
         self.path = Path(path) if path is not None else None
         self.uuid: str = uuid or str(raw.get("uuid") or "")
@@ -89,8 +92,10 @@ class PipelineSpec(PipelineEditing):
         for group in GROUPS:
             target = getattr(self, group)
             if _parsed is not None:
-                for entry, (line, upstream_lines) in zip(raw.get(group) or [], _parsed.lines[group]):
-                    target.append(BlockSpec(entry, self, group=group, line=line, upstream_lines=list(upstream_lines)))
+                own = self._raw.get(group) or [] if self._raw is not None else None
+                for i, (kept, (line, upstream_lines)) in enumerate(zip(_parsed.raw.get(group) or [], _parsed.lines[group])):
+                    entry = own[i] if own is not None else None
+                    target.append(BlockSpec(entry, self, group=group, line=line, upstream_lines=upstream_lines, _loaded=kept))
                 continue
             for index, entry in enumerate(raw.get(group) or []):
                 target.append(
@@ -110,11 +115,35 @@ class PipelineSpec(PipelineEditing):
         # specs loaded from one cached parse share it.
         self._saved_raw = _parsed.raw if _parsed is not None else plain_copy(raw)
 
+    # -- the file's data ----------------------------------------------------------------
+    @property
+    def raw(self) -> dict:
+        """The whole metadata.yaml as loaded, this spec's own to change."""
+        raw = self._raw
+        if raw is None:
+            memo: dict = {}
+            raw = self._raw = plain_copy(self._loaded_raw, memo)
+            for block in self.all_blocks():  # each block's raw is its entry in this copy
+                if block._raw is None and block._loaded is not None:
+                    block._raw = memo.get(id(block._loaded))
+        return raw
+
+    @raw.setter
+    def raw(self, value: dict) -> None:
+        self._raw = value
+
+    def raw_value(self, key: str, default: Any = None) -> Any:
+        """`raw.get(key, default)` without making the spec's own copy of the file: for
+        reading only (the value may be shared with other loads)."""
+        raw = self._raw if self._raw is not None else self._loaded_raw
+        return raw.get(key, default)
+
     # -- loading ------------------------------------------------------------------------
     @classmethod
     def load(cls, path: Path | str, project: "ProjectLike | None" = None) -> "PipelineSpec":
         """Read metadata.yaml. An unchanged file (same text as at the last load in this
-        process) is not parsed again: the spec is rebuilt from a copy of that parse."""
+        process) is not parsed again: the spec is rebuilt from that parse, and copies it
+        only when its `raw` is asked for."""
         path = Path(path)
         uuid = path.parent.name if path.parent.parent.name == "pipelines" else None
         text = read_text(path)
@@ -126,8 +155,7 @@ class PipelineSpec(PipelineEditing):
                 parsed = _Parsed(text, kept[0], kept[1])
                 _remember(path, parsed)
         if parsed is not None:
-            raw = plain_copy(parsed.raw)
-            return cls(raw, uuid=uuid or raw.get("uuid"), project=project, path=path, _parsed=parsed)
+            return cls(parsed.raw, uuid=uuid or parsed.raw.get("uuid"), project=project, path=path, _parsed=parsed)
         doc = mapping_doc(parse_yaml(text, path), "pipeline metadata", empty_ok=False)
         spec = cls(doc.data, uuid=uuid or doc.data.get("uuid"), project=project, path=path, doc=doc)
         lines = {group: [(b.line, tuple(b.upstream_lines)) for b in getattr(spec, group)] for group in GROUPS}
@@ -282,7 +310,8 @@ class PipelineSpec(PipelineEditing):
 
 
 class _Parsed(NamedTuple):
-    """A checked parse of one metadata.yaml. `raw` is never handed out: each load gets a copy."""
+    """A checked parse of one metadata.yaml, never changed: specs built from it read it
+    (raw_value, their values as loaded) and make their own copy when `raw` is asked for."""
 
     text: str
     raw: dict
