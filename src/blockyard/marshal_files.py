@@ -3,10 +3,18 @@ parsed pipelines): a magic prefix names the format and the producing version, wr
 atomic and best effort, and anything torn or foreign reads as a miss."""
 from __future__ import annotations
 
+import hashlib
 import marshal
 import os
 from pathlib import Path
 from typing import Any
+
+def cache_file(data_dir: Path, kind: str, source: Path) -> Path:
+    """Where the start-up cache of `kind` ("code", "pipelines") for the file `source` lives:
+    under the data folder, named by a hash of the source's path."""
+    name = hashlib.blake2b(str(source).encode(), digest_size=10).hexdigest()
+    return Path(data_dir) / "cache" / kind / f"{name}.marshal"
+
 
 def read(path: Path, magic: bytes, default: Any = None) -> Any:
     """The value stored at `path` under `magic`, or `default` if missing or unusable."""

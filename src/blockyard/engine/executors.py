@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from blockyard.engine.execute import BlockTask, Outcome, execute_block
+from blockyard.engine.plan import spec_value
 
 
 class Executor(Protocol):
@@ -273,15 +274,6 @@ def _declared_kind(value: Any) -> str | None:
     return value if value in KINDS else None
 
 
-def _executor_type(spec: Any) -> Any:
-    """`executor_type` of a pipeline or block spec; through `raw_value` when it has it (a
-    spec from a cached parse then makes no copy of its file for this)."""
-    get = getattr(spec, "raw_value", None)
-    if get is not None:
-        return get("executor_type")
-    return (getattr(spec, "raw", None) or {}).get("executor_type")
-
-
 def executor_for(
     spec: Any, kind: str | Executor | None, max_workers: int | None = None
 ) -> Executor:
@@ -293,10 +285,10 @@ def executor_for(
     """
     if kind is not None and not isinstance(kind, str):
         return kind
-    default_kind = kind or _declared_kind(_executor_type(spec)) or "thread"
+    default_kind = kind or _declared_kind(spec_value(spec, "executor_type")) or "thread"
     wanted: dict[str, str] = {}
     for b in getattr(spec, "blocks", None) or []:
-        k = _declared_kind(_executor_type(b))
+        k = _declared_kind(spec_value(b, "executor_type"))
         if k and k != default_kind:
             wanted[b.uuid] = k
     default = make_executor(default_kind, max_workers)

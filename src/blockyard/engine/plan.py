@@ -17,6 +17,16 @@ from blockyard.project.validate import find_cycle
 NOT_RUN = {"markdown", "scratchpad", "chart", "callback", "conditional", "extension"}
 
 
+def spec_value(spec: Any, key: str) -> Any:
+    """A top-level value of a pipeline's or block's metadata: through `raw_value` when the
+    spec has it (a spec from a cached parse then makes no copy of its file), else `raw`."""
+    get = getattr(spec, "raw_value", None)
+    if get is not None:
+        return get(key)
+    raw = getattr(spec, "raw", None)
+    return raw.get(key) if isinstance(raw, dict) else None
+
+
 @dataclass(slots=True)  # one per block a run: no instance dict (less for the GC to walk)
 class PlannedBlock:
     uuid: str

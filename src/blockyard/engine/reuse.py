@@ -69,10 +69,11 @@ class Reuse:
                 attached_hashes=[cache_mod.file_digest(p) for p in attached],
                 imports_hash=",".join(
                     # a file without the word has no import statement: no stat, no parse
+                    # ("" is what imports_hash gives a file that imports nothing)
                     "" if p is file_path and "import" not in source
                     else cache_mod.imports_hash(p, roots, self.ws_root)
                     for p in [file_path, *attached]
-                ) if attached or "import" in source else "",
+                ),
                 configuration=pb.spec.configuration,
                 variables=self.variables,
                 variables_text=self._variables_text,

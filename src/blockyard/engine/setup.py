@@ -8,11 +8,11 @@ anything runs.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from blockyard import marshal_files
 from blockyard.engine import cache as cache_mod
 from blockyard.engine.loader import (
     compile_block,
@@ -22,7 +22,7 @@ from blockyard.engine.loader import (
     save_code_bundle,
 )
 from blockyard.engine.outputs import as_argument
-from blockyard.engine.plan import PlannedBlock, plan_pipeline
+from blockyard.engine.plan import PlannedBlock, plan_pipeline, spec_value
 from blockyard.engine.sensors import poke_interval
 from blockyard.engine.state import Input
 from blockyard.errors import BlockLoadError, BlockyardError
@@ -108,7 +108,7 @@ def prepare(runner: Any) -> RunSetup:
 
 
 def _cache_settings(spec: Any, plan: dict, use_cache: bool | None, settings: dict) -> tuple:
-    pipeline_cache = raw_value(spec, "cache")
+    pipeline_cache = spec_value(spec, "cache")
     if pipeline_cache is not None and not isinstance(pipeline_cache, bool):
         raise BlockyardError(
             f"'cache' must be true or false, not {pipeline_cache!r}",
@@ -134,16 +134,6 @@ def _cache_settings(spec: Any, plan: dict, use_cache: bool | None, settings: dic
         if pb.type == "sensor":
             poke_interval(cfg, settings, where)
     return use_cache, bool(pipeline_cache)
-
-
-def raw_value(spec: Any, key: str) -> Any:
-    """A top-level value of a spec's metadata: through `raw_value` when the spec has it
-    (a spec from a cached parse then makes no copy of its file), else from `raw`."""
-    get = getattr(spec, "raw_value", None)
-    if get is not None:
-        return get(key)
-    raw = getattr(spec, "raw", None)
-    return raw.get(key) if isinstance(raw, dict) else None
 
 
 def _select(spec: Any, plan: dict, only: str | None, start: str | None, with_upstream: bool) -> dict:
@@ -204,8 +194,7 @@ def _bundle_path(runner: Any) -> Path | None:
     spec_path = getattr(runner.spec, "path", None)
     if data_dir is None or spec_path is None:
         return None
-    name = hashlib.blake2b(str(spec_path).encode(), digest_size=10).hexdigest()
-    return Path(data_dir) / "cache" / "code" / f"{name}.marshal"
+    return marshal_files.cache_file(data_dir, "code", spec_path)
 
 
 def _read_sources_or_report(

@@ -15,6 +15,9 @@ from blockyard.project.names import (
 from blockyard.project.protocols import PipelineLike, ProjectLike
 from blockyard.project.yaml_io import ATOMIC_TYPES, plain_copy, set_key, type_name
 
+# Fields kept as attributes and written back to `raw` when changed (the keys of `_fields`).
+_FIELDS = ("uuid", "name", "type", "language", "upstream_blocks", "configuration", "retry_config", "timeout")
+
 
 class BlockSpec:
     """A block as listed in pipeline metadata.
@@ -153,7 +156,7 @@ class BlockSpec:
         inputs = (project, project.path, ws.root, ws.name, ws.multi_project, self.type, self.uuid, self.language, source)
         paths = self._paths
         if paths is None or paths[0] != inputs:
-            candidates = _source_candidates(source, project) if source else []
+            candidates = _source_candidates(source, project)
             paths = self._paths = (inputs, candidates, _default_path(project, self.type, self.uuid, self.language))
         for candidate in paths[1]:
             if candidate.is_file():
@@ -172,19 +175,10 @@ class BlockSpec:
     def _values(self) -> dict[str, Any]:
         """The fields kept as attributes and written back to `raw` when changed, copied
         (an attribute may be changed in place)."""
-        values = {
-            "uuid": self.uuid,
-            "name": self.name,
-            "type": self.type,
-            "language": self.language,
-            "upstream_blocks": self.upstream_blocks,
-            "configuration": self.configuration,
-            "retry_config": self.retry_config,
-            "timeout": self.timeout,
-        }
-        for f, value in values.items():
-            if type(value) not in ATOMIC_TYPES:
-                values[f] = plain_copy(value)
+        values = {}
+        for f in _FIELDS:
+            value = getattr(self, f)
+            values[f] = value if type(value) in ATOMIC_TYPES else plain_copy(value)
         return values
 
     def sync_raw(self) -> dict:

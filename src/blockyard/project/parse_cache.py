@@ -20,8 +20,7 @@ _MAGIC = f"blockyard-parse-1 {__version__}\0".encode()
 
 
 def _file(workspace_root: Path, path: Path) -> Path:
-    name = hashlib.blake2b(str(path).encode(), digest_size=10).hexdigest()
-    return settings.data_dir_for(Path(workspace_root)) / "cache" / "pipelines" / f"{name}.marshal"
+    return marshal_files.cache_file(settings.data_dir_for(Path(workspace_root)), "pipelines", path)
 
 
 def _digest(text: str) -> bytes:

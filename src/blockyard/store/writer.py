@@ -37,6 +37,10 @@ _encode_str = json.encoder.encode_basestring_ascii  # JSONEncoder.encode(str) wi
 _SCALARS = frozenset(JSON_SCALARS)
 _INFINITIES = (float("inf"), float("-inf"))
 _NAMES = tuple(f"output_{i}" for i in range(16))
+
+
+def _output_name(index: int) -> str:
+    return _NAMES[index] if index < len(_NAMES) else f"output_{index}"
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 _pool = None
@@ -300,7 +304,7 @@ class OutputWriter:
 
     def _plan(self, index: int, obj: Any) -> tuple[dict | None, list | None]:
         """(the inline entry, None) for a small JSON value, else (None, the codecs to try)."""
-        name = _NAMES[index] if index < len(_NAMES) else f"output_{index}"
+        name = _output_name(index)
         if _codecs.json_first(obj):
             inline = self._save_inline(name, obj, None)
             if inline is not None:
@@ -317,7 +321,7 @@ class OutputWriter:
         inline, codecs = plan if plan is not None else self._plan(index, obj)
         if inline is not None:
             return inline
-        name = _NAMES[index] if index < len(_NAMES) else f"output_{index}"
+        name = _output_name(index)
         skipped: list[str] = []
         for codec in codecs:
             file = f"{name}{codec.extension}"
